@@ -1,0 +1,6 @@
+// Hides the extra console window on Windows release builds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+fn main() {
+    phm_workstation_lib::run();
+}
