@@ -1,0 +1,203 @@
+//! Minimal UTC time helpers: Unix milliseconds <-> RFC 3339 (`Z`, millisecond precision).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Days since 1970-01-01 for a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Date for a day count since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Formats Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339_from_unix_ms(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, mo, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
+}
+
+/// Parses a `YYYY-MM-DD` date into days since the epoch; `None` if invalid.
+pub fn parse_date(s: &str) -> Option<i64> {
+    if !s.is_ascii() {
+        return None;
+    }
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y: i64 = num(&s[0..4])?;
+    let m: u32 = num(&s[5..7])?;
+    let d: u32 = num(&s[8..10])?;
+    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
+}
+
+/// Parses an RFC 3339 timestamp in UTC or with an offset (`Z`, `+hh:mm`,
+/// `-hh:mm`; optional fraction) into Unix milliseconds. A bare date
+/// (`YYYY-MM-DD`) is read as midnight UTC. `None` if invalid.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    if !s.is_ascii() {
+        return None;
+    }
+    if s.len() == 10 {
+        return parse_date(s).map(|d| d * 86_400_000);
+    }
+    if s.len() < 20 || !matches!(s.as_bytes()[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let days = parse_date(&s[..10])?;
+    let t = &s[11..];
+    let tb = t.as_bytes();
+    if tb.len() < 9 || tb[2] != b':' || tb[5] != b':' {
+        return None;
+    }
+    let h: i64 = num(&t[0..2])?;
+    let mi: i64 = num(&t[3..5])?;
+    let sec: i64 = num(&t[6..8])?;
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &t[8..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        let digits = &frac[..n];
+        let padded: String = digits.chars().chain("000".chars()).take(3).collect();
+        millis = num(&padded)?;
+        rest = &frac[n..];
+    }
+    let offset_min = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let oh: i64 = num(&rest[1..3])?;
+            let om: i64 = num(&rest[4..6])?;
+            sign * (oh * 60 + om)
+        }
+        _ => return None,
+    };
+    Some(days * 86_400_000 + ((h * 60 + mi - offset_min) * 60 + sec) * 1000 + millis)
+}
+
+fn num<T: std::str::FromStr>(s: &str) -> Option<T> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_instants() {
+        assert_eq!(rfc3339_from_unix_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_from_unix_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+        assert_eq!(rfc3339_from_unix_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:00.123Z"),
+            Some(951_782_400_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T01:00:00+01:00"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(parse_rfc3339_ms("2000-02-29"), Some(951_782_400_000));
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+    }
+
+    #[test]
+    fn round_trip_many() {
+        let mut ms = -5_000_000_000_000i64;
+        while ms < 5_000_000_000_000 {
+            let s = rfc3339_from_unix_ms(ms);
+            assert_eq!(parse_rfc3339_ms(&s), Some(ms), "{s}");
+            ms += 7_777_777_777;
+        }
+        for days in -800_000..800_000 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn invalid_inputs() {
+        for s in [
+            "",
+            "2001-02-29",
+            "2000-13-01",
+            "2000-00-10",
+            "20000-01-01",
+            "2000-01-01T25:00:00Z",
+            "2000-01-01T10:00:00",
+            "2000-01-01T10:00:00.Z",
+            "2000-01-01T10:00:00+0100",
+            "x000-01-01",
+            "2000-01-01T10:00:00Zjunk",
+            "2000-01-01T10:00:00.1234567890123456789012Z",
+        ] {
+            // The last one is valid-looking but must not panic; accept either.
+            let _ = parse_rfc3339_ms(s);
+        }
+        assert_eq!(parse_rfc3339_ms("2001-02-29"), None);
+        assert_eq!(parse_rfc3339_ms("2000-01-01T10:00:00"), None);
+        assert_eq!(parse_rfc3339_ms("2000-01-01T25:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("2000-01-01T10:00:00+0100"), None);
+        assert_eq!(parse_rfc3339_ms("é000-01-01T10:00:00Z"), None);
+    }
+}
