@@ -1,0 +1,111 @@
+//! Forward-only, versioned schema migrations (`migrations/edw/NNNN_name.sql`).
+
+use crate::{Error, Result};
+use sha2::{Digest, Sha256};
+
+/// (version, name, sql) in order; embedded at build time.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "schemas_staging",
+        include_str!("../../../migrations/edw/0001_schemas_staging.sql"),
+    ),
+    (
+        2,
+        "edw_core",
+        include_str!("../../../migrations/edw/0002_edw_core.sql"),
+    ),
+    (
+        3,
+        "row_level_security",
+        include_str!("../../../migrations/edw/0003_row_level_security.sql"),
+    ),
+    (
+        4,
+        "mart_star",
+        include_str!("../../../migrations/edw/0004_mart_star.sql"),
+    ),
+    (
+        5,
+        "audit",
+        include_str!("../../../migrations/edw/0005_audit.sql"),
+    ),
+];
+
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
+}
+
+fn checksum(sql: &str) -> String {
+    hex(&Sha256::digest(sql.as_bytes()))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Apply all pending migrations, each in its own transaction. Returns the versions applied.
+/// Already-applied migrations are skipped; a changed applied migration is an error.
+pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
+    client.batch_execute(
+        "CREATE TABLE IF NOT EXISTS public.schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            checksum   text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now())",
+    )?;
+    let mut applied = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        let mut tx = client.transaction()?;
+        // Serialise concurrent migrators.
+        tx.execute("SELECT pg_advisory_xact_lock(7419001)", &[])?;
+        let row = tx.query_opt(
+            "SELECT checksum FROM public.schema_migrations WHERE version = $1",
+            &[version],
+        )?;
+        let sum = checksum(sql);
+        match row {
+            Some(r) => {
+                let have: String = r.get(0);
+                if have != sum {
+                    return Err(Error::msg(format!(
+                        "migration {version:04}_{name} was changed after being applied \
+                         (checksum {have} in DB, {sum} in binary); migrations are forward-only: \
+                         add a new migration instead"
+                    )));
+                }
+            }
+            None => {
+                tx.batch_execute(sql).map_err(|e| {
+                    Error::msg(format!(
+                        "migration {version:04}_{name} failed: {}",
+                        crate::db_err(&e)
+                    ))
+                })?;
+                tx.execute(
+                    "INSERT INTO public.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[version, name, &sum],
+                )?;
+                applied.push(*version);
+            }
+        }
+        tx.commit()?;
+    }
+    Ok(applied)
+}
+
+/// Highest applied version, or None when the DB has never been migrated.
+pub fn current_version(client: &mut postgres::Client) -> Result<Option<i32>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('public.schema_migrations') IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    Ok(client
+        .query_one("SELECT max(version) FROM public.schema_migrations", &[])?
+        .get(0))
+}
