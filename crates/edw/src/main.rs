@@ -10,6 +10,7 @@ const USAGE: &str = "usage:
   phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
+#[allow(dead_code)]
 struct Args {
     positional: Vec<String>,
     opts: Vec<(String, Option<String>)>,
