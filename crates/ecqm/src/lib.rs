@@ -1,1 +1,26 @@
-//! placeholder
+//! eCQM measure layer for PHM Workstation.
+//!
+//! - [`package`]: parse a FHIR measure bundle into a [`MeasureDef`].
+//! - [`populations`]: proportion/cohort membership rules and per-patient
+//!   evaluation over an [`Evaluator`] (the cql engine in production).
+//! - [`patients`]: read patients from Bundle files or NDJSON.
+//! - [`report`]: MeasureReports (individual, subject-list, summary) and the
+//!   DEQM gaps-in-care Bundle.
+
+pub mod error;
+pub mod package;
+pub mod patients;
+pub mod period;
+pub mod populations;
+pub mod report;
+
+pub use error::{EcqmError, Result};
+pub use package::{
+    parse_measure_bundle, GroupDef, ImprovementNotation, MeasureDef, PopulationCode,
+};
+pub use patients::{PatientItem, PatientRecord, PatientSource, ReadOptions};
+pub use period::Period;
+pub use populations::{
+    evaluate_patient, EvalOptions, Evaluator, GroupResult, Memberships, PatientResult,
+};
+pub use report::{gaps_bundle, individual_report, GapStatus, ReportContext, Summary};
