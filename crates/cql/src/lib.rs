@@ -1,1 +1,91 @@
-//! placeholder
+//! ELM (CQL) engine: loads ELM JSON libraries, compiles them once into an executable form, and
+//! evaluates expression definitions per patient.
+//!
+//! ```ignore
+//! let set = cql::LibrarySet::from_measure_bundle(&bundle)?;
+//! let prepared = set.prepare("https://madie.cms.gov/Library/X", cql::Parameters::new())?;
+//! let patient = cql::PatientData::from_bundle(&case)?;
+//! let values = prepared.evaluate(&patient, &["Initial Population", "Numerator"])?;
+//! ```
+
+pub mod datetime;
+mod engine;
+pub mod fhir;
+pub mod interval;
+pub mod ops;
+mod regex;
+pub mod units;
+pub mod value;
+
+pub use engine::{LibrarySet, Prepared};
+pub use value::{Code, Concept, Interval, Quantity, Value};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An engine error. Messages never contain patient data values.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{msg}")]
+pub struct CqlError {
+    pub msg: String,
+}
+
+impl CqlError {
+    pub fn new(msg: impl Into<String>) -> CqlError {
+        CqlError { msg: msg.into() }
+    }
+}
+
+/// Parameter values by name; absent parameters take their ELM default.
+#[derive(Clone, Debug, Default)]
+pub struct Parameters {
+    pub(crate) values: HashMap<String, Value>,
+}
+
+impl Parameters {
+    pub fn new() -> Parameters {
+        Parameters::default()
+    }
+    pub fn with(mut self, name: &str, value: Value) -> Parameters {
+        self.values.insert(name.to_string(), value);
+        self
+    }
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+}
+
+/// One patient's resources, indexed by resourceType for retrieves.
+#[derive(Clone, Debug, Default)]
+pub struct PatientData {
+    pub(crate) by_type: HashMap<String, Arc<Vec<Value>>>,
+}
+
+impl PatientData {
+    /// From a FHIR Bundle (any type): every entry's resource.
+    pub fn from_bundle(bundle: &serde_json::Value) -> Result<PatientData, CqlError> {
+        let entries = bundle
+            .get("entry")
+            .and_then(|e| e.as_array())
+            .ok_or_else(|| CqlError::new("patient bundle has no entry array"))?;
+        let resources = entries.iter().filter_map(|e| e.get("resource").cloned()).collect();
+        PatientData::from_resources(resources)
+    }
+
+    pub fn from_resources(resources: Vec<serde_json::Value>) -> Result<PatientData, CqlError> {
+        let mut by: HashMap<String, Vec<Value>> = HashMap::new();
+        for r in &resources {
+            let Some(rt) = r.get("resourceType").and_then(|t| t.as_str()) else {
+                return Err(CqlError::new("a resource has no resourceType"));
+            };
+            let node = fhir::Node::new(fhir::J::from_json(r), None);
+            by.entry(rt.to_string()).or_default().push(Value::Resource(node));
+        }
+        Ok(PatientData { by_type: by.into_iter().map(|(k, v)| (k, Arc::new(v))).collect() })
+    }
+
+    /// Resources of one type.
+    pub fn resources(&self, resource_type: &str) -> Option<&Arc<Vec<Value>>> {
+        self.by_type.get(resource_type)
+    }
+}
