@@ -29,7 +29,8 @@ COMMENT ON CONSTRAINT load_batch_identity ON staging.load_batch IS
 CREATE TABLE staging.raw_line (
     batch_id  bigint NOT NULL REFERENCES staging.load_batch (id),
     line_no   bigint NOT NULL CHECK (line_no > 0),
-    raw       text   NOT NULL,
+    raw       text   NOT NULL,          -- lossy UTF-8 when bad_utf8
+    bad_utf8  boolean NOT NULL DEFAULT false,
     PRIMARY KEY (batch_id, line_no)
 );
 COMMENT ON INDEX staging.raw_line_pkey IS

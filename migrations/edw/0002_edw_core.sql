@@ -479,3 +479,22 @@ CREATE TABLE edw.quarantine (
 );
 COMMENT ON CONSTRAINT quarantine_batch_id_line_no_key ON edw.quarantine IS
     'a line is quarantined at most once, so a re-run merge cannot duplicate it';
+
+-- Total helpers for JSON extraction in the merge (never raise on unexpected shapes).
+CREATE FUNCTION edw.jarr(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'array' THEN v ELSE '[]'::jsonb END
+$$;
+CREATE FUNCTION edw.jbool(v jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'boolean' THEN (v #>> '{}')::boolean END
+$$;
+CREATE FUNCTION edw.jnum(v jsonb) RETURNS numeric
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN (v #>> '{}')::numeric END
+$$;
+-- Strings of a JSON array joined by a space ('' when absent).
+CREATE FUNCTION edw.jjoin(v jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(string_agg(e, ' '), '') FROM jsonb_array_elements_text(edw.jarr(v)) e
+$$;

@@ -1,8 +1,13 @@
 //! PHM central EDW on PostgreSQL: migrations, NDJSON ingest, patient matching,
 //! attribution, star-schema ETL and a small authenticated HTTP API.
 
+pub mod ingest;
+pub mod matching;
 pub mod migrate;
 pub mod pgharness;
+pub mod stats;
+pub mod testdata;
+pub mod validate;
 
 /// Error type: messages never contain patient data (only counts, line numbers,
 /// resource types/ids, file names and database error texts without row values).

@@ -10,13 +10,11 @@ const USAGE: &str = "usage:
   phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
-#[allow(dead_code)]
 struct Args {
     positional: Vec<String>,
     opts: Vec<(String, Option<String>)>,
 }
 
-#[allow(dead_code)]
 impl Args {
     fn parse(raw: &[String], flags: &[&str]) -> Result<Args, String> {
         let mut positional = Vec::new();
@@ -64,7 +62,6 @@ impl Args {
     }
 }
 
-#[allow(dead_code)]
 fn num<T: std::str::FromStr>(a: &Args, name: &str, default: T) -> Result<T, String> {
     match a.get(name) {
         None => Ok(default),
@@ -90,6 +87,49 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 applied,
                 edw::migrate::latest_version()
             );
+            Ok(())
+        }
+        "ingest" => {
+            let a = Args::parse(rest, &["no-match", "quiet"])?;
+            a.check(&["db", "source", "chunk", "no-match", "quiet"])?;
+            if a.positional.is_empty() {
+                return Err("ingest: give at least one DIR or FILE".into());
+            }
+            let mut opts = edw::ingest::Options::new(a.req("source")?);
+            opts.chunk = num(&a, "chunk", 5000usize)?.max(1);
+            opts.progress = !a.flag("quiet");
+            let paths: Vec<std::path::PathBuf> = a.positional.iter().map(Into::into).collect();
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let t0 = std::time::Instant::now();
+            let reps = edw::ingest::ingest(&mut c, &paths, &opts).map_err(e)?;
+            let (mut lines, mut loaded, mut quar, mut skipped) = (0, 0, 0, 0);
+            for r in &reps {
+                lines += r.lines;
+                loaded += r.loaded;
+                quar += r.quarantined;
+                skipped += r.already_loaded as i64;
+            }
+            if !a.flag("no-match") {
+                let m = edw::matching::run(&mut c, &edw::matching::Params::default()).map_err(e)?;
+                eprintln!("ingest: matching: {}", m.summary());
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            eprintln!(
+                "ingest: {} file(s) ({skipped} already loaded): {lines} lines = {loaded} loaded + {quar} quarantined in {secs:.1}s ({:.0} lines/s)",
+                reps.len(),
+                lines as f64 / secs.max(1e-3)
+            );
+            Ok(())
+        }
+        "match" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "upper", "lower"])?;
+            let mut p = edw::matching::Params::default();
+            p.upper = num(&a, "upper", p.upper)?;
+            p.lower = num(&a, "lower", p.lower)?;
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let m = edw::matching::run(&mut c, &p).map_err(e)?;
+            println!("{}", m.summary());
             Ok(())
         }
         "-h" | "--help" | "help" => {

@@ -1,0 +1,117 @@
+//! Row counts and content checksums of the warehouse, independent of surrogate ids,
+//! sequence values and load timestamps: two loads of the same data compare equal.
+
+use crate::Result;
+
+pub const TABLES: &[&str] = &[
+    "staging.load_batch",
+    "staging.raw_line",
+    "edw.organization",
+    "edw.practitioner",
+    "edw.practitioner_specialty",
+    "edw.care_team",
+    "edw.care_team_member",
+    "edw.person",
+    "edw.source_patient",
+    "edw.patient_identifier",
+    "edw.patient_name",
+    "edw.patient_address",
+    "edw.patient_telecom",
+    "edw.match_link",
+    "edw.match_review",
+    "edw.coverage",
+    "edw.encounter",
+    "edw.condition",
+    "edw.observation",
+    "edw.procedure",
+    "edw.medication_request",
+    "edw.immunization",
+    "edw.quarantine",
+];
+
+pub fn table_counts(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
+    let mut out = Vec::new();
+    for t in TABLES {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {t}"), &[])?
+            .get(0);
+        out.push((t.to_string(), n));
+    }
+    Ok(out)
+}
+
+/// Content checksum per table: md5 over rows rendered as JSON without surrogate ids,
+/// sequence numbers and timestamps; foreign keys replaced by natural keys.
+pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
+    const DROP: &str =
+        "- 'id' - 'change_no' - 'batch_id' - 'source_patient_id' - 'practitioner_id' \
+        - 'organization_id' - 'org_id' - 'person_id' - 'valid_from' - 'valid_to' - 'created_at' \
+        - 'started_at' - 'completed_at' - 'care_team_id' - 'a_id' - 'b_id'";
+    let mut queries: Vec<(String, String)> = Vec::new();
+    for t in ["organization", "practitioner", "care_team"] {
+        queries.push((
+            format!("edw.{t}"),
+            format!("SELECT to_jsonb(t) {DROP} FROM edw.{t} t"),
+        ));
+    }
+    for t in [
+        "coverage",
+        "encounter",
+        "condition",
+        "observation",
+        "procedure",
+        "medication_request",
+        "immunization",
+        "patient_identifier",
+        "patient_name",
+        "patient_address",
+        "patient_telecom",
+    ] {
+        queries.push((
+            format!("edw.{t}"),
+            format!(
+                "SELECT to_jsonb(t) {DROP} || jsonb_build_object('p', sp.source || '/' || sp.source_id,
+                   'current', to_jsonb(t) -> 'valid_to' IS NULL OR to_jsonb(t) -> 'valid_to' = 'null')
+                 FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id"
+            ),
+        ));
+    }
+    queries.push((
+        "edw.source_patient".into(),
+        format!(
+            "SELECT to_jsonb(t) {DROP} || jsonb_build_object('org', o.source_id) FROM edw.source_patient t
+             LEFT JOIN edw.organization o ON o.id = t.org_id"
+        ),
+    ));
+    // Persons as sets of their source records (ids differ between runs; clusters must not).
+    queries.push((
+        "edw.person(clusters)".into(),
+        "SELECT to_jsonb(array_agg(source || '/' || source_id ORDER BY source, source_id))
+         FROM edw.source_patient GROUP BY person_id"
+            .into(),
+    ));
+    queries.push((
+        "edw.quarantine".into(),
+        format!(
+            "SELECT to_jsonb(t) {DROP} || jsonb_build_object('sha', b.file_sha256) FROM edw.quarantine t
+             JOIN staging.load_batch b ON b.id = t.batch_id"
+        ),
+    ));
+    queries.push((
+        "staging.raw_line".into(),
+        "SELECT jsonb_build_object('sha', b.file_sha256, 'l', r.line_no, 'h', md5(r.raw))
+         FROM staging.raw_line r JOIN staging.load_batch b ON b.id = r.batch_id"
+            .into(),
+    ));
+    let mut out = Vec::new();
+    for (name, q) in queries {
+        let sum: Option<String> = c
+            .query_one(
+                &format!("SELECT md5(string_agg(x::text, '|' ORDER BY x::text)) FROM ({q}) s(x)"),
+                &[],
+            )?
+            .get(0);
+        out.push((name, sum.unwrap_or_default()));
+    }
+    Ok(out)
+}

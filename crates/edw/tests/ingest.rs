@@ -1,0 +1,209 @@
+use edw::ingest::{ingest, Options};
+use edw::pgharness::PgHarness;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn append(path: &Path, lines: &[&[u8]]) {
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    for l in lines {
+        f.write_all(l).unwrap();
+        f.write_all(b"\n").unwrap();
+    }
+}
+
+fn count_lines(dir: &Path) -> i64 {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(e.unwrap().path()).unwrap();
+        n += data.iter().filter(|b| **b == b'\n').count() as i64;
+    }
+    n
+}
+
+fn one(c: &mut postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn ingest_quarantines_every_bad_line_and_reingest_is_a_noop() {
+    let pg = PgHarness::start().unwrap();
+    let url = pg.create_db("i").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    // Not migrated yet: a clear error.
+    let tmp = std::env::temp_dir().join(format!("edw-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let w = edw::testdata::write_dataset(&tmp, 200, 42).unwrap();
+    let e = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("ehr-a")).unwrap_err();
+    assert!(e.0.contains("not migrated"), "{e}");
+    edw::migrate::migrate(&mut c).unwrap();
+
+    // Injected bad lines: (file, line bytes, expected reason fragment).
+    let bad: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad1","status":"finished","class":{"code":"AMB"}}"#.to_vec(), "missing required element subject.reference"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad2","status":"done","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "status: code"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad3","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/nobody"}}"#.to_vec(), "unresolved reference subject"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad4","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2021-02-30"}}"#.to_vec(), "not a FHIR date"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"e0-0","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "duplicate resource id in file"),
+        ("Observation", b"{\"resourceType\":\"Observation\",\"id\":\"x\"".to_vec(), "invalid JSON"),
+        ("Observation", b"".to_vec(), "empty line"),
+        ("Observation", br#"{"resourceType":"Observation","id":"bad5","status":"final","code":{"coding":[{"system":"LOINC","code":"1-8"}]},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "absolute URI"),
+        ("Observation", br#"{"resourceType":"Observation","id":"bad6","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-01-01T10:00:00"}"#.to_vec(), "time zone"),
+        ("Observation", b"{\"resourceType\":\"Observation\",\"id\":\"u\xff\xfe\"}".to_vec(), "not valid UTF-8"),
+        ("Observation", br#"{"resourceType":"Bundle","id":"b1"}"#.to_vec(), "unsupported resource type"),
+        ("Observation", br#"{"id":"nt"}"#.to_vec(), "missing resourceType"),
+        ("Patient", br#"{"resourceType":"Patient","id":"bad7","gender":"F","birthDate":"1980-01-01"}"#.to_vec(), "gender"),
+        ("Condition", br#"{"resourceType":"Condition","id":"bad8","subject":{"reference":"Patient/p2"}}"#.to_vec(), "missing required element code"),
+    ];
+    let mut expected: Vec<(String, i64, &str)> = Vec::new();
+    for (file, line, reason) in &bad {
+        let path = tmp.join(format!("{file}.ndjson"));
+        append(&path, &[line]);
+        let n = std::fs::read(&path)
+            .unwrap()
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as i64;
+        expected.push((format!("{file}.ndjson"), n, reason));
+    }
+    let input_lines = count_lines(&tmp);
+    assert_eq!(input_lines, w.total as i64 + bad.len() as i64);
+
+    let reps = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("ehr-a")).unwrap();
+    let lines: i64 = reps.iter().map(|r| r.lines).sum();
+    let loaded: i64 = reps.iter().map(|r| r.loaded).sum();
+    let quarantined: i64 = reps.iter().map(|r| r.quarantined).sum();
+    assert_eq!(lines, input_lines);
+    assert_eq!(lines, loaded + quarantined, "counts reconcile");
+    assert_eq!(quarantined, bad.len() as i64);
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.quarantine"),
+        bad.len() as i64
+    );
+    for (file, line_no, reason) in &expected {
+        let got: String = c
+            .query_one(
+                "SELECT reason FROM edw.quarantine WHERE file_name = $1 AND line_no = $2",
+                &[file, line_no],
+            )
+            .unwrap_or_else(|e| panic!("{file}:{line_no} not quarantined: {e}"))
+            .get(0);
+        assert!(
+            got.contains(reason),
+            "{file}:{line_no}: reason {got:?} lacks {reason:?}"
+        );
+    }
+    // Reasons carry no patient data (the invalid date's digits are masked).
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.quarantine WHERE reason LIKE '%2021%'"
+        ),
+        0
+    );
+
+    // Per-table reconciliation with the generator's line counts.
+    let per: std::collections::HashMap<String, usize> = w.per_type.iter().cloned().collect();
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.source_patient"),
+        per["Patient"] as i64
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.encounter"),
+        per["Encounter"] as i64
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.observation"),
+        per["Observation"] as i64
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.condition"),
+        per["Condition"] as i64
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.immunization"),
+        per["Immunization"] as i64
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.coverage"),
+        per["Coverage"] as i64
+    );
+    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.care_team_member"), 4);
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.encounter WHERE practitioner_id IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.source_patient WHERE org_id IS NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.patient_identifier"),
+        2 * per["Patient"] as i64
+    );
+    assert!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.observation WHERE value_num IS NOT NULL AND ref_high = 120"
+        ) > 0
+    );
+
+    // Re-ingest: every file recognised, nothing changes.
+    let before = edw::stats::table_counts(&mut c).unwrap();
+    let sums = edw::stats::checksums(&mut c).unwrap();
+    let reps2 = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("ehr-a")).unwrap();
+    assert!(reps2.iter().all(|r| r.already_loaded));
+    // The same content under another file name is the same batch too.
+    let copy = tmp.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::copy(
+        tmp.join("Patient.ndjson"),
+        copy.join("Patient-again.ndjson"),
+    )
+    .unwrap();
+    let r3 = ingest(&mut c, std::slice::from_ref(&copy), &Options::new("ehr-a")).unwrap();
+    assert!(r3[0].already_loaded);
+    assert_eq!(edw::stats::table_counts(&mut c).unwrap(), before);
+    assert_eq!(edw::stats::checksums(&mut c).unwrap(), sums);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+#[test]
+fn changed_patient_closes_old_address_and_updates_row() {
+    let pg = PgHarness::start().unwrap();
+    let url = pg.create_db("i").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let tmp = std::env::temp_dir().join(format!("edw-hist-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut rng = edw::testdata::Rng::new(1);
+    let mut p = edw::testdata::random_person(&mut rng, 1);
+    let f1: PathBuf = tmp.join("Patient-1.ndjson");
+    let v1 = edw::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
+    std::fs::write(&f1, format!("{v1}\n")).unwrap();
+    ingest(&mut c, &[f1], &Options::new("s")).unwrap();
+    p.line = "1 New Street".into();
+    let f2 = tmp.join("Patient-2.ndjson");
+    let v2 = edw::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
+    std::fs::write(&f2, format!("{v2}\n")).unwrap();
+    let ch1 = one(&mut c, "SELECT change_no FROM edw.source_patient");
+    ingest(&mut c, &[f2], &Options::new("s")).unwrap();
+    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.source_patient"), 1);
+    assert!(one(&mut c, "SELECT change_no FROM edw.source_patient") > ch1);
+    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.patient_address"), 2);
+    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.patient_address WHERE valid_to IS NULL AND line = '1 New Street'"), 1);
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.patient_address WHERE valid_to IS NOT NULL"
+        ),
+        1
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
