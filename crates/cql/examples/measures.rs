@@ -57,6 +57,17 @@ fn main() {
                 let exprs: Vec<&str> = g.iter().map(|(_, e)| e.as_str()).collect();
                 match prepared.evaluate(pd, &exprs) {
                     Ok(vals) => {
+                        if verbose && only.len() > 1 && only.iter().any(|o| id.starts_with(o.as_str())) {
+                            for (i, (c, e)) in g.iter().enumerate() {
+                                println!("    {c} [{e}] = {}", vals[i].to_json());
+                            }
+                            let names = prepared.expression_names();
+                            let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+                            for (n, v) in names.iter().zip(prepared.evaluate(pd, &refs).unwrap_or_default()) {
+                                let j = v.to_json().to_string();
+                                println!("      {n} = {}", &j[..j.len().min(300)]);
+                            }
+                        }
                         // proportion rules: denominator etc. only when IP
                         let mut got = std::collections::HashMap::new();
                         let val = |code: &str| g.iter().position(|(c, _)| c == code).map(|i| vals[i].is_true()).unwrap_or(false);

@@ -189,6 +189,53 @@ pub(crate) enum TypeSpec {
     Any,
 }
 
+/// How a retrieve's templateId (QI-Core profile) restricts the resources of its type.
+#[derive(Debug, Clone)]
+pub(crate) enum ProfileFilter {
+    None,
+    /// a negation profile (e.g. MedicationNotRequested): doNotPerform = true, or tagged with the profile
+    Negated(Arc<str>),
+    /// ObservationNotDone / ...NotDone events: status cancelled, or tagged with the profile
+    NotDone(Arc<str>),
+    /// the positive request profile: excludes doNotPerform = true
+    Positive,
+}
+
+fn profile_filter(template: Option<&str>, data_type: &str) -> ProfileFilter {
+    let Some(t) = template else { return ProfileFilter::None };
+    let last = t.rsplit('/').next().unwrap_or(t).to_ascii_lowercase();
+    if last.ends_with("notrequested") {
+        ProfileFilter::Negated(Arc::from(t))
+    } else if last.ends_with("notdone") {
+        ProfileFilter::NotDone(Arc::from(t))
+    } else if matches!(data_type, "MedicationRequest" | "ServiceRequest" | "DeviceRequest") {
+        ProfileFilter::Positive
+    } else {
+        ProfileFilter::None
+    }
+}
+
+fn profile_ok(r: &Value, f: &ProfileFilter, template: Option<&str>) -> bool {
+    let Value::Resource(n) = r else { return true };
+    let tagged = |t: &str| match n.j.get("meta").and_then(|m| m.get("profile")) {
+        Some(fhir::J::Arr(a)) => a.iter().any(|p| p.str() == Some(t)),
+        _ => false,
+    };
+    let dnp = matches!(n.j.get("doNotPerform"), Some(fhir::J::Bool(true)));
+    // resources that declare their profiles must declare the retrieved one
+    if let (Some(t), Some(fhir::J::Arr(a))) = (template, n.j.get("meta").and_then(|m| m.get("profile"))) {
+        if !a.is_empty() {
+            return a.iter().any(|p| p.str().is_some_and(|p| p == t || p.split('|').next() == Some(t)));
+        }
+    }
+    match f {
+        ProfileFilter::None => true,
+        ProfileFilter::Negated(t) => dnp || tagged(t),
+        ProfileFilter::NotDone(t) => tagged(t) || n.j.get("status").and_then(|s| s.str()) == Some("cancelled"),
+        ProfileFilter::Positive => !dnp,
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Query {
     sources: Vec<(Expr, usize, Arc<str>)>,
@@ -217,7 +264,7 @@ pub(crate) enum Expr {
     Case { comparand: Option<Box<Expr>>, items: Vec<(Expr, Expr)>, els: Box<Expr> },
     Coalesce(Vec<Expr>),
     Query(Box<Query>),
-    Retrieve { data_type: Arc<str>, code_path: Option<Arc<str>>, codes: Option<Box<Expr>> },
+    Retrieve { data_type: Arc<str>, code_path: Option<Arc<str>>, codes: Option<Box<Expr>>, profile: ProfileFilter, template: Option<Arc<str>> },
     List(Vec<Expr>),
     Tuple(Vec<(Arc<str>, Expr)>),
     Instance { class: Arc<str>, elems: Vec<(Arc<str>, Expr)> },
@@ -791,7 +838,8 @@ impl<'a> Compiler<'a> {
                 if !arr(j, "dateFilter").is_empty() || !arr(j, "codeFilter").is_empty() || !arr(j, "otherFilter").is_empty() || j.get("context").is_some() {
                     return Ok(self.unsupported(j, li, "filtered"));
                 }
-                Expr::Retrieve { data_type: dt, code_path: s(j, "codeProperty").map(Arc::from), codes }
+                let profile = profile_filter(s(j, "templateId"), &dt);
+                Expr::Retrieve { data_type: dt, code_path: s(j, "codeProperty").map(Arc::from), codes, profile, template: s(j, "templateId").map(Arc::from) }
             }
             "Query" => self.query(j, sc)?,
             "Date" | "DateTime" | "Time" => {
@@ -1252,7 +1300,14 @@ impl<'a> Ctx<'a> {
                 }
                 v
             }
-            Expr::Retrieve { data_type, code_path, codes } => self.retrieve(data_type, code_path.as_deref(), codes.as_deref(), lib)?,
+            Expr::Retrieve { data_type, code_path, codes, profile, template } => {
+                let v = self.retrieve(data_type, code_path.as_deref(), codes.as_deref(), lib)?;
+                match (profile, v) {
+                    (ProfileFilter::None, v) if template.is_none() => v,
+                    (f, Value::List(l)) => Value::List(Arc::new(l.iter().filter(|r| profile_ok(r, f, template.as_deref())).cloned().collect())),
+                    (_, v) => v,
+                }
+            }
             Expr::Query(q) => self.query(q, lib)?,
             Expr::Op { op, args, prec } => {
                 match args.len() {
