@@ -263,6 +263,9 @@ pub enum BreakReason {
     HashMismatch,
     /// `hash` or `prev_hash` is not 64 lowercase hex digits.
     MalformedHash,
+    /// Rows after the reported seq are missing: the chain ends before the
+    /// head recorded elsewhere (`expected_last`).
+    Truncated { expected_last: i64 },
 }
 
 impl fmt::Display for BreakReason {
@@ -279,6 +282,10 @@ impl fmt::Display for BreakReason {
                 f.write_str("its content does not match its hash (the row was altered)")
             }
             BreakReason::MalformedHash => f.write_str("its hash is malformed"),
+            BreakReason::Truncated { expected_last } => write!(
+                f,
+                "rows up to seq {expected_last} are missing (the trail was truncated)"
+            ),
         }
     }
 }
@@ -296,6 +303,34 @@ pub struct ChainBreak {
 /// hash, and every hash must match its record's content. An empty slice is valid.
 pub fn verify_chain(records: &[AuditRecord]) -> Result<(), ChainBreak> {
     verify_chain_from(GENESIS_HASH, 1, records)
+}
+
+/// Like [`verify_chain`], and also checks that the chain ends at the head
+/// `(seq, hash)` recorded elsewhere (e.g. the store's head pointer, updated
+/// with each append), which detects deletion of the last rows.
+/// `head = None` means the trail should be empty.
+pub fn verify_chain_with_head(
+    records: &[AuditRecord],
+    head: Option<(i64, &str)>,
+) -> Result<(), ChainBreak> {
+    verify_chain(records)?;
+    let last = records.last().map(|r| (r.seq, r.hash.as_str()));
+    match (last, head) {
+        (None, None) => Ok(()),
+        (Some((s, h)), Some((hs, hh))) if s == hs && h == hh => Ok(()),
+        (Some((s, _)), Some((hs, _))) if s < hs => Err(ChainBreak {
+            seq: s + 1,
+            reason: BreakReason::Truncated { expected_last: hs },
+        }),
+        (None, Some((hs, _))) => Err(ChainBreak {
+            seq: 1,
+            reason: BreakReason::Truncated { expected_last: hs },
+        }),
+        (Some((s, _)), _) => Err(ChainBreak {
+            seq: s,
+            reason: BreakReason::HashMismatch,
+        }),
+    }
 }
 
 /// Verifies a contiguous segment starting at `first_seq` whose first record
@@ -518,6 +553,34 @@ mod tests {
         let e = verify_chain(&c).unwrap_err();
         assert_eq!(e.seq, 2);
         assert_eq!(e.reason, BreakReason::PrevHashMismatch);
+    }
+
+    #[test]
+    fn truncated_tail_detected_against_head() {
+        let c = chain(5);
+        let head = Some((5, c[4].hash.as_str()));
+        assert_eq!(verify_chain_with_head(&c, head), Ok(()));
+        assert_eq!(verify_chain_with_head(&[], None), Ok(()));
+        assert_eq!(
+            verify_chain_with_head(&c[..3], head),
+            Err(ChainBreak {
+                seq: 4,
+                reason: BreakReason::Truncated { expected_last: 5 }
+            })
+        );
+        assert_eq!(verify_chain_with_head(&[], head).unwrap_err().seq, 1);
+        // Head that does not match the last row (e.g. last row replaced).
+        let other = "ab".repeat(32);
+        assert_eq!(
+            verify_chain_with_head(&c, Some((5, other.as_str()))),
+            Err(ChainBreak {
+                seq: 5,
+                reason: BreakReason::HashMismatch
+            })
+        );
+        // Rows beyond the head (head pointer rolled back) also fail.
+        assert!(verify_chain_with_head(&c, Some((3, c[2].hash.as_str()))).is_err());
+        assert!(verify_chain_with_head(&c, None).is_err());
     }
 
     #[test]

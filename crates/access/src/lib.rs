@@ -37,8 +37,8 @@ pub mod role;
 pub mod time;
 
 pub use audit::{
-    verify_chain, verify_chain_from, AuditEntry, AuditRecord, BreakReason, ChainBreak, Outcome,
-    GENESIS_HASH,
+    verify_chain, verify_chain_from, verify_chain_with_head, AuditEntry, AuditRecord, BreakReason,
+    ChainBreak, Outcome, GENESIS_HASH,
 };
 pub use passphrase::{hash_passphrase, verify_passphrase, PassphraseError, MIN_PASSPHRASE_LEN};
 pub use policy::{FailureOutcome, IdlePolicy, LockoutPolicy};
