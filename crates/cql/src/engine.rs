@@ -616,13 +616,7 @@ impl<'a> Compiler<'a> {
                 let name = s(j, "name").unwrap_or("");
                 match self.libs[lib].def_index.get(name) {
                     Some(&def) => Expr::Def { lib, def },
-                    None => {
-                        return Err(CqlError::new(format!(
-                            "unknown expression `{name}` referenced in library {} at {}",
-                            self.lib_name(li),
-                            s(j, "locator").unwrap_or("?")
-                        )))
-                    }
+                    None => return Ok(self.unsupported(j, li, &format!("unknown expression `{name}` referenced by"))),
                 }
             }
             "FunctionRef" => {
