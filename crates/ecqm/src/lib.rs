@@ -7,12 +7,14 @@
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
+pub mod engine;
 pub mod error;
 pub mod package;
 pub mod patients;
 pub mod period;
 pub mod populations;
 pub mod report;
+pub mod scoring;
 
 pub use error::{EcqmError, Result};
 pub use package::{

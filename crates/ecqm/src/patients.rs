@@ -348,6 +348,32 @@ impl PatientSource {
     }
 }
 
+/// Groups in-memory NDJSON lines by patient (small inputs, tests, fuzzing).
+pub fn group_ndjson_lines<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> (Vec<PatientItem>, ReadStats) {
+    let mut stats = ReadStats::default();
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    for l in lines {
+        let t = l.trim();
+        if t.is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match probe_owner(t) {
+            Ok(Some(id)) => groups.entry(id).or_default().push(t.to_string()),
+            Ok(None) => stats.unattached += 1,
+            Err(_) => stats.malformed += 1,
+        }
+    }
+    let mut items = Vec::new();
+    let _ = emit_groups(groups, usize::MAX, &mut |mut b: Vec<PatientItem>| {
+        items.append(&mut b);
+        Ok(())
+    });
+    (items, stats)
+}
+
 fn bucket_of(id: &str, n: usize) -> usize {
     // FNV-1a: stable across runs.
     let mut h: u64 = 0xcbf29ce484222325;

@@ -106,8 +106,20 @@ pub struct PatientResult {
     #[serde(rename = "case")]
     pub patient_id: String,
     pub groups: Vec<GroupResult>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Supplemental data, `(id, value)` in Measure order; serialised as an object.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     pub sde: Vec<(String, Json)>,
+}
+
+fn pairs_as_map<S: Serializer>(
+    pairs: &[(String, Json)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    let mut m = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        m.serialize_entry(k, v)?;
+    }
+    m.end()
 }
 
 /// What to evaluate beyond the populations.
@@ -497,6 +509,7 @@ pub(crate) mod tests {
         );
         assert_eq!(r.groups[0].strata[0].value, Json::String("a".into()));
         assert_eq!(r.sde[0].0, "sde-sex");
+        assert_eq!(line["sde"]["sde-sex"]["code"], "F");
 
         // Not in IP: one engine call only, all zero, no strata.
         let fake = Fake::new(&[("DENOM", Json::Bool(true))]);

@@ -1,1 +1,397 @@
-fn main() {}
+//! phm-ecqm: evaluate eCQMs over patients.
+//!
+//! ```text
+//! phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE.ndjson|FILE.json
+//!     [--period-start D --period-end D] --out results.jsonl
+//!     [--report summary|subject-list|individual|gaps --report-out FILE]
+//!     [--threads N] [--sde] [--stratifiers] [--improvement-notation increase|decrease]
+//!     [--as-of YYYY-MM-DD] [--batch N] [--quiet]
+//! ```
+//! Exit status: 0 ok, 2 usage or input error, 3 when some patient
+//! evaluations failed (their result lines are missing; the rest is written).
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ecqm::engine::{patient_data, MeasurePackage, PreparedMeasure};
+use ecqm::patients::{PatientItem, PatientSource, ReadOptions};
+use ecqm::period::{now_utc, Period};
+use ecqm::report::{gaps_bundle, individual_report, safe_id, ReportContext, Summary};
+use ecqm::{EcqmError, EvalOptions, ImprovementNotation, PatientResult};
+use rayon::prelude::*;
+use serde_json::{json, Value as Json};
+
+const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
+[--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
+[--report summary|subject-list|individual|gaps --report-out FILE] [--threads N] [--sde] \
+[--stratifiers] [--improvement-notation increase|decrease] [--as-of YYYY-MM-DD] [--batch N] [--quiet]";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReportKind {
+    Summary,
+    SubjectList,
+    Individual,
+    Gaps,
+}
+
+struct Args {
+    measure: PathBuf,
+    patients: PathBuf,
+    period: Option<(String, String)>,
+    out: PathBuf,
+    report: Option<(ReportKind, PathBuf)>,
+    threads: Option<usize>,
+    opts: EvalOptions,
+    improvement: Option<ImprovementNotation>,
+    as_of: Option<String>,
+    batch: usize,
+    quiet: bool,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    match it.next().as_deref() {
+        Some("eval") => {}
+        Some("-h") | Some("--help") | None => return Err(String::new()),
+        Some(other) => return Err(format!("unknown command {other:?}")),
+    }
+    let (mut measure, mut patients, mut out) = (None, None, None);
+    let (mut ps, mut pe, mut report, mut report_out) = (None, None, None, None);
+    let mut a = Args {
+        measure: PathBuf::new(),
+        patients: PathBuf::new(),
+        period: None,
+        out: PathBuf::new(),
+        report: None,
+        threads: None,
+        opts: EvalOptions::default(),
+        improvement: None,
+        as_of: None,
+        batch: 256,
+        quiet: false,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--measure" => measure = Some(PathBuf::from(val()?)),
+            "--patients" => patients = Some(PathBuf::from(val()?)),
+            "--out" => out = Some(PathBuf::from(val()?)),
+            "--period-start" => ps = Some(val()?),
+            "--period-end" => pe = Some(val()?),
+            "--report" => {
+                report = Some(match val()?.as_str() {
+                    "summary" => ReportKind::Summary,
+                    "subject-list" => ReportKind::SubjectList,
+                    "individual" => ReportKind::Individual,
+                    "gaps" => ReportKind::Gaps,
+                    o => return Err(format!("unknown report kind {o:?}")),
+                })
+            }
+            "--report-out" => report_out = Some(PathBuf::from(val()?)),
+            "--threads" => {
+                a.threads = Some(val()?.parse().map_err(|_| "--threads needs a number")?)
+            }
+            "--batch" => a.batch = val()?.parse().map_err(|_| "--batch needs a number")?,
+            "--sde" => a.opts.supplemental_data = true,
+            "--stratifiers" => a.opts.stratifiers = true,
+            "--improvement-notation" => {
+                let v = val()?;
+                a.improvement =
+                    Some(ImprovementNotation::parse(&v).ok_or_else(|| {
+                        format!("--improvement-notation {v:?}: increase or decrease")
+                    })?)
+            }
+            "--as-of" => a.as_of = Some(val()?),
+            "--quiet" => a.quiet = true,
+            o => return Err(format!("unknown option {o:?}")),
+        }
+    }
+    a.measure = measure.ok_or("--measure is required")?;
+    a.patients = patients.ok_or("--patients is required")?;
+    a.out = out.ok_or("--out is required")?;
+    a.period = match (ps, pe) {
+        (Some(s), Some(e)) => Some((s, e)),
+        (None, None) => None,
+        _ => return Err("give both --period-start and --period-end, or neither".into()),
+    };
+    a.report = match (report, report_out) {
+        (Some(k), Some(p)) => Some((k, p)),
+        (None, None) => None,
+        _ => return Err("--report and --report-out go together".into()),
+    };
+    if a.report
+        .as_ref()
+        .is_some_and(|(k, _)| *k != ReportKind::Summary && *k != ReportKind::SubjectList)
+    {
+        // individual reports and gaps show stratifiers and SDEs too
+        a.opts.stratifiers = true;
+        a.opts.supplemental_data = true;
+    }
+    if matches!(
+        a.report,
+        Some((ReportKind::Summary | ReportKind::SubjectList, _))
+    ) {
+        a.opts.stratifiers = true;
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("phm-ecqm: {e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(3),
+        Err(e) => {
+            eprintln!("phm-ecqm: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn create(path: &std::path::Path) -> Result<BufWriter<std::fs::File>, EcqmError> {
+    std::fs::File::create(path)
+        .map(|f| BufWriter::with_capacity(1 << 20, f))
+        .map_err(|e| EcqmError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+}
+
+fn io_err(path: &std::path::Path) -> impl Fn(std::io::Error) -> EcqmError + '_ {
+    move |e| EcqmError::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
+}
+
+/// Returns the number of failed patient evaluations.
+fn run(a: &Args) -> Result<u64, EcqmError> {
+    if let Some(n) = a.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .map_err(|e| EcqmError::Argument(format!("--threads: {e}")))?;
+    }
+    let t0 = Instant::now();
+    let packages = MeasurePackage::load_all(&a.measure)?;
+    let mut measures: Vec<PreparedMeasure> = Vec::with_capacity(packages.len());
+    for p in &packages {
+        for w in &p.def.warnings {
+            eprintln!("phm-ecqm: warning: {w}");
+        }
+        let period = match &a.period {
+            Some((s, e)) => Period::new(s, e)?,
+            None => p.default_period()?,
+        };
+        measures.push(p.prepare(&period)?);
+    }
+    drop(packages);
+    if !a.quiet {
+        eprintln!(
+            "phm-ecqm: {} measure(s) loaded and prepared in {:.1}s",
+            measures.len(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let ctx_for = |m: &PreparedMeasure| ReportContext {
+        period: m.period.clone(),
+        date: now_utc(),
+        improvement_override: a.improvement,
+    };
+    let as_of = a
+        .as_of
+        .clone()
+        .unwrap_or_else(|| now_utc()[..10].to_string());
+
+    let source = PatientSource::open(&a.patients)?;
+    let mut out = create(&a.out)?;
+    let mut report_out = match &a.report {
+        Some((_, p)) => Some(create(p)?),
+        None => None,
+    };
+    let keep_subjects = matches!(a.report, Some((ReportKind::SubjectList, _)));
+    let mut summaries: Vec<Summary> = measures
+        .iter()
+        .map(|m| Summary::new(&m.def, keep_subjects))
+        .collect();
+
+    let failed = AtomicU64::new(0);
+    let mut patients = 0u64;
+    let mut evaluations = 0u64;
+    let t1 = Instant::now();
+    let mut last = Instant::now();
+    let opts = a.opts;
+    let gaps = matches!(a.report, Some((ReportKind::Gaps, _)));
+
+    let stats = source.for_each_batch(
+        &ReadOptions {
+            batch_size: a.batch,
+            ..ReadOptions::default()
+        },
+        |batch: Vec<PatientItem>| {
+            // Per patient: load once, evaluate every measure.
+            let per_patient: Vec<Option<(Option<Json>, Vec<PatientResult>)>> = batch
+                .par_iter()
+                .map(|item| {
+                    let mut record = match item.load() {
+                        Ok(r) => r,
+                        Err(e) => {
+                            failed.fetch_add(measures.len() as u64, Ordering::Relaxed);
+                            eprintln!("phm-ecqm: {}: {e}", log_label(item));
+                            return None;
+                        }
+                    };
+                    let patient = if gaps { record.resources.first().cloned() } else { None };
+                    let data = match patient_data(std::mem::take(&mut record.resources)) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            failed.fetch_add(measures.len() as u64, Ordering::Relaxed);
+                            eprintln!("phm-ecqm: {}: {e}", log_label(item));
+                            return None;
+                        }
+                    };
+                    let mut results = Vec::with_capacity(measures.len());
+                    for m in &measures {
+                        match m.evaluate_data(&data, &record.id, opts) {
+                            Ok(r) => results.push(r),
+                            Err(e) => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                eprintln!("phm-ecqm: {} / {}: {e}", log_label(item), m.def.name);
+                            }
+                        }
+                    }
+                    Some((patient, results))
+                })
+                .collect();
+            for (patient, results) in per_patient.into_iter().flatten() {
+                patients += 1;
+                for r in &results {
+                    evaluations += 1;
+                    serde_json::to_writer(&mut out, r)
+                        .map_err(|e| EcqmError::Patients(format!("writing results: {e}")))?;
+                    out.write_all(b"\n").map_err(io_err(&a.out))?;
+                    if let Some(mi) = measures.iter().position(|m| m.def.name == r.measure) {
+                        summaries[mi].add(r);
+                        if let (Some(ReportKind::Individual), Some(w)) =
+                            (a.report.as_ref().map(|r| r.0), report_out.as_mut())
+                        {
+                            let rep = individual_report(&measures[mi].def, r, &ctx_for(&measures[mi]));
+                            write_line(w, &rep, a)?;
+                        }
+                    }
+                }
+                if gaps {
+                    if let (Some(w), Some(first)) = (report_out.as_mut(), results.first()) {
+                        let pairs: Vec<_> = results
+                            .iter()
+                            .filter_map(|r| {
+                                let m = measures.iter().find(|m| m.def.name == r.measure)?;
+                                Some((&m.def, r))
+                            })
+                            .collect();
+                        let in_any_ip = results.iter().any(|r| {
+                            r.groups.iter().any(|g| g.populations.is(ecqm::PopulationCode::InitialPopulation))
+                        });
+                        if in_any_ip {
+                            let b = gaps_bundle(
+                                &first.patient_id,
+                                patient.as_ref(),
+                                &pairs,
+                                &ctx_for(&measures[0]),
+                                &as_of,
+                            );
+                            write_line(w, &b, a)?;
+                        }
+                    }
+                }
+            }
+            if !a.quiet && last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                let secs = t1.elapsed().as_secs_f64();
+                eprintln!(
+                    "phm-ecqm: {patients} patients, {evaluations} patient-measure evaluations, {:.0}/s, {} failed",
+                    evaluations as f64 / secs.max(1e-9),
+                    failed.load(Ordering::Relaxed)
+                );
+            }
+            Ok(())
+        },
+    )?;
+    out.flush().map_err(io_err(&a.out))?;
+
+    if let (Some((kind, path)), Some(w)) = (&a.report, report_out.as_mut()) {
+        if matches!(kind, ReportKind::Summary | ReportKind::SubjectList) {
+            let reports: Vec<Json> = measures
+                .iter()
+                .zip(&summaries)
+                .map(|(m, s)| json!({"resource": s.report(&m.def, &ctx_for(m))}))
+                .collect();
+            let bundle = json!({
+                "resourceType": "Bundle",
+                "id": safe_id(&["reports", &now_utc()]),
+                "type": "collection",
+                "timestamp": now_utc(),
+                "entry": reports,
+            });
+            serde_json::to_writer_pretty(&mut *w, &bundle)
+                .map_err(|e| EcqmError::Patients(format!("writing report: {e}")))?;
+            w.write_all(b"\n").map_err(io_err(path))?;
+        }
+        w.flush().map_err(io_err(path))?;
+    }
+
+    let secs = t1.elapsed().as_secs_f64();
+    let failed = failed.load(Ordering::Relaxed);
+    if !a.quiet {
+        eprintln!(
+            "phm-ecqm: done: {patients} patients, {evaluations} patient-measure evaluations in {secs:.2}s ({:.0}/s), {failed} failed; {} NDJSON lines, {} unattached resources skipped, {} malformed lines skipped",
+            evaluations as f64 / secs.max(1e-9),
+            stats.lines,
+            stats.unattached,
+            stats.malformed
+        );
+        for (m, s) in measures.iter().zip(&summaries) {
+            let g = &m.def.groups[0];
+            if let Some(c) = s.counts(&g.id) {
+                let counts: Vec<String> =
+                    c.0.iter()
+                        .map(|(code, n)| format!("{}={n}", code.code()))
+                        .collect();
+                eprintln!(
+                    "phm-ecqm:   {} [{}]: {}",
+                    m.def.name,
+                    g.id,
+                    counts.join(" ")
+                );
+            }
+        }
+    }
+    Ok(failed)
+}
+
+fn write_line(w: &mut impl Write, v: &Json, a: &Args) -> Result<(), EcqmError> {
+    let path = a.report.as_ref().map(|r| r.1.clone()).unwrap_or_default();
+    serde_json::to_writer(&mut *w, v)
+        .map_err(|e| EcqmError::Patients(format!("writing report: {e}")))?;
+    w.write_all(b"\n").map_err(io_err(&path))
+}
+
+/// A log label without patient data: the file for Bundle inputs, a short
+/// hash of the id for NDJSON inputs.
+fn log_label(item: &PatientItem) -> String {
+    match item {
+        PatientItem::File(p) => p.display().to_string(),
+        PatientItem::Lines { id, .. } => format!("patient #{}", &safe_id(&[id])[..10]),
+    }
+}

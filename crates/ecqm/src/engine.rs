@@ -1,0 +1,179 @@
+//! The cql adapter: a [`MeasurePackage`] (parsed Measure + its libraries)
+//! prepared once per measurement period into a [`PreparedMeasure`], which
+//! evaluates patients.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use crate::error::{EcqmError, Result};
+use crate::package::{parse_measure_bundle, MeasureDef};
+use crate::patients::PatientRecord;
+use crate::period::Period;
+use crate::populations::{
+    check_supported, evaluate_patient, EvalOptions, Evaluator, PatientResult,
+};
+
+fn engine_err(e: cql::CqlError) -> EcqmError {
+    EcqmError::Engine(e.to_string())
+}
+
+/// A measure bundle: the parsed Measure and its compiled library set.
+pub struct MeasurePackage {
+    pub def: MeasureDef,
+    libraries: cql::LibrarySet,
+}
+
+impl std::fmt::Debug for MeasurePackage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeasurePackage")
+            .field("measure", &self.def.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MeasurePackage {
+    /// Loads a measure bundle file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| EcqmError::io(path, e))?;
+        let json: Json = serde_json::from_slice(&bytes)
+            .map_err(|e| EcqmError::Package(format!("{}: not valid JSON ({e})", path.display())))?;
+        Self::from_json(&json).map_err(|e| EcqmError::Package(format!("{}: {e}", path.display())))
+    }
+
+    /// Loads every `*.json` bundle in a directory (sorted by file name), or
+    /// the single file `path`.
+    pub fn load_all(path: &Path) -> Result<Vec<Self>> {
+        let meta = std::fs::metadata(path).map_err(|e| EcqmError::io(path, e))?;
+        if meta.is_file() {
+            return Ok(vec![Self::load(path)?]);
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| EcqmError::io(path, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some("json"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(EcqmError::Package(format!(
+                "{}: no .json measure bundles",
+                path.display()
+            )));
+        }
+        files.iter().map(|f| Self::load(f)).collect()
+    }
+
+    /// Parses the Measure and builds the library set (the libraries' ELM is
+    /// decoded and compiled here, once).
+    pub fn from_json(bundle: &Json) -> Result<Self> {
+        let def = parse_measure_bundle(bundle)?;
+        check_supported(&def)?;
+        let libraries = cql::LibrarySet::from_measure_bundle(bundle).map_err(engine_err)?;
+        Ok(MeasurePackage { def, libraries })
+    }
+
+    /// The Measure's effective period, used when no period is given.
+    pub fn default_period(&self) -> Result<Period> {
+        let (s, e) = self.def.effective_period.as_ref().ok_or_else(|| {
+            EcqmError::Argument(format!(
+                "Measure {} has no effectivePeriod; give a measurement period",
+                self.def.name
+            ))
+        })?;
+        Period::new(s, e)
+    }
+
+    /// Prepares the main library for one measurement period.
+    pub fn prepare(&self, period: &Period) -> Result<PreparedMeasure> {
+        let bound = |s: &str| {
+            cql::datetime::parse_datetime(s, 0)
+                .map(cql::Value::DateTime)
+                .ok_or_else(|| {
+                    EcqmError::Argument(format!("period bound {s:?} rejected by the engine"))
+                })
+        };
+        let mp = cql::Value::interval(
+            bound(&period.start_datetime)?,
+            bound(&period.end_datetime)?,
+            true,
+            true,
+        );
+        let params = cql::Parameters::new().with("Measurement Period", mp);
+        let lib = if self.def.main_library_name.is_empty() {
+            self.def.main_library_url.as_str()
+        } else {
+            self.def.main_library_name.as_str()
+        };
+        let prepared = self.libraries.prepare(lib, params).map_err(engine_err)?;
+        Ok(PreparedMeasure {
+            def: self.def.clone(),
+            period: period.clone(),
+            prepared,
+        })
+    }
+}
+
+/// A measure ready to evaluate patients for one period. `Send + Sync`.
+pub struct PreparedMeasure {
+    pub def: MeasureDef,
+    pub period: Period,
+    prepared: cql::Prepared,
+}
+
+impl Evaluator for PreparedMeasure {
+    type Patient = cql::PatientData;
+
+    fn truths(&self, patient: &cql::PatientData, expressions: &[&str]) -> Result<Vec<bool>> {
+        let vals = self
+            .prepared
+            .evaluate(patient, expressions)
+            .map_err(engine_err)?;
+        vals.iter()
+            .zip(expressions)
+            .map(|(v, e)| match v {
+                cql::Value::Boolean(b) => Ok(*b),
+                cql::Value::Null => Ok(false),
+                other => Err(EcqmError::Expression {
+                    expression: e.to_string(),
+                    message: format!(
+                        "returned {} where the population basis is boolean",
+                        other.type_name()
+                    ),
+                }),
+            })
+            .collect()
+    }
+
+    fn values(&self, patient: &cql::PatientData, expressions: &[&str]) -> Result<Vec<Json>> {
+        Ok(self
+            .prepared
+            .evaluate(patient, expressions)
+            .map_err(engine_err)?
+            .iter()
+            .map(cql::Value::to_json)
+            .collect())
+    }
+}
+
+impl PreparedMeasure {
+    /// Evaluates one patient already converted to engine data.
+    pub fn evaluate_data(
+        &self,
+        data: &cql::PatientData,
+        patient_id: &str,
+        opts: EvalOptions,
+    ) -> Result<PatientResult> {
+        evaluate_patient(&self.def, self, data, patient_id, opts)
+    }
+
+    /// Converts and evaluates one patient.
+    pub fn evaluate(&self, record: &PatientRecord, opts: EvalOptions) -> Result<PatientResult> {
+        let data = patient_data(record.resources.clone())?;
+        self.evaluate_data(&data, &record.id, opts)
+    }
+}
+
+/// Converts a patient's resources to engine data.
+pub fn patient_data(resources: Vec<Json>) -> Result<cql::PatientData> {
+    cql::PatientData::from_resources(resources).map_err(engine_err)
+}
