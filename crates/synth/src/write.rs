@@ -1,0 +1,152 @@
+//! Bulk Data NDJSON output: one `<Type>.ndjson` per resource type, written in
+//! patient order whatever the thread count (so output is byte-identical).
+
+use crate::generator::Generator;
+use fhir::Resource;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+/// The files written, in this order (`<Type>.ndjson`).
+pub const OUTPUT_TYPES: [&str; 11] = fhir::KNOWN_RESOURCE_TYPES;
+
+/// Patients per unit of work.
+const CHUNK_PATIENTS: u64 = 256;
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub patients: u64,
+    /// Resources per type, indexed like [`OUTPUT_TYPES`].
+    pub resources: [u64; 11],
+    pub bytes: u64,
+}
+
+impl WriteStats {
+    pub fn total_resources(&self) -> u64 {
+        self.resources.iter().sum()
+    }
+}
+
+fn type_index(r: &Resource) -> usize {
+    OUTPUT_TYPES
+        .iter()
+        .position(|t| *t == r.resource_type())
+        .unwrap_or(0)
+}
+
+struct Rendered {
+    bufs: Vec<Vec<u8>>,
+    counts: [u64; 11],
+}
+
+impl Rendered {
+    fn new() -> Self {
+        Rendered {
+            bufs: vec![Vec::new(); OUTPUT_TYPES.len()],
+            counts: [0; 11],
+        }
+    }
+
+    fn push(&mut self, r: &Resource) -> io::Result<()> {
+        let t = type_index(r);
+        fhir::write_ndjson_line(&mut self.bufs[t], r)?;
+        self.counts[t] += 1;
+        Ok(())
+    }
+}
+
+fn render_chunk(g: &Generator, chunk: u64) -> io::Result<Rendered> {
+    let mut out = Rendered::new();
+    let start = chunk * CHUNK_PATIENTS;
+    let end = (start + CHUNK_PATIENTS).min(g.config().patients);
+    for i in start..end {
+        for r in g.patient(i) {
+            out.push(&r)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the whole population under `dir` (created if missing) using
+/// `threads` worker threads (1 = on the calling thread). `progress` is called
+/// with the number of patients written so far after each chunk.
+pub fn write_ndjson_dir(
+    g: &Generator,
+    dir: &Path,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<WriteStats> {
+    std::fs::create_dir_all(dir)?;
+    let mut files = Vec::with_capacity(OUTPUT_TYPES.len());
+    for t in OUTPUT_TYPES {
+        files.push(BufWriter::with_capacity(
+            1 << 20,
+            File::create(dir.join(format!("{t}.ndjson")))?,
+        ));
+    }
+    let mut stats = WriteStats::default();
+    let mut sink = |r: Rendered, stats: &mut WriteStats| -> io::Result<()> {
+        for (t, buf) in r.bufs.iter().enumerate() {
+            files[t].write_all(buf)?;
+            stats.bytes += buf.len() as u64;
+            stats.resources[t] += r.counts[t];
+        }
+        Ok(())
+    };
+    let mut reference = Rendered::new();
+    for r in g.reference_resources() {
+        reference.push(&r)?;
+    }
+    sink(reference, &mut stats)?;
+
+    let patients = g.config().patients;
+    let chunks = patients.div_ceil(CHUNK_PATIENTS);
+    let done = |c: u64| ((c + 1) * CHUNK_PATIENTS).min(patients);
+    if threads <= 1 {
+        for c in 0..chunks {
+            sink(render_chunk(g, c)?, &mut stats)?;
+            progress(done(c));
+        }
+    } else {
+        let next = AtomicU64::new(0);
+        std::thread::scope(|scope| -> io::Result<()> {
+            let (tx, rx) = mpsc::sync_channel::<(u64, io::Result<Rendered>)>(threads * 2);
+            for _ in 0..threads {
+                let tx = tx.clone();
+                let next = &next;
+                scope.spawn(move || loop {
+                    let c = next.fetch_add(1, Ordering::Relaxed);
+                    if c >= chunks {
+                        break;
+                    }
+                    if tx.send((c, render_chunk(g, c))).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(tx);
+            // Reorder so output does not depend on thread scheduling.
+            let mut waiting = BTreeMap::new();
+            let mut want = 0;
+            for (c, rendered) in rx {
+                waiting.insert(c, rendered);
+                while let Some(r) = waiting.remove(&want) {
+                    // On error, stop workers by dropping the receiver (scope end).
+                    sink(r?, &mut stats)?;
+                    progress(done(want));
+                    want += 1;
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for f in &mut files {
+        f.flush()?;
+    }
+    stats.patients = patients;
+    Ok(stats)
+}
