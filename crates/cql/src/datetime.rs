@@ -112,7 +112,7 @@ fn cmp_components(a: &[i32], ap: Prec, b: &[i32], bp: Prec, upto: Prec) -> Optio
             }
             (false, false) => return Some(Ordering::Equal),
             _ => {
-                // seconds and milliseconds are one precision for comparison
+                // CQL: seconds and milliseconds are compared as one precision (a decimal number of seconds)
                 if i8 == MS && (ap == SECOND || bp == SECOND) {
                     let x = if ha { a[i] } else { 0 };
                     let y = if hb { b[i] } else { 0 };
@@ -157,13 +157,16 @@ impl DateTime {
     pub fn epoch_ms(&self) -> i64 {
         let f = self.fill();
         let days = days_from_civil(f.c[0], f.c[1] as u8, f.c[2] as u8);
-        ((days * 24 + f.c[3] as i64) * 60 + f.c[4] as i64) * 60_000 + f.c[5] as i64 * 1000 + f.c[6] as i64
+        ((days * 24 + f.c[3] as i64) * 60 + f.c[4] as i64) * 60_000
+            + f.c[5] as i64 * 1000
+            + f.c[6] as i64
             - self.off as i64 * 60_000
     }
     fn add_ms(&self, ms: i64) -> DateTime {
         let f = self.fill();
         let days = days_from_civil(f.c[0], f.c[1] as u8, f.c[2] as u8);
-        let tod = ((f.c[3] as i64 * 60 + f.c[4] as i64) * 60 + f.c[5] as i64) * 1000 + f.c[6] as i64;
+        let tod =
+            ((f.c[3] as i64 * 60 + f.c[4] as i64) * 60 + f.c[5] as i64) * 1000 + f.c[6] as i64;
         let total = days * 86_400_000 + tod + ms;
         let nd = total.div_euclid(86_400_000);
         let rem = total.rem_euclid(86_400_000);
@@ -210,7 +213,8 @@ impl DateTime {
             }
             DAY => {
                 let f = self.fill();
-                let (y, m, d) = civil_from_days(days_from_civil(f.c[0], f.c[1] as u8, f.c[2] as u8) + amount);
+                let (y, m, d) =
+                    civil_from_days(days_from_civil(f.c[0], f.c[1] as u8, f.c[2] as u8) + amount);
                 r.c[0] = y;
                 r.c[1] = m as i32;
                 r.c[2] = d as i32;
@@ -232,13 +236,19 @@ impl DateTime {
         Some(r)
     }
     pub fn date(&self) -> Date {
-        Date { c: [self.c[0], self.c[1], self.c[2]], prec: self.prec.min(DAY) }
+        Date {
+            c: [self.c[0], self.c[1], self.c[2]],
+            prec: self.prec.min(DAY),
+        }
     }
     pub fn time(&self) -> Option<Time> {
         if self.prec < HOUR {
             return None;
         }
-        Some(Time { c: [self.c[3], self.c[4], self.c[5], self.c[6]], prec: self.prec })
+        Some(Time {
+            c: [self.c[3], self.c[4], self.c[5], self.c[6]],
+            prec: self.prec,
+        })
     }
     pub fn truncate(&self, p: Prec) -> DateTime {
         let mut d = *self;
@@ -255,7 +265,11 @@ impl DateTime {
         let mut d = *self;
         let maxes = [9999, 12, 0, 23, 59, 59, 999];
         for i in (self.prec as usize + 1)..7 {
-            d.c[i] = if i == 2 { days_in_month(d.c[0], d.c[1] as u8) as i32 } else { maxes[i] };
+            d.c[i] = if i == 2 {
+                days_in_month(d.c[0], d.c[1] as u8) as i32
+            } else {
+                maxes[i]
+            };
         }
         d.prec = MS;
         d
@@ -310,10 +324,20 @@ fn clamp_day(c: &mut [i32]) {
 
 impl Date {
     pub fn to_datetime(&self) -> DateTime {
-        DateTime { c: [self.c[0], self.c[1], self.c[2], 0, 0, 0, 0], off: 0, prec: self.prec }
+        DateTime {
+            c: [self.c[0], self.c[1], self.c[2], 0, 0, 0, 0],
+            off: 0,
+            prec: self.prec,
+        }
     }
     pub fn compare(&self, other: &Date, upto: Option<Prec>) -> Option<Ordering> {
-        cmp_components(&self.c, self.prec, &other.c, other.prec, upto.unwrap_or(DAY))
+        cmp_components(
+            &self.c,
+            self.prec,
+            &other.c,
+            other.prec,
+            upto.unwrap_or(DAY),
+        )
     }
     pub fn sort_key(&self) -> (i64, u8) {
         (self.to_datetime().epoch_ms(), self.prec)
@@ -342,7 +366,8 @@ impl Time {
         cmp_components(&self.c, self.prec - 3, &other.c, other.prec - 3, up)
     }
     pub fn ms_of_day(&self) -> i64 {
-        ((self.c[0] as i64 * 60 + self.c[1] as i64) * 60 + self.c[2] as i64) * 1000 + self.c[3] as i64
+        ((self.c[0] as i64 * 60 + self.c[1] as i64) * 60 + self.c[2] as i64) * 1000
+            + self.c[3] as i64
     }
     pub fn add(&self, amount: i64, unit: Prec) -> Option<Time> {
         if unit < HOUR || unit == WEEK {
@@ -357,7 +382,12 @@ impl Time {
         };
         let t = (self.ms_of_day() + amount * per).rem_euclid(86_400_000);
         Some(Time {
-            c: [(t / 3_600_000) as i32, (t / 60_000 % 60) as i32, (t / 1000 % 60) as i32, (t % 1000) as i32],
+            c: [
+                (t / 3_600_000) as i32,
+                (t / 60_000 % 60) as i32,
+                (t / 1000 % 60) as i32,
+                (t % 1000) as i32,
+            ],
             prec: self.prec,
         })
     }
@@ -489,7 +519,11 @@ pub fn parse_datetime(s: &str, default_off: i16) -> Option<DateTime> {
                 b'+' | b'-' => {
                     let sign = if b[i] == b'-' { -1 } else { 1 };
                     let h = num(i + 1, 2)?;
-                    let m = if b.get(i + 3) == Some(&b':') { num(i + 4, 2)? } else { 0 };
+                    let m = if b.get(i + 3) == Some(&b':') {
+                        num(i + 4, 2)?
+                    } else {
+                        0
+                    };
                     off = (sign * (h * 60 + m)) as i16;
                     i += 6;
                 }
@@ -538,9 +572,6 @@ pub fn parse_time(s: &str) -> Option<Time> {
     let s = s.strip_prefix('@').unwrap_or(s);
     let s = s.strip_prefix('T').unwrap_or(s);
     let d = parse_datetime(&format!("2000-01-01T{s}"), 0)?;
-    if s.contains(['Z', '+']) || s.matches('-').count() > 0 {
-        return None;
-    }
     d.time()
 }
 
@@ -587,7 +618,11 @@ pub enum Between {
 
 /// `duration in <unit> between a and b` with uncertainty.
 pub fn duration_between(a: &DateTime, b: &DateTime, unit: Prec) -> Between {
-    let b = if a.off != b.off { b.to_offset(a.off) } else { *b };
+    let b = if a.off != b.off {
+        b.to_offset(a.off)
+    } else {
+        *b
+    };
     let u = if unit == WEEK { DAY } else { unit };
     let p = a.prec.min(b.prec);
     if u <= p || p == MS {
@@ -608,7 +643,12 @@ pub fn duration_between(a: &DateTime, b: &DateTime, unit: Prec) -> Between {
 
 /// `difference in <unit> between a and b`: boundaries crossed.
 pub fn difference_between(a: &DateTime, b: &DateTime, unit: Prec) -> Between {
-    let b = if a.off != b.off { b.to_offset(a.off) } else { *b };
+    // boundaries are counted in each value's own calendar for day and coarser units
+    let b = if a.off != b.off && (unit > DAY && unit != WEEK) {
+        b.to_offset(a.off)
+    } else {
+        *b
+    };
     let t = if unit == WEEK { DAY } else { unit };
     if a.prec < t || b.prec < t {
         let ta = a.truncate(a.prec.min(t));
@@ -642,7 +682,10 @@ mod tests {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d);
         }
-        assert_eq!(days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28), 2);
+        assert_eq!(
+            days_from_civil(2000, 3, 1) - days_from_civil(2000, 2, 28),
+            2
+        );
     }
     #[test]
     fn month_end_and_leap() {
@@ -652,7 +695,10 @@ mod tests {
         assert_eq!(d.add(1, YEAR).unwrap().to_string(), "2025-02-28");
         assert_eq!(d.add(-1, DAY).unwrap().to_string(), "2024-02-28");
         let d = parse_datetime("2025-12-31T23:59:59.999Z", 0).unwrap();
-        assert_eq!(d.add(1, MS).unwrap().to_string(), "2026-01-01T00:00:00.000Z");
+        assert_eq!(
+            d.add(1, MS).unwrap().to_string(),
+            "2026-01-01T00:00:00.000Z"
+        );
     }
     #[test]
     fn precision_compare() {

@@ -35,8 +35,14 @@ fn lib_identity(elm: &Json) -> R<(String, Option<String>)> {
         .get("library")
         .and_then(|l| l.get("identifier"))
         .ok_or_else(|| CqlError::new("ELM JSON has no library.identifier"))?;
-    let name = id.get("id").and_then(|s| s.as_str()).ok_or_else(|| CqlError::new("ELM library identifier has no id"))?;
-    let version = id.get("version").and_then(|s| s.as_str()).map(|s| s.to_string());
+    let name = id
+        .get("id")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| CqlError::new("ELM library identifier has no id"))?;
+    let version = id
+        .get("version")
+        .and_then(|s| s.as_str())
+        .map(|s| s.to_string());
     Ok((name.to_string(), version))
 }
 
@@ -63,25 +69,52 @@ fn valueset_from_resource(r: &Json) -> Option<(String, ValueSetData)> {
         collect_contains(exp, &mut list);
     }
     if list.is_empty() {
-        if let Some(inc) = r.get("compose").and_then(|c| c.get("include")).and_then(|i| i.as_array()) {
+        if let Some(inc) = r
+            .get("compose")
+            .and_then(|c| c.get("include"))
+            .and_then(|i| i.as_array())
+        {
             for i in inc {
                 let system = i.get("system").and_then(|s| s.as_str()).map(Arc::from);
-                for c in i.get("concept").and_then(|c| c.as_array()).into_iter().flatten() {
+                for c in i
+                    .get("concept")
+                    .and_then(|c| c.as_array())
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(code) = c.get("code").and_then(|s| s.as_str()) {
-                        list.push(Code { code: Arc::from(code), system: system.clone(), version: None, display: None });
+                        list.push(Code {
+                            code: Arc::from(code),
+                            system: system.clone(),
+                            version: None,
+                            display: None,
+                        });
                     }
                 }
             }
         }
     }
-    let codes = list.iter().filter_map(|c| Some((c.system.clone()?, c.code.clone()))).collect();
-    Some((url.clone(), ValueSetData { url: Arc::from(url.as_str()), codes, list }))
+    let codes = list
+        .iter()
+        .filter_map(|c| Some((c.system.clone()?, c.code.clone())))
+        .collect();
+    Some((
+        url.clone(),
+        ValueSetData {
+            url: Arc::from(url.as_str()),
+            codes,
+            list,
+        },
+    ))
 }
 
 impl LibrarySet {
     /// From a FHIR measure bundle: every Library's `application/elm+json` content and every ValueSet.
     pub fn from_measure_bundle(bundle: &Json) -> R<LibrarySet> {
-        let entries = bundle.get("entry").and_then(|e| e.as_array()).ok_or_else(|| CqlError::new("bundle has no entry array"))?;
+        let entries = bundle
+            .get("entry")
+            .and_then(|e| e.as_array())
+            .ok_or_else(|| CqlError::new("bundle has no entry array"))?;
         let mut libs = Vec::new();
         let mut valuesets = HashMap::new();
         for e in entries {
@@ -89,18 +122,34 @@ impl LibrarySet {
             match r.get("resourceType").and_then(|t| t.as_str()) {
                 Some("Library") => {
                     let url = r.get("url").and_then(|u| u.as_str()).map(|s| s.to_string());
-                    let Some(contents) = r.get("content").and_then(|c| c.as_array()) else { continue };
+                    let Some(contents) = r.get("content").and_then(|c| c.as_array()) else {
+                        continue;
+                    };
                     for c in contents {
-                        if c.get("contentType").and_then(|t| t.as_str()) != Some("application/elm+json") {
+                        if c.get("contentType").and_then(|t| t.as_str())
+                            != Some("application/elm+json")
+                        {
                             continue;
                         }
-                        let data = c.get("data").and_then(|d| d.as_str()).ok_or_else(|| CqlError::new("Library content has no data"))?;
+                        let data = c
+                            .get("data")
+                            .and_then(|d| d.as_str())
+                            .ok_or_else(|| CqlError::new("Library content has no data"))?;
                         let bytes = base64::engine::general_purpose::STANDARD
                             .decode(data.trim())
-                            .map_err(|e| CqlError::new(format!("Library content is not valid base64: {e}")))?;
-                        let elm: Json = serde_json::from_slice(&bytes).map_err(|e| CqlError::new(format!("Library ELM is not valid JSON: {e}")))?;
+                            .map_err(|e| {
+                                CqlError::new(format!("Library content is not valid base64: {e}"))
+                            })?;
+                        let elm: Json = serde_json::from_slice(&bytes).map_err(|e| {
+                            CqlError::new(format!("Library ELM is not valid JSON: {e}"))
+                        })?;
                         let (name, version) = lib_identity(&elm)?;
-                        libs.push(LibSrc { name, version, url: url.clone(), elm: Arc::new(elm) });
+                        libs.push(LibSrc {
+                            name,
+                            version,
+                            url: url.clone(),
+                            elm: Arc::new(elm),
+                        });
                     }
                 }
                 Some("ValueSet") => {
@@ -119,9 +168,17 @@ impl LibrarySet {
         let mut out = Vec::new();
         for elm in libs {
             let (name, version) = lib_identity(elm)?;
-            out.push(LibSrc { name, version, url: None, elm: Arc::new(elm.clone()) });
+            out.push(LibSrc {
+                name,
+                version,
+                url: None,
+                elm: Arc::new(elm.clone()),
+            });
         }
-        Ok(LibrarySet { libs: out, valuesets: HashMap::new() })
+        Ok(LibrarySet {
+            libs: out,
+            valuesets: HashMap::new(),
+        })
     }
 
     /// Add value sets (FHIR ValueSet resources with expansions).
@@ -144,14 +201,24 @@ impl LibrarySet {
 
     /// Compile the main library (by Library url or name) and everything it includes.
     pub fn prepare(&self, main: &str, params: Parameters) -> R<Prepared> {
-        let main_idx = self.find(main, None).ok_or_else(|| CqlError::new(format!("library `{main}` not found")))?;
-        let mut c = Compiler { set: self, lib_map: HashMap::new(), libs: Vec::new() };
+        let main_idx = self
+            .find(main, None)
+            .ok_or_else(|| CqlError::new(format!("library `{main}` not found")))?;
+        let mut c = Compiler {
+            set: self,
+            lib_map: HashMap::new(),
+            libs: Vec::new(),
+        };
         c.load(main_idx)?;
         let nlibs = c.libs.len();
         for li in 0..nlibs {
             c.compile_lib(li)?;
         }
-        let libs: Vec<CLib> = c.libs.into_iter().map(|p| p.done.expect("compiled")).collect();
+        let libs: Vec<CLib> = c
+            .libs
+            .into_iter()
+            .map(|p| p.done.expect("compiled"))
+            .collect();
         let mut prepared = Prepared { libs, main: 0 };
         // parameters: provided values (by name, for every library) else defaults
         for li in 0..prepared.libs.len() {
@@ -202,13 +269,18 @@ pub(crate) enum ProfileFilter {
 }
 
 fn profile_filter(template: Option<&str>, data_type: &str) -> ProfileFilter {
-    let Some(t) = template else { return ProfileFilter::None };
+    let Some(t) = template else {
+        return ProfileFilter::None;
+    };
     let last = t.rsplit('/').next().unwrap_or(t).to_ascii_lowercase();
     if last.ends_with("notrequested") {
         ProfileFilter::Negated(Arc::from(t))
     } else if last.ends_with("notdone") {
         ProfileFilter::NotDone(Arc::from(t))
-    } else if matches!(data_type, "MedicationRequest" | "ServiceRequest" | "DeviceRequest") {
+    } else if matches!(
+        data_type,
+        "MedicationRequest" | "ServiceRequest" | "DeviceRequest"
+    ) {
         ProfileFilter::Positive
     } else {
         ProfileFilter::None
@@ -223,15 +295,22 @@ fn profile_ok(r: &Value, f: &ProfileFilter, template: Option<&str>) -> bool {
     };
     let dnp = matches!(n.j.get("doNotPerform"), Some(fhir::J::Bool(true)));
     // resources that declare their profiles must declare the retrieved one
-    if let (Some(t), Some(fhir::J::Arr(a))) = (template, n.j.get("meta").and_then(|m| m.get("profile"))) {
+    if let (Some(t), Some(fhir::J::Arr(a))) =
+        (template, n.j.get("meta").and_then(|m| m.get("profile")))
+    {
         if !a.is_empty() {
-            return a.iter().any(|p| p.str().is_some_and(|p| p == t || p.split('|').next() == Some(t)));
+            return a.iter().any(|p| {
+                p.str()
+                    .is_some_and(|p| p == t || p.split('|').next() == Some(t))
+            });
         }
     }
     match f {
         ProfileFilter::None => true,
         ProfileFilter::Negated(t) => dnp || tagged(t),
-        ProfileFilter::NotDone(t) => tagged(t) || n.j.get("status").and_then(|s| s.str()) == Some("cancelled"),
+        ProfileFilter::NotDone(t) => {
+            tagged(t) || n.j.get("status").and_then(|s| s.str()) == Some("cancelled")
+        }
         ProfileFilter::Positive => !dnp,
     }
 }
@@ -250,28 +329,79 @@ pub(crate) struct Query {
 #[derive(Debug)]
 pub(crate) enum Expr {
     Lit(Value),
-    Def { lib: usize, def: usize },
-    Func { lib: usize, cands: Vec<usize>, args: Vec<Expr> },
-    Native { name: Arc<str>, arg: Box<Expr> },
-    Param { lib: usize, idx: usize },
+    Def {
+        lib: usize,
+        def: usize,
+    },
+    Func {
+        lib: usize,
+        cands: Vec<usize>,
+        args: Vec<Expr>,
+    },
+    Native {
+        name: Arc<str>,
+        arg: Box<Expr>,
+    },
+    Param {
+        lib: usize,
+        idx: usize,
+    },
     ValueSetRef(Arc<ValueSetData>),
     Slot(usize),
-    Property { src: Box<Expr>, path: Arc<str> },
-    Op { op: Op, args: Vec<Expr>, prec: Option<Prec> },
+    Property {
+        src: Box<Expr>,
+        path: Arc<str>,
+    },
+    Op {
+        op: Op,
+        args: Vec<Expr>,
+        prec: Option<Prec>,
+    },
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     If(Box<Expr>, Box<Expr>, Box<Expr>),
-    Case { comparand: Option<Box<Expr>>, items: Vec<(Expr, Expr)>, els: Box<Expr> },
+    Case {
+        comparand: Option<Box<Expr>>,
+        items: Vec<(Expr, Expr)>,
+        els: Box<Expr>,
+    },
     Coalesce(Vec<Expr>),
     Query(Box<Query>),
-    Retrieve { data_type: Arc<str>, code_path: Option<Arc<str>>, codes: Option<Box<Expr>>, profile: ProfileFilter, template: Option<Arc<str>> },
+    Retrieve {
+        data_type: Arc<str>,
+        code_path: Option<Arc<str>>,
+        codes: Option<Box<Expr>>,
+        profile: ProfileFilter,
+        template: Option<Arc<str>>,
+    },
     List(Vec<Expr>),
     Tuple(Vec<(Arc<str>, Expr)>),
-    Instance { class: Arc<str>, elems: Vec<(Arc<str>, Expr)> },
-    Interval { low: Box<Expr>, high: Box<Expr>, lc: Box<Expr>, hc: Box<Expr> },
-    As { operand: Box<Expr>, ty: TypeSpec, strict: bool },
-    Is { operand: Box<Expr>, ty: TypeSpec },
-    Message { source: Box<Expr>, cond: Box<Expr>, code: Box<Expr>, severity: Box<Expr>, message: Box<Expr> },
+    Instance {
+        class: Arc<str>,
+        elems: Vec<(Arc<str>, Expr)>,
+    },
+    Interval {
+        low: Box<Expr>,
+        high: Box<Expr>,
+        lc: Box<Expr>,
+        hc: Box<Expr>,
+    },
+    As {
+        operand: Box<Expr>,
+        ty: TypeSpec,
+        strict: bool,
+    },
+    Is {
+        operand: Box<Expr>,
+        ty: TypeSpec,
+    },
+    Message {
+        source: Box<Expr>,
+        cond: Box<Expr>,
+        code: Box<Expr>,
+        severity: Box<Expr>,
+        message: Box<Expr>,
+    },
     Unsupported(Arc<str>),
 }
 
@@ -349,10 +479,16 @@ fn local_type(name: &str) -> (bool, Arc<str>) {
 fn type_spec(j: &Json) -> TypeSpec {
     match s(j, "type") {
         Some("NamedTypeSpecifier") => named_type(s(j, "name").unwrap_or("")),
-        Some("ListTypeSpecifier") => TypeSpec::List(Box::new(j.get("elementType").map(type_spec).unwrap_or(TypeSpec::Any))),
-        Some("IntervalTypeSpecifier") => TypeSpec::Interval(Box::new(j.get("pointType").map(type_spec).unwrap_or(TypeSpec::Any))),
+        Some("ListTypeSpecifier") => TypeSpec::List(Box::new(
+            j.get("elementType").map(type_spec).unwrap_or(TypeSpec::Any),
+        )),
+        Some("IntervalTypeSpecifier") => TypeSpec::Interval(Box::new(
+            j.get("pointType").map(type_spec).unwrap_or(TypeSpec::Any),
+        )),
         Some("TupleTypeSpecifier") => TypeSpec::Tuple,
-        Some("ChoiceTypeSpecifier") => TypeSpec::Choice(arr(j, "choice").iter().map(type_spec).collect()),
+        Some("ChoiceTypeSpecifier") => {
+            TypeSpec::Choice(arr(j, "choice").iter().map(type_spec).collect())
+        }
         _ => {
             if j.get("choice").is_some() {
                 TypeSpec::Choice(arr(j, "choice").iter().map(type_spec).collect())
@@ -392,7 +528,11 @@ impl Scope {
         slot
     }
     fn lookup(&self, name: &str) -> Option<usize> {
-        self.names.iter().rev().find(|(n, _)| n == name).map(|(_, s)| *s)
+        self.names
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
     }
 }
 
@@ -404,7 +544,9 @@ impl<'a> Compiler<'a> {
         let idx = self.libs.len();
         self.lib_map.insert(src, idx);
         let elm = self.set.libs[src].elm.clone();
-        let lib = elm.get("library").ok_or_else(|| CqlError::new("ELM JSON has no library"))?;
+        let lib = elm
+            .get("library")
+            .ok_or_else(|| CqlError::new("ELM JSON has no library"))?;
         self.libs.push(PreLib {
             src,
             includes: HashMap::new(),
@@ -432,7 +574,10 @@ impl<'a> Compiler<'a> {
         }
         let mut def_index = HashMap::new();
         let mut funcs: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, d) in arr(lib.get("statements").unwrap_or(&Json::Null), "def").iter().enumerate() {
+        for (i, d) in arr(lib.get("statements").unwrap_or(&Json::Null), "def")
+            .iter()
+            .enumerate()
+        {
             let name = s(d, "name").unwrap_or("").to_string();
             if s(d, "type") == Some("FunctionDef") {
                 funcs.entry(name).or_default().push(i);
@@ -454,14 +599,22 @@ impl<'a> Compiler<'a> {
                 .get(id)
                 .or_else(|| self.set.valuesets.get(id.split('|').next().unwrap_or(id)))
                 .cloned()
-                .unwrap_or_else(|| Arc::new(ValueSetData { url: Arc::from(id), ..Default::default() }));
+                .unwrap_or_else(|| {
+                    Arc::new(ValueSetData {
+                        url: Arc::from(id),
+                        ..Default::default()
+                    })
+                });
             vs_index.insert(name, data);
         }
         let mut codesystems = HashMap::new();
         for c in arr(lib, "codeSystems") {
             codesystems.insert(
                 s(c, "name").unwrap_or("").to_string(),
-                (s(c, "id").unwrap_or("").to_string(), s(c, "version").map(|v| v.to_string())),
+                (
+                    s(c, "id").unwrap_or("").to_string(),
+                    s(c, "version").map(|v| v.to_string()),
+                ),
             );
         }
         let mut codes = HashMap::new();
@@ -487,15 +640,26 @@ impl<'a> Compiler<'a> {
     fn compile_lib(&mut self, li: usize) -> R<()> {
         let src = self.libs[li].src;
         let elm = self.set.libs[src].elm.clone();
-        let lib = elm.get("library").ok_or_else(|| CqlError::new("ELM JSON has no library"))?;
+        let lib = elm
+            .get("library")
+            .ok_or_else(|| CqlError::new("ELM JSON has no library"))?;
         let mut defs = Vec::new();
         for d in arr(lib.get("statements").unwrap_or(&Json::Null), "def") {
             let is_function = s(d, "type") == Some("FunctionDef");
-            let mut scope = Scope { names: Vec::new(), next: 0, max: 0, lib: li };
+            let mut scope = Scope {
+                names: Vec::new(),
+                next: 0,
+                max: 0,
+                lib: li,
+            };
             let mut operand_types = Vec::new();
             for o in arr(d, "operand") {
                 scope.push(s(o, "name").unwrap_or(""));
-                operand_types.push(o.get("operandTypeSpecifier").map(type_spec).unwrap_or(TypeSpec::Any));
+                operand_types.push(
+                    o.get("operandTypeSpecifier")
+                        .map(type_spec)
+                        .unwrap_or(TypeSpec::Any),
+                );
             }
             let expr = match d.get("expression") {
                 Some(e) => Some(self.expr(e, &mut scope)?),
@@ -514,7 +678,12 @@ impl<'a> Compiler<'a> {
         let mut param_defaults = Vec::new();
         for p in arr(lib, "parameters") {
             params.push((s(p, "name").unwrap_or("").to_string(), Value::Null));
-            let mut scope = Scope { names: Vec::new(), next: 0, max: 0, lib: li };
+            let mut scope = Scope {
+                names: Vec::new(),
+                next: 0,
+                max: 0,
+                lib: li,
+            };
             param_defaults.push(match p.get("default") {
                 Some(e) => Some(Arc::new(self.expr(e, &mut scope)?)),
                 None => None,
@@ -522,7 +691,13 @@ impl<'a> Compiler<'a> {
         }
         let name = self.set.libs[src].name.clone();
         let def_index = self.libs[li].def_index.clone();
-        self.libs[li].done = Some(CLib { name, defs, def_index, params, param_defaults });
+        self.libs[li].done = Some(CLib {
+            name,
+            defs,
+            def_index,
+            params,
+            param_defaults,
+        });
         Ok(())
     }
 
@@ -533,7 +708,10 @@ impl<'a> Compiler<'a> {
     fn unsupported(&self, j: &Json, li: usize, what: &str) -> Expr {
         let t = s(j, "type").unwrap_or("?");
         let loc = s(j, "locator").unwrap_or("?");
-        Expr::Unsupported(Arc::from(format!("{what} ELM node `{t}` in library {} at {loc}", self.lib_name(li))))
+        Expr::Unsupported(Arc::from(format!(
+            "{what} ELM node `{t}` in library {} at {loc}",
+            self.lib_name(li)
+        )))
     }
 
     fn target_lib(&self, j: &Json, li: usize) -> R<usize> {
@@ -574,10 +752,18 @@ impl<'a> Compiler<'a> {
             .and_then(|x| s(x, "libraryName"))
             .and_then(|a| self.libs[li].includes.get(a).copied())
             .unwrap_or(li);
-        let (system, version) = self.libs[lib].codesystems.get(cs).cloned().unwrap_or_default();
+        let (system, version) = self.libs[lib]
+            .codesystems
+            .get(cs)
+            .cloned()
+            .unwrap_or_default();
         Code {
             code: Arc::from(s(c, "id").or(s(c, "code")).unwrap_or("")),
-            system: if system.is_empty() { None } else { Some(Arc::from(system.as_str())) },
+            system: if system.is_empty() {
+                None
+            } else {
+                Some(Arc::from(system.as_str()))
+            },
             version: version.map(|v| Arc::from(v.as_str())),
             display: s(c, "display").map(Arc::from),
         }
@@ -590,9 +776,48 @@ impl<'a> Compiler<'a> {
         };
         Ok(match t {
             "Null" => Expr::Lit(Value::Null),
+            "Negate" if j.get("operand").and_then(|o| s(o, "type")) == Some("Literal") => {
+                let o = &j["operand"];
+                let raw = match o.get("value") {
+                    Some(Json::String(v)) => format!("-{v}"),
+                    Some(v) => format!("-{v}"),
+                    None => String::new(),
+                };
+                match ops::literal(s(o, "valueType").unwrap_or(""), Some(&Json::String(raw))) {
+                    Some(v) => Expr::Lit(v),
+                    None => Expr::Op {
+                        op: Op::Error,
+                        args: vec![Expr::Lit(Value::str("invalid literal"))],
+                        prec: None,
+                    },
+                }
+            }
+            "Length"
+                if j.get("operand").is_some_and(|o| {
+                    o.get("asTypeSpecifier").and_then(|t| s(t, "type")) == Some("ListTypeSpecifier")
+                        || o.get("resultTypeSpecifier").and_then(|t| s(t, "type"))
+                            == Some("ListTypeSpecifier")
+                }) =>
+            {
+                let a = self.opt(j.get("operand"), sc)?;
+                Expr::Coalesce(vec![
+                    Expr::Op {
+                        op: Op::Length,
+                        args: vec![a],
+                        prec: None,
+                    },
+                    Expr::Lit(Value::Integer(0)),
+                ])
+            }
             "Literal" => match ops::literal(s(j, "valueType").unwrap_or(""), j.get("value")) {
                 Some(v) => v,
-                None => return Ok(Expr::Op { op: Op::Error, args: vec![Expr::Lit(Value::str("invalid literal"))], prec: None }),
+                None => {
+                    return Ok(Expr::Op {
+                        op: Op::Error,
+                        args: vec![Expr::Lit(Value::str("invalid literal"))],
+                        prec: None,
+                    })
+                }
             }
             .into_lit(),
             "Quantity" => {
@@ -609,14 +834,24 @@ impl<'a> Compiler<'a> {
             "Ratio" => {
                 let n = self.opt(j.get("numerator"), sc)?;
                 let d = self.opt(j.get("denominator"), sc)?;
-                Expr::Op { op: Op::RatioSel, args: vec![n, d], prec: None }
+                Expr::Op {
+                    op: Op::RatioSel,
+                    args: vec![n, d],
+                    prec: None,
+                }
             }
             "ExpressionRef" => {
                 let lib = self.target_lib(j, li)?;
                 let name = s(j, "name").unwrap_or("");
                 match self.libs[lib].def_index.get(name) {
                     Some(&def) => Expr::Def { lib, def },
-                    None => return Ok(self.unsupported(j, li, &format!("unknown expression `{name}` referenced by"))),
+                    None => {
+                        return Ok(self.unsupported(
+                            j,
+                            li,
+                            &format!("unknown expression `{name}` referenced by"),
+                        ))
+                    }
                 }
             }
             "FunctionRef" => {
@@ -624,20 +859,40 @@ impl<'a> Compiler<'a> {
                 let name = s(j, "name").unwrap_or("");
                 let args = self.operands(j, sc)?;
                 let lib_name = self.lib_name(lib).to_string();
-                if lib_name == "FHIRHelpers" && args.len() == 1 && fhir::fhirhelpers_call(name, &Value::Null).is_some() {
+                if lib_name == "FHIRHelpers"
+                    && args.len() == 1
+                    && fhir::fhirhelpers_call(name, &Value::Null).is_some()
+                {
                     let mut args = args;
-                    return Ok(Expr::Native { name: Arc::from(name), arg: Box::new(args.remove(0)) });
+                    return Ok(Expr::Native {
+                        name: Arc::from(name),
+                        arg: Box::new(args.remove(0)),
+                    });
                 }
                 let elm = self.set.libs[self.libs[lib].src].elm.clone();
-                let stmts = arr(elm.get("library").and_then(|l| l.get("statements")).unwrap_or(&Json::Null), "def");
+                let stmts = arr(
+                    elm.get("library")
+                        .and_then(|l| l.get("statements"))
+                        .unwrap_or(&Json::Null),
+                    "def",
+                );
                 let cands: Vec<usize> = self.libs[lib]
                     .funcs
                     .get(name)
-                    .map(|v| v.iter().copied().filter(|&i| arr(&stmts[i], "operand").len() == args.len()).collect())
+                    .map(|v| {
+                        v.iter()
+                            .copied()
+                            .filter(|&i| arr(&stmts[i], "operand").len() == args.len())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if cands.is_empty() {
                     // system functions invoked as FunctionRef (rare)
-                    return Ok(self.unsupported(j, li, &format!("unresolved function `{name}` in")));
+                    return Ok(self.unsupported(
+                        j,
+                        li,
+                        &format!("unresolved function `{name}` in"),
+                    ));
                 }
                 Expr::Func { lib, cands, args }
             }
@@ -658,41 +913,75 @@ impl<'a> Compiler<'a> {
             }
             "CodeRef" => {
                 let lib = self.target_lib(j, li)?;
-                match self.libs[lib].codes.get(s(j, "name").unwrap_or("")).cloned() {
+                match self.libs[lib]
+                    .codes
+                    .get(s(j, "name").unwrap_or(""))
+                    .cloned()
+                {
                     Some(c) => Expr::Lit(Value::Code(Arc::new(self.code_from_def(&c, lib)))),
                     None => return Ok(self.unsupported(j, li, "unknown code in")),
                 }
             }
             "ConceptRef" => {
                 let lib = self.target_lib(j, li)?;
-                match self.libs[lib].concepts.get(s(j, "name").unwrap_or("")).cloned() {
+                match self.libs[lib]
+                    .concepts
+                    .get(s(j, "name").unwrap_or(""))
+                    .cloned()
+                {
                     Some(c) => {
                         let mut codes = Vec::new();
                         for cr in arr(&c, "code") {
-                            if let Some(cd) = self.libs[lib].codes.get(s(cr, "name").unwrap_or("")).cloned() {
+                            if let Some(cd) = self.libs[lib]
+                                .codes
+                                .get(s(cr, "name").unwrap_or(""))
+                                .cloned()
+                            {
                                 codes.push(self.code_from_def(&cd, lib));
                             }
                         }
-                        Expr::Lit(Value::Concept(Arc::new(Concept { codes, display: s(&c, "display").map(Arc::from) })))
+                        Expr::Lit(Value::Concept(Arc::new(Concept {
+                            codes,
+                            display: s(&c, "display").map(Arc::from),
+                        })))
                     }
                     None => return Ok(self.unsupported(j, li, "unknown concept in")),
                 }
             }
             "CodeSystemRef" => {
                 let lib = self.target_lib(j, li)?;
-                let (id, ver) = self.libs[lib].codesystems.get(s(j, "name").unwrap_or("")).cloned().unwrap_or_default();
+                let (id, ver) = self.libs[lib]
+                    .codesystems
+                    .get(s(j, "name").unwrap_or(""))
+                    .cloned()
+                    .unwrap_or_default();
                 Expr::Lit(Value::Tuple(Arc::new(vec![
                     (Arc::from("id"), Value::str(&id)),
-                    (Arc::from("version"), ver.map(|v| Value::str(&v)).unwrap_or(Value::Null)),
+                    (
+                        Arc::from("version"),
+                        ver.map(|v| Value::str(&v)).unwrap_or(Value::Null),
+                    ),
                 ])))
             }
             "Code" => {
                 let sys = j.get("system").and_then(|x| s(x, "name")).unwrap_or("");
-                let lib = j.get("system").map(|x| self.target_lib(x, li)).transpose()?.unwrap_or(li);
-                let (system, version) = self.libs[lib].codesystems.get(sys).cloned().unwrap_or_default();
+                let lib = j
+                    .get("system")
+                    .map(|x| self.target_lib(x, li))
+                    .transpose()?
+                    .unwrap_or(li);
+                let (system, version) = self.libs[lib]
+                    .codesystems
+                    .get(sys)
+                    .cloned()
+                    .unwrap_or_default();
                 Expr::Lit(Value::Code(Arc::new(Code {
                     code: Arc::from(s(j, "code").unwrap_or("")),
-                    system: if system.is_empty() { None } else { Some(Arc::from(system.as_str())) },
+                    system: if system.is_empty() {
+                        None
+                    } else {
+                        Some(Arc::from(system.as_str()))
+                    },
                     version: version.map(|v| Arc::from(v.as_str())),
                     display: s(j, "display").map(Arc::from),
                 })))
@@ -704,19 +993,31 @@ impl<'a> Compiler<'a> {
                         codes.push((*c).clone());
                     }
                 }
-                Expr::Lit(Value::Concept(Arc::new(Concept { codes, display: s(j, "display").map(Arc::from) })))
+                Expr::Lit(Value::Concept(Arc::new(Concept {
+                    codes,
+                    display: s(j, "display").map(Arc::from),
+                })))
             }
             "OperandRef" | "AliasRef" | "QueryLetRef" => {
                 let name = s(j, "name").unwrap_or("");
                 match sc.lookup(name) {
                     Some(slot) => Expr::Slot(slot),
-                    None => return Ok(self.unsupported(j, li, &format!("unresolved reference `{name}` in"))),
+                    None => {
+                        return Ok(self.unsupported(
+                            j,
+                            li,
+                            &format!("unresolved reference `{name}` in"),
+                        ))
+                    }
                 }
             }
             "IdentifierRef" => {
                 let name = s(j, "name").unwrap_or("");
                 match sc.lookup("$this") {
-                    Some(slot) => Expr::Property { src: Box::new(Expr::Slot(slot)), path: Arc::from(name) },
+                    Some(slot) => Expr::Property {
+                        src: Box::new(Expr::Slot(slot)),
+                        path: Arc::from(name),
+                    },
                     None => match sc.lookup(name) {
                         Some(slot) => Expr::Slot(slot),
                         None => return Ok(self.unsupported(j, li, "unresolved identifier in")),
@@ -736,7 +1037,10 @@ impl<'a> Compiler<'a> {
                 // dotted paths
                 let mut e = src;
                 for part in path.split('.') {
-                    e = Expr::Property { src: Box::new(e), path: Arc::from(part) };
+                    e = Expr::Property {
+                        src: Box::new(e),
+                        path: Arc::from(part),
+                    };
                 }
                 e
             }
@@ -767,21 +1071,36 @@ impl<'a> Compiler<'a> {
                 for it in arr(j, "caseItem") {
                     items.push((self.opt(it.get("when"), sc)?, self.opt(it.get("then"), sc)?));
                 }
-                Expr::Case { comparand, items, els: Box::new(self.opt(j.get("else"), sc)?) }
+                Expr::Case {
+                    comparand,
+                    items,
+                    els: Box::new(self.opt(j.get("else"), sc)?),
+                }
             }
             "Coalesce" => Expr::Coalesce(self.operands(j, sc)?),
-            "List" => Expr::List(arr(j, "element").iter().map(|e| self.expr(e, sc)).collect::<R<_>>()?),
+            "List" => Expr::List(
+                arr(j, "element")
+                    .iter()
+                    .map(|e| self.expr(e, sc))
+                    .collect::<R<_>>()?,
+            ),
             "Tuple" => {
                 let mut el = Vec::new();
                 for e in arr(j, "element") {
-                    el.push((Arc::from(s(e, "name").unwrap_or("")), self.opt(e.get("value"), sc)?));
+                    el.push((
+                        Arc::from(s(e, "name").unwrap_or("")),
+                        self.opt(e.get("value"), sc)?,
+                    ));
                 }
                 Expr::Tuple(el)
             }
             "Instance" => {
                 let mut el = Vec::new();
                 for e in arr(j, "element") {
-                    el.push((Arc::from(s(e, "name").unwrap_or("")), self.opt(e.get("value"), sc)?));
+                    el.push((
+                        Arc::from(s(e, "name").unwrap_or("")),
+                        self.opt(e.get("value"), sc)?,
+                    ));
                 }
                 let (_, class) = local_type(s(j, "classType").unwrap_or(""));
                 Expr::Instance { class, elems: el }
@@ -791,13 +1110,24 @@ impl<'a> Compiler<'a> {
                 let high = self.opt(j.get("high"), sc)?;
                 let lc = match j.get("lowClosedExpression") {
                     Some(e) => self.expr(e, sc)?,
-                    None => Expr::Lit(Value::Boolean(j.get("lowClosed").and_then(|b| b.as_bool()).unwrap_or(true))),
+                    None => Expr::Lit(Value::Boolean(
+                        j.get("lowClosed").and_then(|b| b.as_bool()).unwrap_or(true),
+                    )),
                 };
                 let hc = match j.get("highClosedExpression") {
                     Some(e) => self.expr(e, sc)?,
-                    None => Expr::Lit(Value::Boolean(j.get("highClosed").and_then(|b| b.as_bool()).unwrap_or(true))),
+                    None => Expr::Lit(Value::Boolean(
+                        j.get("highClosed")
+                            .and_then(|b| b.as_bool())
+                            .unwrap_or(true),
+                    )),
                 };
-                Expr::Interval { low: Box::new(low), high: Box::new(high), lc: Box::new(lc), hc: Box::new(hc) }
+                Expr::Interval {
+                    low: Box::new(low),
+                    high: Box::new(high),
+                    lc: Box::new(lc),
+                    hc: Box::new(hc),
+                }
             }
             "As" => {
                 let ty = match (j.get("asTypeSpecifier"), s(j, "asType")) {
@@ -806,7 +1136,11 @@ impl<'a> Compiler<'a> {
                     _ => TypeSpec::Any,
                 };
                 let operand = self.opt(j.get("operand"), sc)?;
-                Expr::As { operand: Box::new(operand), ty, strict: j.get("strict").and_then(|b| b.as_bool()).unwrap_or(false) }
+                Expr::As {
+                    operand: Box::new(operand),
+                    ty,
+                    strict: j.get("strict").and_then(|b| b.as_bool()).unwrap_or(false),
+                }
             }
             "Is" => {
                 let ty = match (j.get("isTypeSpecifier"), s(j, "isType")) {
@@ -814,7 +1148,10 @@ impl<'a> Compiler<'a> {
                     (None, Some(n)) => named_type(n),
                     _ => TypeSpec::Any,
                 };
-                Expr::Is { operand: Box::new(self.opt(j.get("operand"), sc)?), ty }
+                Expr::Is {
+                    operand: Box::new(self.opt(j.get("operand"), sc)?),
+                    ty,
+                }
             }
             "Message" => Expr::Message {
                 source: Box::new(self.opt(j.get("source"), sc)?),
@@ -829,17 +1166,36 @@ impl<'a> Compiler<'a> {
                     Some(c) => Some(Box::new(self.expr(c, sc)?)),
                     None => None,
                 };
-                if !arr(j, "dateFilter").is_empty() || !arr(j, "codeFilter").is_empty() || !arr(j, "otherFilter").is_empty() || j.get("context").is_some() {
+                if !arr(j, "dateFilter").is_empty()
+                    || !arr(j, "codeFilter").is_empty()
+                    || !arr(j, "otherFilter").is_empty()
+                    || j.get("context").is_some()
+                {
                     return Ok(self.unsupported(j, li, "filtered"));
                 }
                 let profile = profile_filter(s(j, "templateId"), &dt);
-                Expr::Retrieve { data_type: dt, code_path: s(j, "codeProperty").map(Arc::from), codes, profile, template: s(j, "templateId").map(Arc::from) }
+                Expr::Retrieve {
+                    data_type: dt,
+                    code_path: s(j, "codeProperty").map(Arc::from),
+                    codes,
+                    profile,
+                    template: s(j, "templateId").map(Arc::from),
+                }
             }
             "Query" => self.query(j, sc)?,
             "Date" | "DateTime" | "Time" => {
                 let names: &[&str] = match t {
                     "Date" => &["year", "month", "day"],
-                    "DateTime" => &["year", "month", "day", "hour", "minute", "second", "millisecond", "timezoneOffset"],
+                    "DateTime" => &[
+                        "year",
+                        "month",
+                        "day",
+                        "hour",
+                        "minute",
+                        "second",
+                        "millisecond",
+                        "timezoneOffset",
+                    ],
                     _ => &["hour", "minute", "second", "millisecond"],
                 };
                 let mut args = Vec::new();
@@ -860,7 +1216,11 @@ impl<'a> Compiler<'a> {
                     "DateTime" => Op::DateTimeSel,
                     _ => Op::TimeSel,
                 };
-                Expr::Op { op, args, prec: Some(present) }
+                Expr::Op {
+                    op,
+                    args,
+                    prec: Some(present),
+                }
             }
             _ => {
                 let Some(op) = Op::from_name(t) else {
@@ -874,7 +1234,9 @@ impl<'a> Compiler<'a> {
                                 let lib = self.target_lib(v, li)?;
                                 match self.libs[lib].vs_index.get(s(v, "name").unwrap_or("")) {
                                     Some(d) => Expr::ValueSetRef(d.clone()),
-                                    None => return Ok(self.unsupported(j, li, "unknown value set in")),
+                                    None => {
+                                        return Ok(self.unsupported(j, li, "unknown value set in"))
+                                    }
                                 }
                             }
                             (None, Some(e)) => self.expr(e, sc)?,
@@ -882,8 +1244,14 @@ impl<'a> Compiler<'a> {
                         };
                         vec![code, vs]
                     }
-                    Op::IndexOf => vec![self.opt(j.get("source"), sc)?, self.opt(j.get("element"), sc)?],
-                    Op::PositionOf | Op::LastPositionOf => vec![self.opt(j.get("pattern"), sc)?, self.opt(j.get("string"), sc)?],
+                    Op::IndexOf => vec![
+                        self.opt(j.get("source"), sc)?,
+                        self.opt(j.get("element"), sc)?,
+                    ],
+                    Op::PositionOf | Op::LastPositionOf => vec![
+                        self.opt(j.get("pattern"), sc)?,
+                        self.opt(j.get("string"), sc)?,
+                    ],
                     Op::Substring => vec![
                         self.opt(j.get("stringToSub"), sc)?,
                         self.opt(j.get("startIndex"), sc)?,
@@ -892,9 +1260,18 @@ impl<'a> Compiler<'a> {
                             None => Expr::Lit(Value::Null),
                         },
                     ],
-                    Op::Combine => vec![self.opt(j.get("source"), sc)?, self.opt(j.get("separator"), sc)?],
-                    Op::Split => vec![self.opt(j.get("stringToSplit"), sc)?, self.opt(j.get("separator"), sc)?],
-                    Op::SplitOnMatches => vec![self.opt(j.get("stringToSplit"), sc)?, self.opt(j.get("separatorPattern"), sc)?],
+                    Op::Combine => vec![
+                        self.opt(j.get("source"), sc)?,
+                        self.opt(j.get("separator"), sc)?,
+                    ],
+                    Op::Split => vec![
+                        self.opt(j.get("stringToSplit"), sc)?,
+                        self.opt(j.get("separator"), sc)?,
+                    ],
+                    Op::SplitOnMatches => vec![
+                        self.opt(j.get("stringToSplit"), sc)?,
+                        self.opt(j.get("separatorPattern"), sc)?,
+                    ],
                     Op::Round => vec![
                         self.opt(j.get("operand"), sc)?,
                         match j.get("precision") {
@@ -902,14 +1279,21 @@ impl<'a> Compiler<'a> {
                             None => Expr::Lit(Value::Null),
                         },
                     ],
-                    Op::Slice => vec![self.opt(j.get("source"), sc)?, self.opt(j.get("startIndex"), sc)?, self.opt(j.get("endIndex"), sc)?],
+                    Op::Slice => vec![
+                        self.opt(j.get("source"), sc)?,
+                        self.opt(j.get("startIndex"), sc)?,
+                        self.opt(j.get("endIndex"), sc)?,
+                    ],
                     Op::MinValue | Op::MaxValue => {
                         let (_, ty) = local_type(s(j, "valueType").unwrap_or(""));
                         vec![Expr::Lit(Value::String(ty))]
                     }
                     Op::ListSort => {
                         let src = self.opt(j.get("source"), sc)?;
-                        let desc = arr(j, "by").first().and_then(|b| s(b, "direction")).is_some_and(|d| d.starts_with("desc"));
+                        let desc = arr(j, "by")
+                            .first()
+                            .and_then(|b| s(b, "direction"))
+                            .is_some_and(|d| d.starts_with("desc"));
                         vec![src, Expr::Lit(Value::Boolean(desc))]
                     }
                     _ => self.operands(j, sc)?,
@@ -917,7 +1301,11 @@ impl<'a> Compiler<'a> {
                 if op.is_aggregate() {
                     if let Some(p) = s(j, "path") {
                         let src = args.pop().unwrap_or(Expr::Lit(Value::Null));
-                        args.push(Expr::Op { op: Op::PluckPath, args: vec![src, Expr::Lit(Value::str(p))], prec: None });
+                        args.push(Expr::Op {
+                            op: Op::PluckPath,
+                            args: vec![src, Expr::Lit(Value::str(p))],
+                            prec: None,
+                        });
                     }
                 }
                 let prec = s(j, "precision").and_then(parse_precision);
@@ -961,7 +1349,10 @@ impl<'a> Compiler<'a> {
             None => None,
         };
         let ret = match j.get("return") {
-            Some(r) => Some((self.opt(r.get("expression"), sc)?, r.get("distinct").and_then(|d| d.as_bool()).unwrap_or(true))),
+            Some(r) => Some((
+                self.opt(r.get("expression"), sc)?,
+                r.get("distinct").and_then(|d| d.as_bool()).unwrap_or(true),
+            )),
             None => None,
         };
         let agg = match j.get("aggregate") {
@@ -972,7 +1363,12 @@ impl<'a> Compiler<'a> {
                     None => None,
                 };
                 let e = self.opt(a.get("expression"), sc)?;
-                Some((slot, start, e, a.get("distinct").and_then(|d| d.as_bool()).unwrap_or(false)))
+                Some((
+                    slot,
+                    start,
+                    e,
+                    a.get("distinct").and_then(|d| d.as_bool()).unwrap_or(false),
+                ))
             }
             None => None,
         };
@@ -984,10 +1380,10 @@ impl<'a> Compiler<'a> {
                     let desc = s(b, "direction").is_some_and(|d| d.starts_with("desc"));
                     let e = match b.get("expression") {
                         Some(e) => Some(self.expr(e, sc)?),
-                        None => match s(b, "path") {
-                            Some(p) => Some(Expr::Property { src: Box::new(Expr::Slot(slot)), path: Arc::from(p) }),
-                            None => None,
-                        },
+                        None => s(b, "path").map(|p| Expr::Property {
+                            src: Box::new(Expr::Slot(slot)),
+                            path: Arc::from(p),
+                        }),
                     };
                     by.push((e, desc));
                 }
@@ -997,7 +1393,15 @@ impl<'a> Compiler<'a> {
         };
         sc.names.truncate(mark);
         sc.next = next.max(sc.next);
-        Ok(Expr::Query(Box::new(Query { sources, lets, rels, where_, ret, agg, sort })))
+        Ok(Expr::Query(Box::new(Query {
+            sources,
+            lets,
+            rels,
+            where_,
+            ret,
+            agg,
+            sort,
+        })))
     }
 }
 
@@ -1040,7 +1444,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn slot(&self, i: usize) -> Value {
-        self.stack.borrow().get(self.base.get() + i).cloned().unwrap_or(Value::Null)
+        self.stack
+            .borrow()
+            .get(self.base.get() + i)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
     fn set_slot(&self, i: usize, v: Value) {
         let mut st = self.stack.borrow_mut();
@@ -1051,7 +1459,12 @@ impl<'a> Ctx<'a> {
         st[idx] = v;
     }
 
-    fn call_frame(&self, nslots: usize, args: Vec<Value>, f: impl FnOnce() -> R<Value>) -> R<Value> {
+    fn call_frame(
+        &self,
+        nslots: usize,
+        args: Vec<Value>,
+        f: impl FnOnce() -> R<Value>,
+    ) -> R<Value> {
         let d = self.depth.get();
         if d > 200 {
             return err("evaluation recursion too deep");
@@ -1079,7 +1492,10 @@ impl<'a> Ctx<'a> {
         }
         let d = &self.p.libs[lib].defs[def];
         let Some(e) = &d.expr else {
-            return err(format!("expression `{}` in library {} has no body", d.name, self.p.libs[lib].name));
+            return err(format!(
+                "expression `{}` in library {} has no body",
+                d.name, self.p.libs[lib].name
+            ));
         };
         if d.patient_context && self.patient.is_none() && d.name == "Patient" {
             return Ok(Value::Null);
@@ -1105,10 +1521,19 @@ impl<'a> Ctx<'a> {
                 match fhir::fhirhelpers_call(name, &v) {
                     Some(Ok(v)) => v,
                     Some(Err(m)) => return err(format!("FHIRHelpers.{name}: {m}")),
-                    None => return err(format!("FHIRHelpers.{name} not implemented for a {}", v.type_name())),
+                    None => {
+                        return err(format!(
+                            "FHIRHelpers.{name} not implemented for a {}",
+                            v.type_name()
+                        ))
+                    }
                 }
             }
-            Expr::Func { lib: l, cands, args } => {
+            Expr::Func {
+                lib: l,
+                cands,
+                args,
+            } => {
                 let mut vals = Vec::with_capacity(args.len());
                 for a in args {
                     vals.push(self.eval(a, lib)?);
@@ -1120,7 +1545,11 @@ impl<'a> Ctx<'a> {
                     let mut chosen = None;
                     for &c in cands {
                         let d = &clib.defs[c];
-                        if d.operand_types.iter().zip(vals.iter()).all(|(t, v)| v.is_null() || matches_type(v, t) == Some(true)) {
+                        if d.operand_types
+                            .iter()
+                            .zip(vals.iter())
+                            .all(|(t, v)| v.is_null() || matches_type(v, t) == Some(true))
+                        {
                             chosen = Some(c);
                             break;
                         }
@@ -1128,7 +1557,11 @@ impl<'a> Ctx<'a> {
                     if chosen.is_none() {
                         for &c in cands {
                             let d = &clib.defs[c];
-                            if d.operand_types.iter().zip(vals.iter()).all(|(t, v)| matches_type(v, t) != Some(false)) {
+                            if d.operand_types
+                                .iter()
+                                .zip(vals.iter())
+                                .all(|(t, v)| matches_type(v, t) != Some(false))
+                            {
                                 chosen = Some(c);
                                 break;
                             }
@@ -1149,7 +1582,10 @@ impl<'a> Ctx<'a> {
                 let d = &clib.defs[pick];
                 debug_assert!(d.is_function);
                 let Some(body) = &d.expr else {
-                    return err(format!("external function `{}` in library {} is not available", d.name, clib.name));
+                    return err(format!(
+                        "external function `{}` in library {} is not available",
+                        d.name, clib.name
+                    ));
                 };
                 self.call_frame(d.nslots, vals, || self.eval(body, *l))?
             }
@@ -1184,7 +1620,11 @@ impl<'a> Ctx<'a> {
                     self.eval(f, lib)?
                 }
             }
-            Expr::Case { comparand, items, els } => {
+            Expr::Case {
+                comparand,
+                items,
+                els,
+            } => {
                 match comparand {
                     Some(c) => {
                         let cv = self.eval(c, lib)?;
@@ -1210,7 +1650,11 @@ impl<'a> Ctx<'a> {
                     // Coalesce(list)
                     let v = self.eval(&args[0], lib)?;
                     if let Value::List(l) = &v {
-                        return Ok(l.iter().find(|x| !x.is_null()).cloned().unwrap_or(Value::Null));
+                        return Ok(l
+                            .iter()
+                            .find(|x| !x.is_null())
+                            .cloned()
+                            .unwrap_or(Value::Null));
                     }
                     return Ok(v);
                 }
@@ -1250,7 +1694,11 @@ impl<'a> Ctx<'a> {
                 let hcv = self.eval(hc, lib)?.is_true();
                 ops::make_interval(l, h, lcv, hcv)?
             }
-            Expr::As { operand, ty, strict } => {
+            Expr::As {
+                operand,
+                ty,
+                strict,
+            } => {
                 let v = self.eval(operand, lib)?;
                 if v.is_null() {
                     return Ok(Value::Null);
@@ -1272,7 +1720,13 @@ impl<'a> Ctx<'a> {
                 }
                 Value::Boolean(matches_type(&v, ty) == Some(true))
             }
-            Expr::Message { source, cond, code, severity, message } => {
+            Expr::Message {
+                source,
+                cond,
+                code,
+                severity,
+                message,
+            } => {
                 let v = self.eval(source, lib)?;
                 if self.eval(cond, lib)?.is_true() {
                     let sev = self.eval(severity, lib)?;
@@ -1294,43 +1748,64 @@ impl<'a> Ctx<'a> {
                 }
                 v
             }
-            Expr::Retrieve { data_type, code_path, codes, profile, template } => {
+            Expr::Retrieve {
+                data_type,
+                code_path,
+                codes,
+                profile,
+                template,
+            } => {
                 let v = self.retrieve(data_type, code_path.as_deref(), codes.as_deref(), lib)?;
                 match (profile, v) {
                     (ProfileFilter::None, v) if template.is_none() => v,
-                    (f, Value::List(l)) => Value::List(Arc::new(l.iter().filter(|r| profile_ok(r, f, template.as_deref())).cloned().collect())),
+                    (f, Value::List(l)) => Value::List(Arc::new(
+                        l.iter()
+                            .filter(|r| profile_ok(r, f, template.as_deref()))
+                            .cloned()
+                            .collect(),
+                    )),
                     (_, v) => v,
                 }
             }
             Expr::Query(q) => self.query(q, lib)?,
-            Expr::Op { op, args, prec } => {
-                match args.len() {
-                    0 => ops::apply(*op, &[], *prec)?,
-                    1 => {
-                        let a = self.eval(&args[0], lib)?;
-                        ops::apply(*op, std::slice::from_ref(&a), *prec)?
-                    }
-                    2 => {
-                        let a = [self.eval(&args[0], lib)?, self.eval(&args[1], lib)?];
-                        ops::apply(*op, &a, *prec)?
-                    }
-                    _ => {
-                        let mut v = Vec::with_capacity(args.len());
-                        for a in args {
-                            v.push(self.eval(a, lib)?);
-                        }
-                        ops::apply(*op, &v, *prec)?
-                    }
+            Expr::Op { op, args, prec } => match args.len() {
+                0 => ops::apply(*op, &[], *prec)?,
+                1 => {
+                    let a = self.eval(&args[0], lib)?;
+                    ops::apply(*op, std::slice::from_ref(&a), *prec)?
                 }
-            }
+                2 => {
+                    let a = [self.eval(&args[0], lib)?, self.eval(&args[1], lib)?];
+                    ops::apply(*op, &a, *prec)?
+                }
+                _ => {
+                    let mut v = Vec::with_capacity(args.len());
+                    for a in args {
+                        v.push(self.eval(a, lib)?);
+                    }
+                    ops::apply(*op, &v, *prec)?
+                }
+            },
             Expr::Unsupported(m) => return err(m.to_string()),
         })
     }
 
-    fn retrieve(&self, data_type: &str, code_path: Option<&str>, codes: Option<&Expr>, lib: usize) -> R<Value> {
-        let Some(p) = self.patient else { return Ok(Value::list(vec![])) };
-        let Some(all) = p.by_type.get(data_type) else { return Ok(Value::list(vec![])) };
-        let Some(codes) = codes else { return Ok(Value::List(all.clone())) };
+    fn retrieve(
+        &self,
+        data_type: &str,
+        code_path: Option<&str>,
+        codes: Option<&Expr>,
+        lib: usize,
+    ) -> R<Value> {
+        let Some(p) = self.patient else {
+            return Ok(Value::list(vec![]));
+        };
+        let Some(all) = p.by_type.get(data_type) else {
+            return Ok(Value::list(vec![]));
+        };
+        let Some(codes) = codes else {
+            return Ok(Value::List(all.clone()));
+        };
         let filter = self.eval(codes, lib)?;
         let path = code_path.unwrap_or("code");
         let mut out = Vec::new();
@@ -1379,7 +1854,10 @@ impl<'a> Ctx<'a> {
                                 self.slot(q.sources[0].1)
                             } else {
                                 Value::Tuple(Arc::new(
-                                    q.sources.iter().map(|(_, s, name)| (name.clone(), self.slot(*s))).collect(),
+                                    q.sources
+                                        .iter()
+                                        .map(|(_, s, name)| (name.clone(), self.slot(*s)))
+                                        .collect(),
                                 ))
                             }
                         }
@@ -1406,9 +1884,23 @@ impl<'a> Ctx<'a> {
                 Some(s) => self.eval(s, lib)?,
                 None => Value::Null,
             };
-            let rows = if *distinct { ops::distinct(&rows) } else { rows };
+            let rows = if *distinct {
+                ops::distinct(&rows)
+            } else {
+                rows
+            };
             for r in rows {
-                self.set_slot(q.sources[0].1, r);
+                match (&r, n > 1) {
+                    (Value::Tuple(t), true) => {
+                        for (k, (_, sl, _)) in q.sources.iter().enumerate() {
+                            self.set_slot(
+                                *sl,
+                                t.get(k).map(|x| x.1.clone()).unwrap_or(Value::Null),
+                            );
+                        }
+                    }
+                    _ => self.set_slot(q.sources[0].1, r),
+                }
                 self.set_slot(*slot, acc.clone());
                 acc = self.eval(e, lib)?;
             }
@@ -1500,7 +1992,11 @@ pub(crate) fn property(v: &Value, path: &str) -> Value {
             }
             Value::List(Arc::new(out))
         }
-        Value::Tuple(t) => t.iter().find(|(k, _)| &**k == path).map(|(_, v)| v.clone()).unwrap_or(Value::Null),
+        Value::Tuple(t) => t
+            .iter()
+            .find(|(k, _)| &**k == path)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null),
         Value::Interval(i) => match path {
             "low" => i.low.clone(),
             "high" => i.high.clone(),
@@ -1526,7 +2022,12 @@ pub(crate) fn property(v: &Value, path: &str) -> Value {
             _ => Value::Null,
         },
         Value::Concept(c) => match path {
-            "codes" => Value::list(c.codes.iter().map(|x| Value::Code(Arc::new(x.clone()))).collect()),
+            "codes" => Value::list(
+                c.codes
+                    .iter()
+                    .map(|x| Value::Code(Arc::new(x.clone())))
+                    .collect(),
+            ),
             "display" => c.display.clone().map(Value::String).unwrap_or(Value::Null),
             _ => Value::Null,
         },
@@ -1552,7 +2053,10 @@ fn code_matches(v: &Value, filter: &Value) -> bool {
             fhir::J::Str(_) => code_matches(&fhir::to_code(&n.j), filter),
             _ => false,
         },
-        Value::Concept(c) => c.codes.iter().any(|x| code_matches(&Value::Code(Arc::new(x.clone())), filter)),
+        Value::Concept(c) => c
+            .codes
+            .iter()
+            .any(|x| code_matches(&Value::Code(Arc::new(x.clone())), filter)),
         Value::Code(c) => match filter {
             Value::ValueSet(vs) => vs.contains(c.system.as_deref(), &c.code),
             Value::List(l) => l.iter().any(|f| code_matches(v, f)),
@@ -1571,14 +2075,21 @@ pub(crate) fn in_valueset(v: &Value, vs: &ValueSetData) -> Option<bool> {
     match v {
         Value::Null => None,
         Value::Code(c) => Some(vs.contains(c.system.as_deref(), &c.code)),
-        Value::Concept(c) => Some(c.codes.iter().any(|x| vs.contains(x.system.as_deref(), &x.code))),
+        Value::Concept(c) => Some(
+            c.codes
+                .iter()
+                .any(|x| vs.contains(x.system.as_deref(), &x.code)),
+        ),
         Value::String(s) => Some(vs.contains(None, s)),
         Value::List(l) => Some(l.iter().any(|x| in_valueset(x, vs) == Some(true))),
-        Value::Resource(_) => Some(code_matches(v, &Value::ValueSet(Arc::new(ValueSetData {
-            url: vs.url.clone(),
-            codes: vs.codes.clone(),
-            list: vs.list.clone(),
-        })))),
+        Value::Resource(_) => Some(code_matches(
+            v,
+            &Value::ValueSet(Arc::new(ValueSetData {
+                url: vs.url.clone(),
+                codes: vs.codes.clone(),
+                list: vs.list.clone(),
+            })),
+        )),
         _ => Some(false),
     }
 }
@@ -1602,7 +2113,13 @@ pub(crate) fn matches_type(v: &Value, t: &TypeSpec) -> Option<bool> {
                 Some(false)
             }
         }
-        TypeSpec::List(_) => Some(matches!(v, Value::List(_))),
+        TypeSpec::List(el) => match v {
+            Value::List(l) => match l.iter().find(|x| !x.is_null()) {
+                Some(first) => Some(matches_type(first, el) != Some(false)),
+                None => Some(true),
+            },
+            _ => Some(false),
+        },
         TypeSpec::Interval(p) => match v {
             Value::Interval(i) => {
                 let s = if i.low.is_null() { &i.high } else { &i.low };
@@ -1652,7 +2169,10 @@ impl Prepared {
         for name in expressions {
             let lib = &self.libs[self.main];
             let Some(&def) = lib.def_index.get(*name) else {
-                return err(format!("expression `{name}` not found in library {}", lib.name));
+                return err(format!(
+                    "expression `{name}` not found in library {}",
+                    lib.name
+                ));
             };
             out.push(ctx.eval_def(self.main, def)?);
         }
@@ -1664,14 +2184,22 @@ impl Prepared {
         let ctx = Ctx::new(self, None);
         let lib = &self.libs[self.main];
         let Some(&def) = lib.def_index.get(name) else {
-            return err(format!("expression `{name}` not found in library {}", lib.name));
+            return err(format!(
+                "expression `{name}` not found in library {}",
+                lib.name
+            ));
         };
         ctx.eval_def(self.main, def)
     }
 
     /// Names of the main library's expression definitions.
     pub fn expression_names(&self) -> Vec<String> {
-        self.libs[self.main].defs.iter().filter(|d| !d.is_function).map(|d| d.name.clone()).collect()
+        self.libs[self.main]
+            .defs
+            .iter()
+            .filter(|d| !d.is_function)
+            .map(|d| d.name.clone())
+            .collect()
     }
 
     /// Names of all libraries in this prepared set (main first).

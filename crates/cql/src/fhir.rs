@@ -24,7 +24,11 @@ impl J {
             serde_json::Value::Number(n) => J::Num(Arc::from(n.to_string())),
             serde_json::Value::String(s) => J::Str(Arc::from(s.as_str())),
             serde_json::Value::Array(a) => J::Arr(a.iter().map(J::from_json).collect()),
-            serde_json::Value::Object(o) => J::Obj(o.iter().map(|(k, v)| (Arc::from(k.as_str()), J::from_json(v))).collect()),
+            serde_json::Value::Object(o) => J::Obj(
+                o.iter()
+                    .map(|(k, v)| (Arc::from(k.as_str()), J::from_json(v)))
+                    .collect(),
+            ),
         }
     }
     pub fn to_json(&self) -> serde_json::Value {
@@ -34,7 +38,11 @@ impl J {
             J::Num(n) => serde_json::from_str(n).unwrap_or(serde_json::Value::Null),
             J::Str(s) => serde_json::Value::String(s.to_string()),
             J::Arr(a) => serde_json::Value::Array(a.iter().map(|x| x.to_json()).collect()),
-            J::Obj(o) => serde_json::Value::Object(o.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()),
+            J::Obj(o) => serde_json::Value::Object(
+                o.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
     pub fn get(&self, key: &str) -> Option<&J> {
@@ -55,9 +63,13 @@ impl J {
             (J::Bool(a), J::Bool(b)) => a == b,
             (J::Num(a), J::Num(b)) => a == b,
             (J::Str(a), J::Str(b)) => a == b,
-            (J::Arr(a), J::Arr(b)) => a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.eq(y)),
+            (J::Arr(a), J::Arr(b)) => {
+                a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.eq(y))
+            }
             (J::Obj(a), J::Obj(b)) => {
-                a.len() == b.len() && a.iter().all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v.eq(v2)))
+                a.len() == b.len()
+                    && a.iter()
+                        .all(|(k, v)| b.iter().any(|(k2, v2)| k == k2 && v.eq(v2)))
             }
             _ => false,
         }
@@ -103,7 +115,20 @@ fn element_type(key: &str, j: &J) -> Option<&'static str> {
     Some(match key {
         "birthDate" | "expirationDate" => "date",
         "period" | "effectivePeriod" | "validityPeriod" | "dispenseInterval" => "Period",
-        "code" | "type" | "category" | "class" | "reasonCode" | "valueCodeableConcept" | "medicationCodeableConcept" | "vaccineCode" | "clinicalStatus" | "verificationStatus" | "severity" | "bodySite" | "route" | "form" => match j {
+        "code"
+        | "type"
+        | "category"
+        | "class"
+        | "reasonCode"
+        | "valueCodeableConcept"
+        | "medicationCodeableConcept"
+        | "vaccineCode"
+        | "clinicalStatus"
+        | "verificationStatus"
+        | "severity"
+        | "bodySite"
+        | "route"
+        | "form" => match j {
             J::Obj(_) => "CodeableConcept",
             J::Str(_) => "code",
             _ => return None,
@@ -114,7 +139,8 @@ fn element_type(key: &str, j: &J) -> Option<&'static str> {
         "id" => "id",
         "reference" | "display" | "text" | "unit" => "string",
         "system" => "uri",
-        "recordedDate" | "authoredOn" | "whenHandedOver" | "whenPrepared" | "start" | "end" | "date" | "occurrenceDateTime" => "dateTime",
+        "recordedDate" | "authoredOn" | "whenHandedOver" | "whenPrepared" | "start" | "end"
+        | "date" | "occurrenceDateTime" => "dateTime",
         "issued" | "lastUpdated" => "instant",
         _ => return None,
     })
@@ -129,8 +155,25 @@ fn lower_first(s: &str) -> String {
 }
 
 const PRIMITIVE_SUFFIXES: &[&str] = &[
-    "Boolean", "Integer", "Decimal", "String", "Uri", "Url", "Canonical", "Code", "Id", "Date", "DateTime", "Time",
-    "Instant", "Base64Binary", "Markdown", "Oid", "Uuid", "PositiveInt", "UnsignedInt",
+    "Boolean",
+    "Integer",
+    "Decimal",
+    "String",
+    "Uri",
+    "Url",
+    "Canonical",
+    "Code",
+    "Id",
+    "Date",
+    "DateTime",
+    "Time",
+    "Instant",
+    "Base64Binary",
+    "Markdown",
+    "Oid",
+    "Uuid",
+    "PositiveInt",
+    "UnsignedInt",
 ];
 
 /// `Property(path)` on a FHIR node. Lists of elements become CQL lists.
@@ -156,8 +199,16 @@ pub fn property(n: &Node, path: &str) -> Value {
     for (k, v) in o.iter() {
         if k.len() > path.len() && k.starts_with(path) {
             let suffix = &k[path.len()..];
-            if suffix.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
-                let ty = if PRIMITIVE_SUFFIXES.contains(&suffix) { lower_first(suffix) } else { suffix.to_string() };
+            if suffix
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_uppercase())
+            {
+                let ty = if PRIMITIVE_SUFFIXES.contains(&suffix) {
+                    lower_first(suffix)
+                } else {
+                    suffix.to_string()
+                };
                 return wrap(v, Some(Arc::from(ty.as_str())));
             }
         }
@@ -169,7 +220,10 @@ fn wrap(v: &J, ty: Option<Arc<str>>) -> Value {
     match v {
         J::Null => Value::Null,
         J::Arr(a) => Value::List(Arc::new(
-            a.iter().filter(|x| !matches!(x, J::Null)).map(|x| Value::Resource(Node::new(x.clone(), ty.clone()))).collect(),
+            a.iter()
+                .filter(|x| !matches!(x, J::Null))
+                .map(|x| Value::Resource(Node::new(x.clone(), ty.clone())))
+                .collect(),
         )),
         _ => Value::Resource(Node::new(v.clone(), ty)),
     }
@@ -184,15 +238,24 @@ pub fn primitive_value(n: &Node) -> Value {
             if matches!(ty, "integer" | "positiveInt" | "unsignedInt") {
                 s.parse::<i32>().map(Value::Integer).unwrap_or(Value::Null)
             } else {
-                Decimal::from_str(s).or_else(|_| Decimal::from_scientific(s)).map(Value::Decimal).unwrap_or(Value::Null)
+                Decimal::from_str(s)
+                    .or_else(|_| Decimal::from_scientific(s))
+                    .map(Value::Decimal)
+                    .unwrap_or(Value::Null)
             }
         }
         J::Str(s) => match ty {
             "date" => parse_date(s).map(Value::Date).unwrap_or(Value::Null),
-            "dateTime" | "instant" => parse_datetime(s, 0).map(Value::DateTime).unwrap_or(Value::Null),
+            "dateTime" | "instant" => parse_datetime(s, 0)
+                .map(Value::DateTime)
+                .unwrap_or(Value::Null),
             "time" => parse_time(s).map(Value::Time).unwrap_or(Value::Null),
-            "integer" | "positiveInt" | "unsignedInt" => s.parse::<i32>().map(Value::Integer).unwrap_or(Value::Null),
-            "decimal" => Decimal::from_str(s).map(Value::Decimal).unwrap_or(Value::Null),
+            "integer" | "positiveInt" | "unsignedInt" => {
+                s.parse::<i32>().map(Value::Integer).unwrap_or(Value::Null)
+            }
+            "decimal" => Decimal::from_str(s)
+                .map(Value::Decimal)
+                .unwrap_or(Value::Null),
             "boolean" => Value::Boolean(&**s == "true"),
             _ => Value::String(s.clone()),
         },
@@ -210,7 +273,17 @@ pub fn is_type(n: &Node, t: &str) -> Option<bool> {
             return Some(true);
         }
         // string-like specializations
-        let stringish = ["code", "id", "uri", "url", "canonical", "markdown", "oid", "uuid", "string"];
+        let stringish = [
+            "code",
+            "id",
+            "uri",
+            "url",
+            "canonical",
+            "markdown",
+            "oid",
+            "uuid",
+            "string",
+        ];
         if t == "string" && stringish.contains(&ty) {
             return Some(false);
         }
@@ -220,7 +293,9 @@ pub fn is_type(n: &Node, t: &str) -> Option<bool> {
     Some(match (&n.j, t) {
         (J::Obj(_), "Period") => n.j.get("start").is_some() || n.j.get("end").is_some(),
         (J::Obj(_), "Range") => n.j.get("low").is_some() || n.j.get("high").is_some(),
-        (J::Obj(_), "Quantity" | "SimpleQuantity" | "Age" | "Duration") => n.j.get("value").is_some() && n.j.get("coding").is_none(),
+        (J::Obj(_), "Quantity" | "SimpleQuantity" | "Age" | "Duration") => {
+            n.j.get("value").is_some() && n.j.get("coding").is_none()
+        }
         (J::Obj(_), "CodeableConcept") => n.j.get("coding").is_some() || n.j.get("text").is_some(),
         (J::Obj(_), "Coding") => n.j.get("code").is_some() && n.j.get("coding").is_none(),
         (J::Obj(_), "Reference") => n.j.get("reference").is_some(),
@@ -257,7 +332,12 @@ pub fn to_code(j: &J) -> Value {
                 display: str_field(j, "display"),
             })),
         },
-        J::Str(s) => Value::Code(Arc::new(Code { code: s.clone(), system: None, version: None, display: None })),
+        J::Str(s) => Value::Code(Arc::new(Code {
+            code: s.clone(),
+            system: None,
+            version: None,
+            display: None,
+        })),
         _ => Value::Null,
     }
 }
@@ -273,22 +353,35 @@ pub fn to_concept(j: &J) -> Value {
                     }
                 }
             }
-            Value::Concept(Arc::new(Concept { codes, display: str_field(j, "text") }))
+            Value::Concept(Arc::new(Concept {
+                codes,
+                display: str_field(j, "text"),
+            }))
         }
         _ => Value::Null,
     }
 }
 
 pub fn to_quantity(j: &J) -> Result<Value, &'static str> {
-    let Some(v) = j.get("value") else { return Ok(Value::Null) };
+    let Some(v) = j.get("value") else {
+        return Ok(Value::Null);
+    };
     let J::Num(v) = v else { return Ok(Value::Null) };
     if j.get("comparator").is_some() {
         return Err("FHIR Quantity value has a comparator and cannot be converted to a System.Quantity value.");
     }
-    let value = Decimal::from_str(v).or_else(|_| Decimal::from_scientific(v)).map_err(|_| "invalid decimal")?;
+    let value = Decimal::from_str(v)
+        .or_else(|_| Decimal::from_scientific(v))
+        .map_err(|_| "invalid decimal")?;
     let system = str_field(j, "system");
     let unit = match (str_field(j, "code"), str_field(j, "unit")) {
-        (Some(c), _) if system.as_deref().is_none_or(|s| s == "http://unitsofmeasure.org") => c,
+        (Some(c), _)
+            if system
+                .as_deref()
+                .is_none_or(|s| s == "http://unitsofmeasure.org") =>
+        {
+            c
+        }
         (_, Some(u)) => calendar_unit(&u),
         (Some(c), None) => c,
         (None, None) => Arc::from("1"),
@@ -320,13 +413,24 @@ fn prim(j: Option<&J>, ty: &str) -> Value {
 pub fn to_interval(n: &Node) -> Result<Value, &'static str> {
     let j = &n.j;
     let ty = n.fhir_type();
-    let is_range = ty == Some("Range") || (ty.is_none() && (j.get("low").is_some() || j.get("high").is_some()));
+    let is_range = ty == Some("Range")
+        || (ty.is_none() && (j.get("low").is_some() || j.get("high").is_some()));
     if is_range {
-        let low = j.get("low").map(to_quantity).transpose()?.unwrap_or(Value::Null);
-        let high = j.get("high").map(to_quantity).transpose()?.unwrap_or(Value::Null);
+        let low = j
+            .get("low")
+            .map(to_quantity)
+            .transpose()?
+            .unwrap_or(Value::Null);
+        let high = j
+            .get("high")
+            .map(to_quantity)
+            .transpose()?
+            .unwrap_or(Value::Null);
         return Ok(Value::interval(low, high, true, true));
     }
-    if ty.is_some_and(|t| matches!(t, "Quantity" | "Age" | "Duration" | "SimpleQuantity")) || j.get("value").is_some() {
+    if ty.is_some_and(|t| matches!(t, "Quantity" | "Age" | "Duration" | "SimpleQuantity"))
+        || j.get("value").is_some()
+    {
         let q = to_quantity_ignoring_comparator(j)?;
         return Ok(match j.get("comparator").and_then(|c| c.str()) {
             Some("<") => Value::interval(Value::Null, q, true, false),
@@ -349,7 +453,11 @@ pub fn to_interval(n: &Node) -> Result<Value, &'static str> {
 fn to_quantity_ignoring_comparator(j: &J) -> Result<Value, &'static str> {
     match j {
         J::Obj(o) => {
-            let o2: Arc<[(Arc<str>, J)]> = o.iter().filter(|(k, _)| &**k != "comparator").cloned().collect();
+            let o2: Arc<[(Arc<str>, J)]> = o
+                .iter()
+                .filter(|(k, _)| &**k != "comparator")
+                .cloned()
+                .collect();
             to_quantity(&J::Obj(o2))
         }
         _ => Ok(Value::Null),
@@ -362,7 +470,10 @@ pub fn to_value(n: &Node) -> Result<Value, &'static str> {
     match ty.as_deref() {
         Some("Period") => to_interval(n),
         Some("Range") => to_interval(n),
-        Some("Quantity" | "Age" | "Duration" | "SimpleQuantity" | "Count" | "Distance" | "MoneyQuantity") => to_quantity(&n.j),
+        Some(
+            "Quantity" | "Age" | "Duration" | "SimpleQuantity" | "Count" | "Distance"
+            | "MoneyQuantity",
+        ) => to_quantity(&n.j),
         Some("CodeableConcept") => Ok(to_concept(&n.j)),
         Some("Coding") => Ok(to_code(&n.j)),
         Some("Ratio") => to_ratio(&n.j),
@@ -421,8 +532,9 @@ pub fn fhirhelpers_call(name: &str, arg: &Value) -> Option<Result<Value, &'stati
         // already a System value (e.g. a choice that was converted earlier)
         other => {
             return match name {
-                "ToValue" | "ToString" | "ToDateTime" | "ToDate" | "ToBoolean" | "ToDecimal" | "ToInteger" | "ToTime"
-                | "ToQuantity" | "ToConcept" | "ToCode" | "ToInterval" | "ToRatio" => Some(Ok(other.clone())),
+                "ToValue" | "ToString" | "ToDateTime" | "ToDate" | "ToBoolean" | "ToDecimal"
+                | "ToInteger" | "ToTime" | "ToQuantity" | "ToConcept" | "ToCode" | "ToInterval"
+                | "ToRatio" => Some(Ok(other.clone())),
                 _ => None,
             }
         }

@@ -35,7 +35,10 @@ fn step(v: &Value, dir: i64) -> Option<Value> {
             Value::Quantity(q)
         }
         Value::DateTime(d) => {
-            if d.prec == MS && ((dir > 0 && d.c == [9999, 12, 31, 23, 59, 59, 999]) || (dir < 0 && d.c == [1, 1, 1, 0, 0, 0, 0])) {
+            if d.prec == MS
+                && ((dir > 0 && d.c == [9999, 12, 31, 23, 59, 59, 999])
+                    || (dir < 0 && d.c == [1, 1, 1, 0, 0, 0, 0]))
+            {
                 return None;
             }
             Value::DateTime(d.add(dir, d.prec)?)
@@ -115,7 +118,10 @@ pub fn or3(a: Option<bool>, b: Option<bool>) -> Option<bool> {
 }
 
 pub fn interval_equal(a: &Interval, b: &Interval) -> Option<bool> {
-    and3(eqp(&low_pt(a), &low_pt(b), None), eqp(&high_pt(a), &high_pt(b), None))
+    and3(
+        eqp(&low_pt(a), &low_pt(b), None),
+        eqp(&high_pt(a), &high_pt(b), None),
+    )
 }
 
 pub fn interval_equivalent(a: &Interval, b: &Interval) -> bool {
@@ -151,17 +157,26 @@ pub fn contains_point(i: &Interval, p: &Value, prec: Option<Prec>) -> Option<boo
 
 /// a includes b
 pub fn includes(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
-    and3(le(&low_pt(a), &low_pt(b), prec), le(&high_pt(b), &high_pt(a), prec))
+    and3(
+        le(&low_pt(a), &low_pt(b), prec),
+        le(&high_pt(b), &high_pt(a), prec),
+    )
 }
 
 pub fn proper_includes(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
     let inc = includes(a, b, prec);
-    let eq = and3(eqp(&low_pt(a), &low_pt(b), prec), eqp(&high_pt(a), &high_pt(b), prec));
+    let eq = and3(
+        eqp(&low_pt(a), &low_pt(b), prec),
+        eqp(&high_pt(a), &high_pt(b), prec),
+    );
     and3(inc, eq.map(|e| !e))
 }
 
 pub fn overlaps(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
-    and3(le(&low_pt(a), &high_pt(b), prec), le(&low_pt(b), &high_pt(a), prec))
+    and3(
+        le(&low_pt(a), &high_pt(b), prec),
+        le(&low_pt(b), &high_pt(a), prec),
+    )
 }
 
 pub fn before(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
@@ -194,11 +209,17 @@ pub fn meets_before(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bo
 }
 
 pub fn starts(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
-    and3(eqp(&low_pt(a), &low_pt(b), prec), le(&high_pt(a), &high_pt(b), prec))
+    and3(
+        eqp(&low_pt(a), &low_pt(b), prec),
+        le(&high_pt(a), &high_pt(b), prec),
+    )
 }
 
 pub fn ends(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bool> {
-    and3(le(&low_pt(b), &low_pt(a), prec), eqp(&high_pt(a), &high_pt(b), prec))
+    and3(
+        le(&low_pt(b), &low_pt(a), prec),
+        eqp(&high_pt(a), &high_pt(b), prec),
+    )
 }
 
 fn pt_value(p: &Pt, other: &Value, is_low: bool) -> Value {

@@ -8,6 +8,8 @@
 //! let values = prepared.evaluate(&patient, &["Initial Population", "Numerator"])?;
 //! ```
 
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
+
 pub mod datetime;
 mod engine;
 pub mod fhir;
@@ -68,7 +70,10 @@ impl PatientData {
             .get("entry")
             .and_then(|e| e.as_array())
             .ok_or_else(|| CqlError::new("patient bundle has no entry array"))?;
-        let resources = entries.iter().filter_map(|e| e.get("resource").cloned()).collect();
+        let resources = entries
+            .iter()
+            .filter_map(|e| e.get("resource").cloned())
+            .collect();
         PatientData::from_resources(resources)
     }
 
@@ -79,9 +84,13 @@ impl PatientData {
                 return Err(CqlError::new("a resource has no resourceType"));
             };
             let node = fhir::Node::new(fhir::J::from_json(r), None);
-            by.entry(rt.to_string()).or_default().push(Value::Resource(node));
+            by.entry(rt.to_string())
+                .or_default()
+                .push(Value::Resource(node));
         }
-        Ok(PatientData { by_type: by.into_iter().map(|(k, v)| (k, Arc::new(v))).collect() })
+        Ok(PatientData {
+            by_type: by.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        })
     }
 
     /// Resources of one type.

@@ -1,8 +1,12 @@
 //! System operators.
 
-use crate::datetime::{self, Between, Date, DateTime, Prec, Time, DAY, HOUR, MONTH, MS, WEEK, YEAR};
+use crate::datetime::{
+    self, Between, Date, DateTime, Prec, Time, DAY, HOUR, MONTH, MS, WEEK, YEAR,
+};
 use crate::interval::{self as iv, and3, or3};
-use crate::value::{as_decimal, compare, equal, equivalent, Code, Concept, Interval, Quantity, Value};
+use crate::value::{
+    as_decimal, compare, equal, equivalent, Code, Concept, Interval, Quantity, Value,
+};
 use crate::CqlError;
 use rust_decimal::prelude::*;
 use rust_decimal::Decimal as Dec;
@@ -28,20 +32,151 @@ macro_rules! ops {
 }
 
 ops!(
-    Add, Subtract, Multiply, Divide, TruncatedDivide, Modulo, Negate, Abs, Ceiling, Floor, Truncate, Round, Ln, Exp, Log,
-    Power, Successor, Predecessor, Precision, LowBoundary, HighBoundary, MinValue, MaxValue, Equal, NotEqual, Equivalent,
-    Less, Greater, LessOrEqual, GreaterOrEqual, Not, Xor, Implies, IsNull, IsTrue, IsFalse, Concatenate, Combine, Split,
-    SplitOnMatches, Length, Upper, Lower, Indexer, PositionOf, LastPositionOf, Substring, StartsWith, EndsWith, Matches,
-    ReplaceMatches, ToBoolean, ToInteger, ToLong, ToDecimal, ToString, ToDate, ToDateTime, ToTime, ToQuantity, ToConcept,
-    ToList, ToRatio, ToChars, ConvertQuantity, CanConvertQuantity, ConvertsToBoolean, ConvertsToInteger, ConvertsToLong,
-    ConvertsToDecimal, ConvertsToString, ConvertsToDate, ConvertsToDateTime, ConvertsToTime, ConvertsToQuantity, Today,
-    Now, TimeOfDay, DateFrom, TimeFrom, DateTimeComponentFrom, TimezoneOffsetFrom, DurationBetween, DifferenceBetween,
-    CalculateAge, CalculateAgeAt, SameAs, SameOrBefore, SameOrAfter, Before, After, Start, End, Width, Size, PointFrom,
-    Contains, In, Includes, IncludedIn, ProperIncludes, ProperIncludedIn, ProperContains, ProperIn, Overlaps,
-    OverlapsBefore, OverlapsAfter, Meets, MeetsBefore, MeetsAfter, Starts, Ends, Union, Intersect, Except, Collapse,
-    Expand, Exists, SingletonFrom, First, Last, Flatten, Distinct, IndexOf, Slice, Count, Sum, Min, Max, Avg, Median,
-    Mode, Variance, StdDev, PopulationVariance, PopulationStdDev, AllTrue, AnyTrue, Product, GeometricMean, InValueSet,
-    AnyInValueSet, Error, Descendents, Children,
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    TruncatedDivide,
+    Modulo,
+    Negate,
+    Abs,
+    Ceiling,
+    Floor,
+    Truncate,
+    Round,
+    Ln,
+    Exp,
+    Log,
+    Power,
+    Successor,
+    Predecessor,
+    Precision,
+    LowBoundary,
+    HighBoundary,
+    MinValue,
+    MaxValue,
+    Equal,
+    NotEqual,
+    Equivalent,
+    Less,
+    Greater,
+    LessOrEqual,
+    GreaterOrEqual,
+    Not,
+    Xor,
+    Implies,
+    IsNull,
+    IsTrue,
+    IsFalse,
+    Concatenate,
+    Combine,
+    Split,
+    SplitOnMatches,
+    Length,
+    Upper,
+    Lower,
+    Indexer,
+    PositionOf,
+    LastPositionOf,
+    Substring,
+    StartsWith,
+    EndsWith,
+    Matches,
+    ReplaceMatches,
+    ToBoolean,
+    ToInteger,
+    ToLong,
+    ToDecimal,
+    ToString,
+    ToDate,
+    ToDateTime,
+    ToTime,
+    ToQuantity,
+    ToConcept,
+    ToList,
+    ToRatio,
+    ToChars,
+    ConvertQuantity,
+    CanConvertQuantity,
+    ConvertsToBoolean,
+    ConvertsToInteger,
+    ConvertsToLong,
+    ConvertsToDecimal,
+    ConvertsToString,
+    ConvertsToDate,
+    ConvertsToDateTime,
+    ConvertsToTime,
+    ConvertsToQuantity,
+    Today,
+    Now,
+    TimeOfDay,
+    DateFrom,
+    TimeFrom,
+    DateTimeComponentFrom,
+    TimezoneOffsetFrom,
+    DurationBetween,
+    DifferenceBetween,
+    CalculateAge,
+    CalculateAgeAt,
+    SameAs,
+    SameOrBefore,
+    SameOrAfter,
+    Before,
+    After,
+    Start,
+    End,
+    Width,
+    Size,
+    PointFrom,
+    Contains,
+    In,
+    Includes,
+    IncludedIn,
+    ProperIncludes,
+    ProperIncludedIn,
+    ProperContains,
+    ProperIn,
+    Overlaps,
+    OverlapsBefore,
+    OverlapsAfter,
+    Meets,
+    MeetsBefore,
+    MeetsAfter,
+    Starts,
+    Ends,
+    Union,
+    Intersect,
+    Except,
+    Collapse,
+    Expand,
+    Exists,
+    SingletonFrom,
+    First,
+    Last,
+    Flatten,
+    Distinct,
+    IndexOf,
+    Slice,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Median,
+    Mode,
+    Variance,
+    StdDev,
+    PopulationVariance,
+    PopulationStdDev,
+    AllTrue,
+    AnyTrue,
+    Product,
+    GeometricMean,
+    InValueSet,
+    AnyInValueSet,
+    Error,
+    Descendents,
+    Children,
 );
 
 impl Op {
@@ -144,14 +279,34 @@ fn min_max(t: &str, max: bool) -> Option<Value> {
         ("Long", true) => Value::Long(i64::MAX),
         ("Decimal", false) => Value::Decimal(-max_decimal()),
         ("Decimal", true) => Value::Decimal(max_decimal()),
-        ("Date", false) => Value::Date(Date { c: [1, 1, 1], prec: DAY }),
-        ("Date", true) => Value::Date(Date { c: [9999, 12, 31], prec: DAY }),
+        ("Date", false) => Value::Date(Date {
+            c: [1, 1, 1],
+            prec: DAY,
+        }),
+        ("Date", true) => Value::Date(Date {
+            c: [9999, 12, 31],
+            prec: DAY,
+        }),
         ("DateTime", false) => Value::DateTime(DateTime::new([1, 1, 1, 0, 0, 0, 0], 0, MS)),
-        ("DateTime", true) => Value::DateTime(DateTime::new([9999, 12, 31, 23, 59, 59, 999], 0, MS)),
-        ("Time", false) => Value::Time(Time { c: [0, 0, 0, 0], prec: MS }),
-        ("Time", true) => Value::Time(Time { c: [23, 59, 59, 999], prec: MS }),
-        ("Quantity", false) => Value::Quantity(Quantity { value: -max_decimal(), unit: Arc::from("1") }),
-        ("Quantity", true) => Value::Quantity(Quantity { value: max_decimal(), unit: Arc::from("1") }),
+        ("DateTime", true) => {
+            Value::DateTime(DateTime::new([9999, 12, 31, 23, 59, 59, 999], 0, MS))
+        }
+        ("Time", false) => Value::Time(Time {
+            c: [0, 0, 0, 0],
+            prec: MS,
+        }),
+        ("Time", true) => Value::Time(Time {
+            c: [23, 59, 59, 999],
+            prec: MS,
+        }),
+        ("Quantity", false) => Value::Quantity(Quantity {
+            value: -max_decimal(),
+            unit: Arc::from("1"),
+        }),
+        ("Quantity", true) => Value::Quantity(Quantity {
+            value: max_decimal(),
+            unit: Arc::from("1"),
+        }),
         _ => return None,
     })
 }
@@ -159,15 +314,27 @@ fn min_max(t: &str, max: bool) -> Option<Value> {
 pub fn make_interval(l: Value, h: Value, lc: bool, hc: bool) -> R<Value> {
     if !l.is_null() && !h.is_null() {
         let lv = match (&l, &h) {
-            (Value::Integer(_), Value::Decimal(_)) => Value::Decimal(as_decimal(&l).unwrap_or_default()),
+            (Value::Integer(_), Value::Decimal(_)) => {
+                Value::Decimal(as_decimal(&l).unwrap_or_default())
+            }
             _ => l.clone(),
         };
         match compare(&lv, &h) {
-            Some(Ordering::Greater) => return e("invalid interval: the low bound is greater than the high bound"),
-            None => {
-                if type_of(&l) != type_of(&h) && !matches!((&l, &h), (Value::Date(_), Value::DateTime(_)) | (Value::DateTime(_), Value::Date(_))) {
-                    return e("invalid interval: bounds have different types");
-                }
+            Some(Ordering::Greater) => {
+                return e("invalid interval: the low bound is greater than the high bound")
+            }
+            Some(Ordering::Equal)
+                if !(lc && hc) && matches!(l, Value::Integer(_) | Value::Long(_)) =>
+            {
+                return e("invalid interval: empty")
+            }
+            None if type_of(&l) != type_of(&h)
+                && !matches!(
+                    (&l, &h),
+                    (Value::Date(_), Value::DateTime(_)) | (Value::DateTime(_), Value::Date(_))
+                ) =>
+            {
+                return e("invalid interval: bounds have different types");
             }
             _ => {}
         }
@@ -176,7 +343,13 @@ pub fn make_interval(l: Value, h: Value, lc: bool, hc: bool) -> R<Value> {
 }
 
 pub fn instance(class: &str, elems: Vec<(Arc<str>, Value)>) -> R<Value> {
-    let get = |n: &str| elems.iter().find(|(k, _)| &**k == n).map(|(_, v)| v.clone()).unwrap_or(Value::Null);
+    let get = |n: &str| {
+        elems
+            .iter()
+            .find(|(k, _)| &**k == n)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(Value::Null)
+    };
     let st = |v: Value| match v {
         Value::String(s) => Some(s),
         _ => None,
@@ -185,7 +358,10 @@ pub fn instance(class: &str, elems: Vec<(Arc<str>, Value)>) -> R<Value> {
         "Quantity" => {
             let v = as_decimal(&get("value"));
             match v {
-                Some(v) => Value::Quantity(Quantity { value: v, unit: st(get("unit")).unwrap_or_else(|| Arc::from("1")) }),
+                Some(v) => Value::Quantity(Quantity {
+                    value: v,
+                    unit: st(get("unit")).unwrap_or_else(|| Arc::from("1")),
+                }),
                 None => Value::Null,
             }
         }
@@ -206,12 +382,19 @@ pub fn instance(class: &str, elems: Vec<(Arc<str>, Value)>) -> R<Value> {
                     .collect(),
                 _ => vec![],
             };
-            Value::Concept(Arc::new(Concept { codes, display: st(get("display")) }))
+            Value::Concept(Arc::new(Concept {
+                codes,
+                display: st(get("display")),
+            }))
         }
         "Ratio" => match (get("numerator"), get("denominator")) {
             (Value::Quantity(a), Value::Quantity(b)) => Value::Ratio(Arc::new((a, b))),
             _ => Value::Null,
         },
+        "ValueSet" | "CodeSystem" => Value::ValueSet(Arc::new(crate::value::ValueSetData {
+            url: st(get("id")).unwrap_or_else(|| Arc::from("")),
+            ..Default::default()
+        })),
         _ => Value::Tuple(Arc::new(elems)),
     })
 }
@@ -233,7 +416,12 @@ fn same(a: &Value, b: &Value) -> bool {
         (Value::Resource(x), Value::Resource(y)) => {
             // resources: same resource identity when both have type and id
             match (x.resource_type(), y.resource_type()) {
-                (Some(t1), Some(t2)) => t1 == t2 && x.j.get("id").and_then(|i| i.str()) == y.j.get("id").and_then(|i| i.str()) && x.json_eq(y),
+                (Some(t1), Some(t2)) => {
+                    t1 == t2
+                        && x.j.get("id").and_then(|i| i.str())
+                            == y.j.get("id").and_then(|i| i.str())
+                        && x.json_eq(y)
+                }
                 _ => x.json_eq(y),
             }
         }
@@ -338,7 +526,10 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
             }
         }
         (Integer(_) | Long(_) | Decimal(_), Integer(_) | Long(_) | Decimal(_)) => {
-            let (x, y) = (as_decimal(a).unwrap_or_default(), as_decimal(bv).unwrap_or_default());
+            let (x, y) = (
+                as_decimal(a).unwrap_or_default(),
+                as_decimal(bv).unwrap_or_default(),
+            );
             match op {
                 Op::Add => x.checked_add(y).map(dec_result).unwrap_or(Null),
                 Op::Subtract => x.checked_sub(y).map(dec_result).unwrap_or(Null),
@@ -354,7 +545,9 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
                     if y.is_zero() {
                         Null
                     } else {
-                        x.checked_div(y).map(|d| dec_result(d.trunc())).unwrap_or(Null)
+                        x.checked_div(y)
+                            .map(|d| dec_result(d.trunc()))
+                            .unwrap_or(Null)
                     }
                 }
                 Op::Modulo => {
@@ -368,16 +561,31 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
             }
         }
         (Quantity(x), Quantity(y)) => match op {
-            Op::Add => crate::units::quantity_add(x, y, 1).map(Quantity).unwrap_or(Null),
-            Op::Subtract => crate::units::quantity_add(x, y, -1).map(Quantity).unwrap_or(Null),
-            Op::Multiply => crate::units::quantity_mul(x, y).map(Quantity).unwrap_or(Null),
-            Op::Divide => crate::units::quantity_div(x, y).map(Quantity).unwrap_or(Null),
+            Op::Add => crate::units::quantity_add(x, y, 1)
+                .map(Quantity)
+                .unwrap_or(Null),
+            Op::Subtract => crate::units::quantity_add(x, y, -1)
+                .map(Quantity)
+                .unwrap_or(Null),
+            Op::Multiply => crate::units::quantity_mul(x, y)
+                .map(Quantity)
+                .unwrap_or(Null),
+            Op::Divide => crate::units::quantity_div(x, y)
+                .map(Quantity)
+                .unwrap_or(Null),
             Op::TruncatedDivide | Op::Modulo => {
                 let y2 = crate::units::convert(y, &x.unit);
                 match y2 {
                     Some(y2) if !y2.value.is_zero() => {
-                        let v = if op == Op::Modulo { x.value % y2.value } else { (x.value / y2.value).trunc() };
-                        Quantity(crate::value::Quantity { value: v, unit: x.unit.clone() })
+                        let v = if op == Op::Modulo {
+                            x.value % y2.value
+                        } else {
+                            (x.value / y2.value).trunc()
+                        };
+                        Quantity(crate::value::Quantity {
+                            value: v,
+                            unit: x.unit.clone(),
+                        })
                     }
                     _ => Null,
                 }
@@ -387,7 +595,10 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
         (Quantity(x), Integer(_) | Decimal(_) | Long(_)) => {
             let y = as_decimal(bv).unwrap_or_default();
             match op {
-                Op::Multiply => Quantity(crate::value::Quantity { value: x.value * y, unit: x.unit.clone() }),
+                Op::Multiply => Quantity(crate::value::Quantity {
+                    value: x.value * y,
+                    unit: x.unit.clone(),
+                }),
                 Op::Divide if !y.is_zero() => dec_q(x.value / y, &x.unit),
                 _ => Null,
             }
@@ -395,13 +606,21 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
         (Integer(_) | Decimal(_) | Long(_), Quantity(y)) => {
             let x = as_decimal(a).unwrap_or_default();
             match op {
-                Op::Multiply => Quantity(crate::value::Quantity { value: x * y.value, unit: y.unit.clone() }),
+                Op::Multiply => Quantity(crate::value::Quantity {
+                    value: x * y.value,
+                    unit: y.unit.clone(),
+                }),
                 _ => Null,
             }
         }
-        (DateTime(_), Quantity(q)) | (Date(_), Quantity(q)) | (Time(_), Quantity(q)) if matches!(op, Op::Add | Op::Subtract) => {
+        (DateTime(_), Quantity(q)) | (Date(_), Quantity(q)) | (Time(_), Quantity(q))
+            if matches!(op, Op::Add | Op::Subtract) =>
+        {
             let Some(unit) = quantity_unit_prec(&q.unit) else {
-                return e(format!("invalid unit for date/time arithmetic: `{}`", q.unit));
+                return e(format!(
+                    "invalid unit for date/time arithmetic: `{}`",
+                    q.unit
+                ));
             };
             let amount = q.value.trunc().to_i64().unwrap_or(0);
             let amount = if op == Op::Subtract { -amount } else { amount };
@@ -417,17 +636,49 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
             }
         }
         (String(x), String(y)) if op == Op::Add => Value::String(Arc::from(format!("{x}{y}"))),
-        _ => return e(format!("operator {op:?} is not defined for {} and {}", a.type_name(), bv.type_name())),
+        _ => {
+            return e(format!(
+                "operator {op:?} is not defined for {} and {}",
+                a.type_name(),
+                bv.type_name()
+            ))
+        }
     })
 }
 
 fn dec_q(v: Dec, unit: &Arc<str>) -> Value {
-    Value::Quantity(Quantity { value: v.round_dp(8), unit: unit.clone() })
+    Value::Quantity(Quantity {
+        value: v.round_dp(8),
+        unit: unit.clone(),
+    })
 }
 
 fn cmp_op(op: Op, a: &Value, c: &Value) -> Value {
     if a.is_null() || c.is_null() {
         return Value::Null;
+    }
+    // uncertainty (an Integer range from a duration/difference with imprecise operands)
+    if let Value::Interval(i) = a {
+        if !matches!(c, Value::Interval(_)) {
+            let lo = cmp_op(op, &i.low, c);
+            let hi = cmp_op(op, &i.high, c);
+            return if equal(&lo, &hi) == Some(true) {
+                lo
+            } else {
+                Value::Null
+            };
+        }
+    }
+    if let Value::Interval(i) = c {
+        if !matches!(a, Value::Interval(_)) {
+            let lo = cmp_op(op, a, &i.low);
+            let hi = cmp_op(op, a, &i.high);
+            return if equal(&lo, &hi) == Some(true) {
+                lo
+            } else {
+                Value::Null
+            };
+        }
     }
     let o = compare(a, c);
     b(o.map(|o| match op {
@@ -459,26 +710,19 @@ fn as_interval(v: &Value) -> Option<&Interval> {
 }
 
 fn point_interval(v: &Value) -> Interval {
-    Interval { low: v.clone(), high: v.clone(), low_closed: true, high_closed: true }
+    Interval {
+        low: v.clone(),
+        high: v.clone(),
+        low_closed: true,
+        high_closed: true,
+    }
 }
 
 fn list_contains(l: &[Value], x: &Value) -> Option<bool> {
     if x.is_null() {
         return Some(l.iter().any(|v| v.is_null()));
     }
-    let mut unknown = false;
-    for v in l {
-        match equal(v, x) {
-            Some(true) => return Some(true),
-            None => unknown = true,
-            _ => {}
-        }
-    }
-    if unknown {
-        Some(false)
-    } else {
-        Some(false)
-    }
+    Some(l.iter().any(|v| equal(v, x) == Some(true)))
 }
 
 fn quantity_to_string(q: &Quantity) -> String {
@@ -515,7 +759,10 @@ fn parse_quantity_string(s: &str) -> Option<Quantity> {
     };
     let value = parse_decimal(num)?;
     let unit = unit.trim_matches('\'');
-    Some(Quantity { value, unit: Arc::from(if unit.is_empty() { "1" } else { unit }) })
+    Some(Quantity {
+        value,
+        unit: Arc::from(if unit.is_empty() { "1" } else { unit }),
+    })
 }
 
 fn convert(op: Op, v: &Value) -> R<Value> {
@@ -563,7 +810,9 @@ fn convert(op: Op, v: &Value) -> R<Value> {
         Op::ToDate => match v {
             Date(_) => v.clone(),
             DateTime(d) => Date(d.date()),
-            String(s) => datetime::parse_datetime(s, 0).map(|d| Date(d.date())).unwrap_or(Null),
+            String(s) => datetime::parse_datetime(s, 0)
+                .map(|d| Date(d.date()))
+                .unwrap_or(Null),
             _ => Null,
         },
         Op::ToDateTime => match v {
@@ -579,9 +828,14 @@ fn convert(op: Op, v: &Value) -> R<Value> {
         },
         Op::ToQuantity => match v {
             Quantity(_) => v.clone(),
-            Integer(_) | Long(_) | Decimal(_) => Quantity(crate::value::Quantity { value: as_decimal(v).unwrap_or_default(), unit: Arc::from("1") }),
+            Integer(_) | Long(_) | Decimal(_) => Quantity(crate::value::Quantity {
+                value: as_decimal(v).unwrap_or_default(),
+                unit: Arc::from("1"),
+            }),
             String(s) => parse_quantity_string(s).map(Quantity).unwrap_or(Null),
-            Ratio(r) => crate::units::quantity_div(&r.0, &r.1).map(Quantity).unwrap_or(Null),
+            Ratio(r) => crate::units::quantity_div(&r.0, &r.1)
+                .map(Quantity)
+                .unwrap_or(Null),
             _ => Null,
         },
         Op::ToRatio => match v {
@@ -597,7 +851,10 @@ fn convert(op: Op, v: &Value) -> R<Value> {
         },
         Op::ToConcept => match v {
             Concept(_) => v.clone(),
-            Code(c) => Concept(Arc::new(crate::value::Concept { codes: vec![(**c).clone()], display: None })),
+            Code(c) => Concept(Arc::new(crate::value::Concept {
+                codes: vec![(**c).clone()],
+                display: None,
+            })),
             List(l) => Concept(Arc::new(crate::value::Concept {
                 codes: l
                     .iter()
@@ -615,7 +872,9 @@ fn convert(op: Op, v: &Value) -> R<Value> {
             other => List(Arc::new(vec![other.clone()])),
         },
         Op::ToChars => match v {
-            String(s) => List(Arc::new(s.chars().map(|c| Value::str(&c.to_string())).collect())),
+            String(s) => List(Arc::new(
+                s.chars().map(|c| Value::str(&c.to_string())).collect(),
+            )),
             _ => Null,
         },
         _ => {
@@ -655,7 +914,9 @@ fn aggregate(op: Op, l: &[Value]) -> R<Value> {
             let mut best = vals[0].clone();
             for v in &vals[1..] {
                 let o = compare(v, &best);
-                if (op == Op::Min && o == Some(Ordering::Less)) || (op == Op::Max && o == Some(Ordering::Greater)) {
+                if (op == Op::Min && o == Some(Ordering::Less))
+                    || (op == Op::Max && o == Some(Ordering::Greater))
+                {
                     best = (*v).clone();
                 }
             }
@@ -668,7 +929,11 @@ fn aggregate(op: Op, l: &[Value]) -> R<Value> {
             }
             match acc {
                 Value::Quantity(q) => dec_q(q.value / Dec::from(vals.len()), &q.unit),
-                other => arith(Op::Divide, &convert(Op::ToDecimal, &other)?, &Value::Decimal(Dec::from(vals.len())))?,
+                other => arith(
+                    Op::Divide,
+                    &convert(Op::ToDecimal, &other)?,
+                    &Value::Decimal(Dec::from(vals.len())),
+                )?,
             }
         }
         Op::Median => {
@@ -717,7 +982,11 @@ fn aggregate(op: Op, l: &[Value]) -> R<Value> {
                 return Ok(Value::Null);
             }
             let var = ss / if pop { n } else { n - 1.0 };
-            let r = if matches!(op, Op::StdDev | Op::PopulationStdDev) { var.sqrt() } else { var };
+            let r = if matches!(op, Op::StdDev | Op::PopulationStdDev) {
+                var.sqrt()
+            } else {
+                var
+            };
             let d = Dec::from_f64(r).map(|d| d.round_dp(8)).unwrap_or_default();
             match unit {
                 Some(u) => Value::Quantity(Quantity { value: d, unit: u }),
@@ -725,9 +994,14 @@ fn aggregate(op: Op, l: &[Value]) -> R<Value> {
             }
         }
         Op::GeometricMean => {
-            let nums: Vec<f64> = vals.iter().filter_map(|v| as_decimal(v).and_then(|d| d.to_f64())).collect();
+            let nums: Vec<f64> = vals
+                .iter()
+                .filter_map(|v| as_decimal(v).and_then(|d| d.to_f64()))
+                .collect();
             let p: f64 = nums.iter().map(|x| x.ln()).sum::<f64>() / nums.len() as f64;
-            Dec::from_f64(p.exp()).map(|d| Value::Decimal(d.round_dp(8))).unwrap_or(Value::Null)
+            Dec::from_f64(p.exp())
+                .map(|d| Value::Decimal(d.round_dp(8)))
+                .unwrap_or(Value::Null)
         }
         _ => return e(format!("aggregate {op:?} not supported")),
     })
@@ -738,13 +1012,14 @@ fn precision_of(p: Option<Prec>) -> Option<Prec> {
 }
 
 fn collapse(list: &[Value], per: &Value) -> R<Value> {
-    let mut ivs: Vec<Interval> = list.iter().filter_map(|v| as_interval(v).cloned()).collect();
+    let mut ivs: Vec<Interval> = list
+        .iter()
+        .filter_map(|v| as_interval(v).cloned())
+        .collect();
     if ivs.is_empty() {
         return Ok(Value::list(vec![]));
     }
-    ivs.sort_by(|a, c| match (iv::low_pt(a), iv::low_pt(c)) {
-        (pa, pc) => iv::pcmp(&pa, &pc, None).unwrap_or(Ordering::Equal),
-    });
+    ivs.sort_by(|a, c| iv::pcmp(&iv::low_pt(a), &iv::low_pt(c), None).unwrap_or(Ordering::Equal));
     let mut out: Vec<Interval> = vec![ivs[0].clone()];
     for i in ivs.into_iter().skip(1) {
         let last = out.last().cloned().unwrap_or_else(|| i.clone());
@@ -768,7 +1043,12 @@ fn collapse(list: &[Value], per: &Value) -> R<Value> {
                     Some(Ordering::Less) => i.clone(),
                     _ => last.clone(),
                 };
-                Some(Value::interval(last.low.clone(), hi.high.clone(), last.low_closed, hi.high_closed))
+                Some(Value::interval(
+                    last.low.clone(),
+                    hi.high.clone(),
+                    last.low_closed,
+                    hi.high_closed,
+                ))
             }) {
                 let n = out.len();
                 out[n - 1] = (*u).clone();
@@ -778,19 +1058,31 @@ fn collapse(list: &[Value], per: &Value) -> R<Value> {
                     _ => last.clone(),
                 };
                 let n = out.len();
-                out[n - 1] = Interval { low: last.low.clone(), high: hi.high.clone(), low_closed: last.low_closed, high_closed: hi.high_closed };
+                out[n - 1] = Interval {
+                    low: last.low.clone(),
+                    high: hi.high.clone(),
+                    low_closed: last.low_closed,
+                    high_closed: hi.high_closed,
+                };
             }
         } else {
             out.push(i);
         }
     }
-    Ok(Value::list(out.into_iter().map(|i| Value::Interval(Arc::new(i))).collect()))
+    Ok(Value::list(
+        out.into_iter()
+            .map(|i| Value::Interval(Arc::new(i)))
+            .collect(),
+    ))
 }
 
 fn expand(v: &Value, per: &Value) -> R<Value> {
-    let ivs: Vec<Interval> = match v {
-        Value::List(l) => l.iter().filter_map(|x| as_interval(x).cloned()).collect(),
-        Value::Interval(i) => vec![(**i).clone()],
+    let (ivs, as_points): (Vec<Interval>, bool) = match v {
+        Value::List(l) => (
+            l.iter().filter_map(|x| as_interval(x).cloned()).collect(),
+            false,
+        ),
+        Value::Interval(i) => (vec![(**i).clone()], true),
         _ => return Ok(Value::Null),
     };
     let mut out = Vec::new();
@@ -799,33 +1091,69 @@ fn expand(v: &Value, per: &Value) -> R<Value> {
         if lo.is_null() || hi.is_null() {
             continue;
         }
+        let point_prec = match &lo {
+            Value::Date(d) => Some(d.prec),
+            Value::DateTime(d) => Some(d.prec),
+            Value::Time(t) => Some(t.prec),
+            _ => None,
+        };
         let step = match per {
             Value::Null => match &lo {
                 Value::Integer(_) | Value::Long(_) => Value::Integer(1),
                 Value::Decimal(_) => Value::Decimal(Dec::ONE),
-                Value::Date(d) => Value::Quantity(Quantity { value: Dec::ONE, unit: Arc::from(unit_name(d.prec)) }),
-                Value::DateTime(d) => Value::Quantity(Quantity { value: Dec::ONE, unit: Arc::from(unit_name(d.prec)) }),
+                Value::Date(d) => Value::Quantity(Quantity {
+                    value: Dec::ONE,
+                    unit: Arc::from(unit_name(d.prec)),
+                }),
+                Value::DateTime(d) => Value::Quantity(Quantity {
+                    value: Dec::ONE,
+                    unit: Arc::from(unit_name(d.prec)),
+                }),
+                Value::Time(t) => Value::Quantity(Quantity {
+                    value: Dec::ONE,
+                    unit: Arc::from(unit_name(t.prec)),
+                }),
                 _ => return e("expand: unsupported point type"),
             },
             Value::Quantity(q) => match &lo {
+                Value::Integer(_) if q.value.fract().is_zero() => {
+                    Value::Integer(q.value.to_i32().unwrap_or(1))
+                }
                 Value::Integer(_) | Value::Decimal(_) => Value::Decimal(q.value),
-                _ => per.clone(),
+                _ => {
+                    if let (Some(pp), Some(up)) = (point_prec, quantity_unit_prec(&q.unit)) {
+                        if up > pp && up != WEEK {
+                            continue;
+                        }
+                    }
+                    per.clone()
+                }
             },
             other => other.clone(),
         };
-        let mut cur = lo.clone();
+        let mut cur = match (&lo, &step) {
+            (Value::Integer(x), Value::Decimal(_)) => Value::Decimal(Dec::from(*x)),
+            _ => lo.clone(),
+        };
         let mut n = 0;
-        while compare(&cur, &hi).is_some_and(|o| o != Ordering::Greater) {
+        loop {
             let next = arith(Op::Add, &cur, &step)?;
-            // the unit interval [cur, next) must fit
-            out.push(cur.clone());
             if next.is_null() {
                 break;
             }
-            cur = match (&lo, next) {
-                (Value::Integer(_), Value::Decimal(d)) if d.fract().is_zero() => Value::Integer(d.to_i32().unwrap_or(i32::MAX)),
-                (_, x) => x,
+            let last = match iv::predecessor(&next) {
+                Some(p) => p,
+                None => break,
             };
+            if compare(&last, &hi).is_none_or(|o| o == Ordering::Greater) {
+                break;
+            }
+            if as_points {
+                out.push(cur.clone());
+            } else {
+                out.push(Value::interval(cur.clone(), last, true, true));
+            }
+            cur = next;
             n += 1;
             if n > 100_000 {
                 return e("expand: too many points");
@@ -867,12 +1195,25 @@ fn between(op: Op, a: &Value, c: &Value, prec: Option<Prec>) -> R<Value> {
         }
         _ => {
             let (Some(x), Some(y)) = (to_dt(a), to_dt(c)) else {
-                return e(format!("{op:?} is not defined for {} and {}", a.type_name(), c.type_name()));
+                return e(format!(
+                    "{op:?} is not defined for {} and {}",
+                    a.type_name(),
+                    c.type_name()
+                ));
             };
-            let r = if op == Op::DurationBetween { datetime::duration_between(&x, &y, p) } else { datetime::difference_between(&x, &y, p) };
+            let r = if op == Op::DurationBetween {
+                datetime::duration_between(&x, &y, p)
+            } else {
+                datetime::difference_between(&x, &y, p)
+            };
             Ok(match r {
                 Between::Exact(n) => i32::try_from(n).map(Value::Integer).unwrap_or(Value::Null),
-                Between::Range(lo, hi) => Value::interval(Value::Integer(lo as i32), Value::Integer(hi as i32), true, true),
+                Between::Range(lo, hi) => Value::interval(
+                    Value::Integer(lo as i32),
+                    Value::Integer(hi as i32),
+                    true,
+                    true,
+                ),
             })
         }
     }
@@ -896,7 +1237,9 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
             String(Arc::from(out))
         }
         Op::Combine => {
-            let Some(l) = args.first().and_then(list_of) else { return Ok(Null) };
+            let Some(l) = args.first().and_then(list_of) else {
+                return Ok(Null);
+            };
             let sep = st(1).map(|s| s.to_string()).unwrap_or_default();
             let parts: Vec<&str> = l
                 .iter()
@@ -905,6 +1248,9 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
                     _ => None,
                 })
                 .collect();
+            if parts.is_empty() {
+                return Ok(Null);
+            }
             String(Arc::from(parts.join(&sep)))
         }
         Op::Split => {
@@ -930,7 +1276,10 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
                 if i < 0 {
                     Null
                 } else {
-                    s.chars().nth(i as usize).map(|c| Value::str(&c.to_string())).unwrap_or(Null)
+                    s.chars()
+                        .nth(i as usize)
+                        .map(|c| Value::str(&c.to_string()))
+                        .unwrap_or(Null)
                 }
             }
             (Some(List(l)), Some(i)) => {
@@ -944,14 +1293,20 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
         },
         Op::PositionOf | Op::LastPositionOf => match (st(0), st(1)) {
             (Some(p), Some(s)) => {
-                let r = if op == Op::PositionOf { s.find(&*p) } else { s.rfind(&*p) };
+                let r = if op == Op::PositionOf {
+                    s.find(&*p)
+                } else {
+                    s.rfind(&*p)
+                };
                 Integer(r.map(|i| s[..i].chars().count() as i32).unwrap_or(-1))
             }
             _ => Null,
         },
         Op::Substring => {
             let Some(s) = st(0) else { return Ok(Null) };
-            let Some(start) = args.get(1).and_then(int_arg) else { return Ok(Null) };
+            let Some(start) = args.get(1).and_then(int_arg) else {
+                return Ok(Null);
+            };
             let chars: Vec<char> = s.chars().collect();
             if start < 0 || start as usize >= chars.len() {
                 return Ok(Null);
@@ -963,7 +1318,11 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
                     _ => return Ok(Null),
                 },
             };
-            String(Arc::from(chars[start as usize..end].iter().collect::<std::string::String>()))
+            String(Arc::from(
+                chars[start as usize..end]
+                    .iter()
+                    .collect::<std::string::String>(),
+            ))
         }
         Op::StartsWith => match (st(0), st(1)) {
             (Some(s), Some(p)) => Boolean(s.starts_with(&*p)),
@@ -978,11 +1337,15 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
             _ => Null,
         },
         Op::ReplaceMatches => match (st(0), st(1), st(2)) {
-            (Some(s), Some(p), Some(r)) => crate::regex::replace_all(&p, &s, &r).map(|x| Value::str(&x)).unwrap_or(Null),
+            (Some(s), Some(p), Some(r)) => crate::regex::replace_all(&p, &s, &r)
+                .map(|x| Value::str(&x))
+                .unwrap_or(Null),
             _ => Null,
         },
         Op::SplitOnMatches => match (st(0), st(1)) {
-            (Some(s), Some(p)) => crate::regex::split(&p, &s).map(|v| Value::list(v.iter().map(|x| Value::str(x)).collect())).unwrap_or(Null),
+            (Some(s), Some(p)) => crate::regex::split(&p, &s)
+                .map(|v| Value::list(v.iter().map(|x| Value::str(x)).collect()))
+                .unwrap_or(Null),
             _ => Null,
         },
         _ => return e(format!("string operator {op:?} not supported")),
@@ -992,8 +1355,14 @@ fn string_op(op: Op, args: &[Value]) -> R<Value> {
 fn round_op(op: Op, v: &Value, arg: Option<&Value>) -> R<Value> {
     let Some(d) = as_decimal(v) else {
         return Ok(match v {
-            Value::Quantity(q) if op == Op::Abs => Value::Quantity(Quantity { value: q.value.abs(), unit: q.unit.clone() }),
-            Value::Quantity(q) if op == Op::Negate => Value::Quantity(Quantity { value: -q.value, unit: q.unit.clone() }),
+            Value::Quantity(q) if op == Op::Abs => Value::Quantity(Quantity {
+                value: q.value.abs(),
+                unit: q.unit.clone(),
+            }),
+            Value::Quantity(q) if op == Op::Negate => Value::Quantity(Quantity {
+                value: -q.value,
+                unit: q.unit.clone(),
+            }),
             _ => Value::Null,
         });
     };
@@ -1009,8 +1378,16 @@ fn round_op(op: Op, v: &Value, arg: Option<&Value>) -> R<Value> {
             _ => Value::Decimal(d.abs()),
         },
         Op::Ceiling => d.ceil().to_i32().map(Value::Integer).unwrap_or(Value::Null),
-        Op::Floor => d.floor().to_i32().map(Value::Integer).unwrap_or(Value::Null),
-        Op::Truncate => d.trunc().to_i32().map(Value::Integer).unwrap_or(Value::Null),
+        Op::Floor => d
+            .floor()
+            .to_i32()
+            .map(Value::Integer)
+            .unwrap_or(Value::Null),
+        Op::Truncate => d
+            .trunc()
+            .to_i32()
+            .map(Value::Integer)
+            .unwrap_or(Value::Null),
         Op::Round => {
             let p = arg.and_then(int_arg).unwrap_or(0).clamp(0, 8) as u32;
             let r = if d.is_sign_negative() {
@@ -1026,7 +1403,9 @@ fn round_op(op: Op, v: &Value, arg: Option<&Value>) -> R<Value> {
             Value::Decimal(r)
         }
         Op::Ln => {
-            if d <= Dec::ZERO {
+            if d.is_zero() {
+                return e("Ln(0) is undefined");
+            } else if d < Dec::ZERO {
                 Value::Null
             } else {
                 d.checked_ln().map(dec_result).unwrap_or(Value::Null)
@@ -1045,8 +1424,17 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
     let a0 = a.first().unwrap_or(&Null);
     let a1 = a.get(1).unwrap_or(&Null);
     Ok(match op {
-        Op::Add | Op::Subtract | Op::Multiply | Op::Divide | Op::TruncatedDivide | Op::Modulo => arith(op, a0, a1)?,
-        Op::Negate | Op::Abs | Op::Ceiling | Op::Floor | Op::Truncate | Op::Round | Op::Ln | Op::Exp => round_op(op, a0, a.get(1))?,
+        Op::Add | Op::Subtract | Op::Multiply | Op::Divide | Op::TruncatedDivide | Op::Modulo => {
+            arith(op, a0, a1)?
+        }
+        Op::Negate
+        | Op::Abs
+        | Op::Ceiling
+        | Op::Floor
+        | Op::Truncate
+        | Op::Round
+        | Op::Ln
+        | Op::Exp => round_op(op, a0, a.get(1))?,
         Op::Log => match (as_decimal(a0), as_decimal(a1)) {
             (Some(x), Some(base)) => {
                 if x <= Dec::ZERO || base <= Dec::ZERO || base == Dec::ONE {
@@ -1065,7 +1453,9 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                 if *y >= 0 {
                     x.checked_pow(*y as u32).map(Integer).unwrap_or(Null)
                 } else {
-                    dec_result(Dec::ONE / Dec::from(x.checked_pow(y.unsigned_abs()).unwrap_or(0).max(1)))
+                    dec_result(
+                        Dec::ONE / Dec::from(x.checked_pow(y.unsigned_abs()).unwrap_or(0).max(1)),
+                    )
                 }
             }
             (Long(x), Long(y)) if *y >= 0 => x.checked_pow(*y as u32).map(Long).unwrap_or(Null),
@@ -1073,7 +1463,9 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => match (as_decimal(a0), as_decimal(a1)) {
                 (Some(x), Some(y)) => {
                     if y.fract().is_zero() {
-                        x.checked_powi(y.to_i64().unwrap_or(0)).map(dec_result).unwrap_or(Null)
+                        x.checked_powi(y.to_i64().unwrap_or(0))
+                            .map(dec_result)
+                            .unwrap_or(Null)
                     } else {
                         x.checked_powd(y).map(dec_result).unwrap_or(Null)
                     }
@@ -1177,7 +1569,12 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
         Op::ConvertQuantity => match (a0, a1) {
             (Quantity(q), String(u)) => match crate::units::convert(q, u) {
                 Some(q) => Quantity(q),
-                None => return e(format!("cannot convert a quantity from unit `{}` to `{u}`", q.unit)),
+                None => {
+                    return e(format!(
+                        "cannot convert a quantity from unit `{}` to `{u}`",
+                        q.unit
+                    ))
+                }
             },
             _ => Null,
         },
@@ -1186,15 +1583,32 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::Today | Op::Now | Op::TimeOfDay => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
             let days = now.div_euclid(86_400_000);
             let (y, m, d) = datetime::civil_from_days(days);
             let rem = now.rem_euclid(86_400_000);
-            let c = [y, m as i32, d as i32, (rem / 3_600_000) as i32, (rem / 60_000 % 60) as i32, (rem / 1000 % 60) as i32, (rem % 1000) as i32];
+            let c = [
+                y,
+                m as i32,
+                d as i32,
+                (rem / 3_600_000) as i32,
+                (rem / 60_000 % 60) as i32,
+                (rem / 1000 % 60) as i32,
+                (rem % 1000) as i32,
+            ];
             match op {
-                Op::Today => Date(crate::datetime::Date { c: [c[0], c[1], c[2]], prec: DAY }),
+                Op::Today => Date(crate::datetime::Date {
+                    c: [c[0], c[1], c[2]],
+                    prec: DAY,
+                }),
                 Op::Now => DateTime(crate::datetime::DateTime::new(c, 0, MS)),
-                _ => Time(crate::datetime::Time { c: [c[3], c[4], c[5], c[6]], prec: MS }),
+                _ => Time(crate::datetime::Time {
+                    c: [c[3], c[4], c[5], c[6]],
+                    prec: MS,
+                }),
             }
         }
         Op::DateFrom => match a0 {
@@ -1207,7 +1621,9 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::TimezoneOffsetFrom => match a0 {
-            DateTime(d) => Decimal(rust_decimal::Decimal::from(d.off as i64) / rust_decimal::Decimal::from(60)),
+            DateTime(d) => {
+                Decimal(rust_decimal::Decimal::from(d.off as i64) / rust_decimal::Decimal::from(60))
+            }
             _ => Null,
         },
         Op::DateTimeComponentFrom => {
@@ -1228,6 +1644,21 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
         Op::SameAs | Op::SameOrBefore | Op::SameOrAfter => {
             if a0.is_null() || a1.is_null() {
                 Null
+            } else if as_interval(a0).is_some() || as_interval(a1).is_some() {
+                let x = as_interval(a0)
+                    .cloned()
+                    .unwrap_or_else(|| point_interval(a0));
+                let y = as_interval(a1)
+                    .cloned()
+                    .unwrap_or_else(|| point_interval(a1));
+                match op {
+                    Op::SameOrBefore => b(iv::le(&iv::high_pt(&x), &iv::low_pt(&y), prec)),
+                    Op::SameOrAfter => b(iv::le(&iv::high_pt(&y), &iv::low_pt(&x), prec)),
+                    _ => b(and3(
+                        iv::eqp(&iv::low_pt(&x), &iv::low_pt(&y), prec),
+                        iv::eqp(&iv::high_pt(&x), &iv::high_pt(&y), prec),
+                    )),
+                }
             } else {
                 let o = same_cmp(a0, a1, precision_of(prec));
                 b(o.map(|o| match op {
@@ -1245,7 +1676,13 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             match (as_interval(a0), as_interval(a1)) {
                 (None, None) => {
                     let o = same_cmp(a0, a1, prec);
-                    b(o.map(|o| if before { o == Ordering::Less } else { o == Ordering::Greater }))
+                    b(o.map(|o| {
+                        if before {
+                            o == Ordering::Less
+                        } else {
+                            o == Ordering::Greater
+                        }
+                    }))
                 }
                 (x, y) => {
                     let x = x.cloned().unwrap_or_else(|| point_interval(a0));
@@ -1267,6 +1704,12 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::Width => match a0 {
+            Interval(i)
+                if matches!(i.low, Date(_) | DateTime(_) | Time(_))
+                    || matches!(i.high, Date(_) | DateTime(_) | Time(_)) =>
+            {
+                return e("Width is not defined for date/time intervals")
+            }
             Interval(i) => iv::width(i),
             _ => Null,
         },
@@ -1289,16 +1732,14 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::In | Op::Contains | Op::ProperIn | Op::ProperContains => {
-            let (elem, coll) = if matches!(op, Op::In | Op::ProperIn) { (a0, a1) } else { (a1, a0) };
+            let (elem, coll) = if matches!(op, Op::In | Op::ProperIn) {
+                (a0, a1)
+            } else {
+                (a1, a0)
+            };
             let proper = matches!(op, Op::ProperIn | Op::ProperContains);
             match coll {
-                Null => {
-                    if matches!(op, Op::In | Op::ProperIn) {
-                        Boolean(false)
-                    } else {
-                        Null
-                    }
-                }
+                Null => Boolean(false),
                 List(l) => {
                     let r = list_contains(l, elem);
                     if proper {
@@ -1331,9 +1772,14 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             }
         }
         Op::Includes | Op::IncludedIn | Op::ProperIncludes | Op::ProperIncludedIn => {
-            let (big, small) = if matches!(op, Op::Includes | Op::ProperIncludes) { (a0, a1) } else { (a1, a0) };
+            let (big, small) = if matches!(op, Op::Includes | Op::ProperIncludes) {
+                (a0, a1)
+            } else {
+                (a1, a0)
+            };
             let proper = matches!(op, Op::ProperIncludes | Op::ProperIncludedIn);
             match (big, small) {
+                (Null, _) if matches!(op, Op::ProperIncludes) => Boolean(false),
                 (Null, _) | (_, Null) => Null,
                 (List(x), List(y)) => {
                     let all = y.iter().all(|v| list_contains(x, v) == Some(true));
@@ -1352,20 +1798,46 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                     }
                 }
                 (Interval(x), p) => b(iv::contains_point(x, p, prec)),
-                _ => return e(format!("{op:?} is not defined for {} and {}", big.type_name(), small.type_name())),
+                _ => {
+                    return e(format!(
+                        "{op:?} is not defined for {} and {}",
+                        big.type_name(),
+                        small.type_name()
+                    ))
+                }
             }
         }
-        Op::Overlaps | Op::OverlapsBefore | Op::OverlapsAfter | Op::Meets | Op::MeetsBefore | Op::MeetsAfter | Op::Starts | Op::Ends => {
+        Op::Overlaps
+        | Op::OverlapsBefore
+        | Op::OverlapsAfter
+        | Op::Meets
+        | Op::MeetsBefore
+        | Op::MeetsAfter
+        | Op::Starts
+        | Op::Ends => {
             if a0.is_null() || a1.is_null() {
                 return Ok(Null);
             }
-            let x = as_interval(a0).cloned().unwrap_or_else(|| point_interval(a0));
-            let y = as_interval(a1).cloned().unwrap_or_else(|| point_interval(a1));
+            let x = as_interval(a0)
+                .cloned()
+                .unwrap_or_else(|| point_interval(a0));
+            let y = as_interval(a1)
+                .cloned()
+                .unwrap_or_else(|| point_interval(a1));
             b(match op {
                 Op::Overlaps => iv::overlaps(&x, &y, prec),
-                Op::OverlapsBefore => and3(iv::overlaps(&x, &y, prec), iv::lt(&iv::low_pt(&x), &iv::low_pt(&y), prec)),
-                Op::OverlapsAfter => and3(iv::overlaps(&x, &y, prec), iv::lt(&iv::high_pt(&y), &iv::high_pt(&x), prec)),
-                Op::Meets => or3(iv::meets_before(&x, &y, prec), iv::meets_before(&y, &x, prec)),
+                Op::OverlapsBefore => and3(
+                    iv::overlaps(&x, &y, prec),
+                    iv::lt(&iv::low_pt(&x), &iv::low_pt(&y), prec),
+                ),
+                Op::OverlapsAfter => and3(
+                    iv::overlaps(&x, &y, prec),
+                    iv::lt(&iv::high_pt(&y), &iv::high_pt(&x), prec),
+                ),
+                Op::Meets => or3(
+                    iv::meets_before(&x, &y, prec),
+                    iv::meets_before(&y, &x, prec),
+                ),
                 Op::MeetsBefore => iv::meets_before(&x, &y, prec),
                 Op::MeetsAfter => iv::meets_before(&y, &x, prec),
                 Op::Starts => iv::starts(&x, &y, prec),
@@ -1379,8 +1851,18 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                     all.extend(y.iter().cloned());
                     Value::list(distinct(&all))
                 }
-                Op::Intersect => Value::list(distinct(&x.iter().filter(|v| y.iter().any(|w| same(v, w))).cloned().collect::<Vec<_>>())),
-                _ => Value::list(distinct(&x.iter().filter(|v| !y.iter().any(|w| same(v, w))).cloned().collect::<Vec<_>>())),
+                Op::Intersect => Value::list(distinct(
+                    &x.iter()
+                        .filter(|v| y.iter().any(|w| same(v, w)))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )),
+                _ => Value::list(distinct(
+                    &x.iter()
+                        .filter(|v| !y.iter().any(|w| same(v, w)))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )),
             },
             (List(x), Null) => match op {
                 Op::Union | Op::Except => Value::list(distinct(x)),
@@ -1399,7 +1881,13 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                 r.unwrap_or(Null)
             }
             (Null, _) | (_, Null) => Null,
-            _ => return e(format!("{op:?} is not defined for {} and {}", a0.type_name(), a1.type_name())),
+            _ => {
+                return e(format!(
+                    "{op:?} is not defined for {} and {}",
+                    a0.type_name(),
+                    a1.type_name()
+                ))
+            }
         },
         Op::Collapse => match a0 {
             List(l) => collapse(l, a1)?,
@@ -1446,13 +1934,23 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::IndexOf => match (a0, a1) {
-            (List(l), x) if !x.is_null() => Integer(l.iter().position(|v| equal(v, x) == Some(true)).map(|i| i as i32).unwrap_or(-1)),
+            (List(l), x) if !x.is_null() => Integer(
+                l.iter()
+                    .position(|v| equal(v, x) == Some(true))
+                    .map(|i| i as i32)
+                    .unwrap_or(-1),
+            ),
             _ => Null,
         },
         Op::Slice => match a0 {
             List(l) => {
                 let start = int_arg(a1).unwrap_or(0).max(0) as usize;
-                let end = a.get(2).and_then(int_arg).map(|x| x.max(0) as usize).unwrap_or(l.len()).min(l.len());
+                let end = a
+                    .get(2)
+                    .and_then(int_arg)
+                    .map(|x| x.max(0) as usize)
+                    .unwrap_or(l.len())
+                    .min(l.len());
                 if start >= end {
                     Value::list(vec![])
                 } else {
@@ -1473,13 +1971,17 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             _ => Null,
         },
         Op::PluckPath => match (a0, a1) {
-            (List(l), String(p)) => Value::list(l.iter().map(|v| crate::engine::property(v, p)).collect()),
+            (List(l), String(p)) => {
+                Value::list(l.iter().map(|v| crate::engine::property(v, p)).collect())
+            }
             _ => Null,
         },
         _ if op.is_aggregate() => match a0 {
             List(l) => aggregate(op, l)?,
             Null => match op {
                 Op::Count => Integer(0),
+                Op::AllTrue => Boolean(true),
+                Op::AnyTrue => Boolean(false),
                 _ => Null,
             },
             _ => return e(format!("aggregate {op:?} requires a list")),
@@ -1487,11 +1989,7 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
         Op::InValueSet | Op::AnyInValueSet => match a1 {
             ValueSet(vs) => {
                 if a0.is_null() {
-                    if op == Op::InValueSet {
-                        Boolean(false)
-                    } else {
-                        Boolean(false)
-                    }
+                    Boolean(false)
                 } else {
                     b(crate::engine::in_valueset(a0, vs).or(Some(false)))
                 }
@@ -1513,7 +2011,10 @@ fn one_like(v: &Value) -> Value {
         Value::Integer(_) => Value::Integer(1),
         Value::Long(_) => Value::Long(1),
         Value::Decimal(_) => Value::Decimal(Dec::new(1, 8)),
-        Value::Quantity(q) => Value::Quantity(Quantity { value: Dec::new(1, 8), unit: q.unit.clone() }),
+        Value::Quantity(q) => Value::Quantity(Quantity {
+            value: Dec::new(1, 8),
+            unit: q.unit.clone(),
+        }),
         _ => Value::Null,
     }
 }
@@ -1537,7 +2038,11 @@ fn boundary(high: bool, v: &Value, p: &Value) -> Value {
                 if extra > 0 {
                     let nines = Dec::new(10i64.pow(extra as u32) - 1, p as u32);
                     let nines = if d.is_sign_negative() { -nines } else { nines };
-                    let nines = if high && d.is_sign_negative() { Dec::ZERO } else { nines };
+                    let nines = if high && d.is_sign_negative() {
+                        Dec::ZERO
+                    } else {
+                        nines
+                    };
                     r += nines;
                 }
             } else if d.is_sign_negative() {
@@ -1622,7 +2127,9 @@ fn date_ctor(op: Op, a: &[Value], present: u8) -> R<Value> {
         if present & (1 << i) == 0 || v.is_null() {
             break;
         }
-        let Some(x) = int_arg(v) else { return e("date/time component is not an integer") };
+        let Some(x) = int_arg(v) else {
+            return e("date/time component is not an integer");
+        };
         let idx = if op == Op::TimeSel { i + 3 } else { i };
         c[idx] = x as i32;
         prec = idx as i32;
@@ -1652,7 +2159,10 @@ fn date_ctor(op: Op, a: &[Value], present: u8) -> R<Value> {
         return e("invalid date/time components");
     }
     Ok(match op {
-        Op::DateSel => Value::Date(Date { c: [c[0], c[1], c[2]], prec: p }),
+        Op::DateSel => Value::Date(Date {
+            c: [c[0], c[1], c[2]],
+            prec: p,
+        }),
         Op::DateTimeSel => {
             let off = match a.get(7) {
                 Some(v) if present & (1 << 7) != 0 && !v.is_null() => match as_decimal(v) {
@@ -1663,7 +2173,10 @@ fn date_ctor(op: Op, a: &[Value], present: u8) -> R<Value> {
             };
             Value::DateTime(DateTime::new(c, off, p))
         }
-        _ => Value::Time(Time { c: [c[3], c[4], c[5], c[6]], prec: p.max(HOUR) }),
+        _ => Value::Time(Time {
+            c: [c[3], c[4], c[5], c[6]],
+            prec: p.max(HOUR),
+        }),
     })
 }
 

@@ -11,7 +11,9 @@ pub fn full_match(p: &str, s: &str) -> Option<bool> {
 
 pub fn replace_all(p: &str, s: &str, r: &str) -> Option<String> {
     let re = compile(p)?;
-    Some(re.replace_all(s, r).into_owned())
+    // Java-style replacement: `\$` is a literal dollar, `$n` a group
+    let r = r.replace("\\$", "$$");
+    Some(re.replace_all(s, r.as_str()).into_owned())
 }
 
 pub fn split(p: &str, s: &str) -> Option<Vec<String>> {

@@ -71,7 +71,10 @@ pub fn convert(q: &Quantity, unit: &str) -> Option<Quantity> {
         return None;
     }
     let v = q.value.checked_mul(fa)?.checked_div(fb)?;
-    Some(Quantity { value: v.round_dp(8).normalize(), unit: Arc::from(unit) })
+    Some(Quantity {
+        value: v.round_dp(8).normalize(),
+        unit: Arc::from(unit),
+    })
 }
 
 pub fn compare_quantities(a: &Quantity, b: &Quantity) -> Option<Ordering> {
@@ -93,13 +96,19 @@ pub fn quantity_div(a: &Quantity, b: &Quantity) -> Option<Quantity> {
         return None;
     }
     if is_one(&b.unit) {
-        return Some(Quantity { value: a.value.checked_div(b.value)?, unit: a.unit.clone() });
+        return Some(Quantity {
+            value: a.value.checked_div(b.value)?,
+            unit: a.unit.clone(),
+        });
     }
     let c = convert(b, &a.unit)?;
     if c.value.is_zero() {
         return None;
     }
-    Some(Quantity { value: a.value.checked_div(c.value)?, unit: Arc::from("1") })
+    Some(Quantity {
+        value: a.value.checked_div(c.value)?,
+        unit: Arc::from("1"),
+    })
 }
 
 pub fn quantity_mul(a: &Quantity, b: &Quantity) -> Option<Quantity> {
@@ -115,7 +124,10 @@ pub fn quantity_mul(a: &Quantity, b: &Quantity) -> Option<Quantity> {
             }
         }
     };
-    Some(Quantity { value: a.value.checked_mul(b.value)?, unit })
+    Some(Quantity {
+        value: a.value.checked_mul(b.value)?,
+        unit,
+    })
 }
 
 /// Add or subtract quantities (b converted to a's unit).
@@ -127,22 +139,44 @@ pub fn quantity_add(a: &Quantity, b: &Quantity, sign: i32) -> Option<Quantity> {
     } else {
         return None;
     };
-    let v = if sign < 0 { a.value.checked_sub(b.value)? } else { a.value.checked_add(b.value)? };
-    Some(Quantity { value: v, unit: a.unit })
+    let v = if sign < 0 {
+        a.value.checked_sub(b.value)?
+    } else {
+        a.value.checked_add(b.value)?
+    };
+    Some(Quantity {
+        value: v,
+        unit: a.unit,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     fn q(v: &str, u: &str) -> Quantity {
-        Quantity { value: Decimal::from_str(v).unwrap(), unit: Arc::from(u) }
+        Quantity {
+            value: Decimal::from_str(v).unwrap(),
+            unit: Arc::from(u),
+        }
     }
     #[test]
     fn conversions() {
-        assert_eq!(convert(&q("1", "kg"), "g").unwrap().value, Decimal::from(1000));
-        assert_eq!(convert(&q("12", "[in_i]"), "cm").unwrap().value, Decimal::from_str("30.48").unwrap());
-        assert_eq!(compare_quantities(&q("1", "L"), &q("999", "mL")), Some(Ordering::Greater));
+        assert_eq!(
+            convert(&q("1", "kg"), "g").unwrap().value,
+            Decimal::from(1000)
+        );
+        assert_eq!(
+            convert(&q("12", "[in_i]"), "cm").unwrap().value,
+            Decimal::from_str("30.48").unwrap()
+        );
+        assert_eq!(
+            compare_quantities(&q("1", "L"), &q("999", "mL")),
+            Some(Ordering::Greater)
+        );
         assert_eq!(compare_quantities(&q("1", "kg"), &q("1", "L")), None);
-        assert_eq!(compare_quantities(&q("1", "year"), &q("12", "months")), Some(Ordering::Equal));
+        assert_eq!(
+            compare_quantities(&q("1", "year"), &q("12", "months")),
+            Some(Ordering::Equal)
+        );
     }
 }

@@ -91,7 +91,12 @@ impl Value {
         Value::List(Arc::new(v))
     }
     pub fn interval(low: Value, high: Value, low_closed: bool, high_closed: bool) -> Value {
-        Value::Interval(Arc::new(Interval { low, high, low_closed, high_closed }))
+        Value::Interval(Arc::new(Interval {
+            low,
+            high,
+            low_closed,
+            high_closed,
+        }))
     }
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -132,11 +137,19 @@ impl Value {
             Value::Date(d) => json!(d.to_string()),
             Value::DateTime(d) => json!(d.to_string()),
             Value::Time(t) => json!(t.to_string()),
-            Value::Quantity(q) => json!({"value": q.value.to_string().parse::<f64>().unwrap_or(0.0), "unit": &*q.unit}),
-            Value::Ratio(r) => json!({"numerator": Value::Quantity(r.0.clone()).to_json(), "denominator": Value::Quantity(r.1.clone()).to_json()}),
+            Value::Quantity(q) => {
+                json!({"value": q.value.to_string().parse::<f64>().unwrap_or(0.0), "unit": &*q.unit})
+            }
+            Value::Ratio(r) => {
+                json!({"numerator": Value::Quantity(r.0.clone()).to_json(), "denominator": Value::Quantity(r.1.clone()).to_json()})
+            }
             Value::Code(c) => code_json(c),
-            Value::Concept(c) => json!({"codes": c.codes.iter().map(code_json).collect::<Vec<_>>(), "display": c.display.as_deref()}),
-            Value::Interval(i) => json!({"low": i.low.to_json(), "high": i.high.to_json(), "lowClosed": i.low_closed, "highClosed": i.high_closed}),
+            Value::Concept(c) => {
+                json!({"codes": c.codes.iter().map(code_json).collect::<Vec<_>>(), "display": c.display.as_deref()})
+            }
+            Value::Interval(i) => {
+                json!({"low": i.low.to_json(), "high": i.high.to_json(), "lowClosed": i.low_closed, "highClosed": i.high_closed})
+            }
             Value::List(l) => serde_json::Value::Array(l.iter().map(|v| v.to_json()).collect()),
             Value::Tuple(t) => {
                 let mut m = serde_json::Map::new();
@@ -182,23 +195,38 @@ pub fn equal(a: &Value, b: &Value) -> Option<bool> {
         }
         (Date(x), Date(y)) => x.compare(y, None).map(|o| o == Ordering::Equal),
         (DateTime(x), DateTime(y)) => x.compare(y, None).map(|o| o == Ordering::Equal),
-        (Date(x), DateTime(y)) => x.to_datetime().compare(y, None).map(|o| o == Ordering::Equal),
-        (DateTime(x), Date(y)) => x.compare(&y.to_datetime(), None).map(|o| o == Ordering::Equal),
+        (Date(x), DateTime(y)) => x
+            .to_datetime()
+            .compare(y, None)
+            .map(|o| o == Ordering::Equal),
+        (DateTime(x), Date(y)) => x
+            .compare(&y.to_datetime(), None)
+            .map(|o| o == Ordering::Equal),
         (Time(x), Time(y)) => x.compare(y, None).map(|o| o == Ordering::Equal),
-        (Quantity(x), Quantity(y)) => crate::units::compare_quantities(x, y).map(|o| o == Ordering::Equal),
+        (Quantity(x), Quantity(y)) => {
+            crate::units::compare_quantities(x, y).map(|o| o == Ordering::Equal)
+        }
         (Ratio(x), Ratio(y)) => {
             let n = crate::units::compare_quantities(&x.0, &y.0).map(|o| o == Ordering::Equal);
             let d = crate::units::compare_quantities(&x.1, &y.1).map(|o| o == Ordering::Equal);
             and3(n, d)
         }
-        (Code(x), Code(y)) => Some(x.code == y.code && x.system == y.system && x.version == y.version && x.display == y.display),
+        (Code(x), Code(y)) => Some(
+            x.code == y.code
+                && x.system == y.system
+                && x.version == y.version
+                && x.display == y.display,
+        ),
         (Concept(x), Concept(y)) => {
             if x.codes.len() != y.codes.len() {
                 return Some(false);
             }
             let mut r = Some(true);
             for (c, d) in x.codes.iter().zip(y.codes.iter()) {
-                r = and3(r, Some(c.code == d.code && c.system == d.system && c.version == d.version));
+                r = and3(
+                    r,
+                    Some(c.code == d.code && c.system == d.system && c.version == d.version),
+                );
             }
             and3(r, Some(x.display == y.display))
         }
@@ -223,7 +251,9 @@ pub fn equal(a: &Value, b: &Value) -> Option<bool> {
             }
             let mut r = Some(true);
             for (k, v) in x.iter() {
-                let Some((_, w)) = y.iter().find(|(k2, _)| k2 == k) else { return Some(false) };
+                let Some((_, w)) = y.iter().find(|(k2, _)| k2 == k) else {
+                    return Some(false);
+                };
                 if v.is_null() && w.is_null() {
                     continue;
                 }
@@ -258,7 +288,10 @@ pub fn equivalent(a: &Value, b: &Value) -> bool {
         (Integer(_) | Long(_) | Decimal(_), Integer(_) | Long(_) | Decimal(_)) => {
             match (a, b) {
                 (Decimal(_), _) | (_, Decimal(_)) => {
-                    let (x, y) = (as_decimal(a).unwrap_or_default(), as_decimal(b).unwrap_or_default());
+                    let (x, y) = (
+                        as_decimal(a).unwrap_or_default(),
+                        as_decimal(b).unwrap_or_default(),
+                    );
                     // equivalent at the precision of the least precise operand
                     let s = x.scale().min(y.scale());
                     x.round_dp(s) == y.round_dp(s)
@@ -267,33 +300,56 @@ pub fn equivalent(a: &Value, b: &Value) -> bool {
             }
         }
         (Date(x), Date(y)) => x.prec == y.prec && x.compare(y, None) == Some(Ordering::Equal),
-        (DateTime(x), DateTime(y)) => x.prec == y.prec && x.compare(y, None) == Some(Ordering::Equal),
+        (DateTime(x), DateTime(y)) => {
+            x.prec == y.prec && x.compare(y, None) == Some(Ordering::Equal)
+        }
         (Time(x), Time(y)) => x.prec == y.prec && x.compare(y, None) == Some(Ordering::Equal),
-        (Quantity(x), Quantity(y)) => crate::units::compare_quantities(x, y) == Some(Ordering::Equal),
+        (Quantity(x), Quantity(y)) => {
+            crate::units::compare_quantities(x, y) == Some(Ordering::Equal)
+        }
         (Ratio(x), Ratio(y)) => {
             // equivalent ratios: same proportion
-            match (crate::units::quantity_div(&x.0, &x.1), crate::units::quantity_div(&y.0, &y.1)) {
-                (Some(p), Some(q)) => crate::units::compare_quantities(&p, &q) == Some(Ordering::Equal),
+            match (
+                crate::units::quantity_div(&x.0, &x.1),
+                crate::units::quantity_div(&y.0, &y.1),
+            ) {
+                (Some(p), Some(q)) => {
+                    crate::units::compare_quantities(&p, &q) == Some(Ordering::Equal)
+                }
                 _ => false,
             }
         }
         (Code(x), Code(y)) => x.code == y.code && x.system == y.system,
-        (Concept(x), Concept(y)) => x.codes.iter().any(|c| y.codes.iter().any(|d| c.code == d.code && c.system == d.system)),
-        (Code(x), Concept(y)) | (Concept(y), Code(x)) => y.codes.iter().any(|d| x.code == d.code && x.system == d.system),
-        (Interval(x), Interval(y)) => {
-            crate::interval::interval_equivalent(x, y)
+        (Concept(x), Concept(y)) => x.codes.iter().any(|c| {
+            y.codes
+                .iter()
+                .any(|d| c.code == d.code && c.system == d.system)
+        }),
+        (Code(x), Concept(y)) | (Concept(y), Code(x)) => y
+            .codes
+            .iter()
+            .any(|d| x.code == d.code && x.system == d.system),
+        (Interval(x), Interval(y)) => crate::interval::interval_equivalent(x, y),
+        (List(x), List(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| equivalent(p, q))
         }
-        (List(x), List(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| equivalent(p, q)),
         (Tuple(x), Tuple(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(k, v)| y.iter().find(|(k2, _)| k2 == k).is_some_and(|(_, w)| equivalent(v, w)))
+                && x.iter().all(|(k, v)| {
+                    y.iter()
+                        .find(|(k2, _)| k2 == k)
+                        .is_some_and(|(_, w)| equivalent(v, w))
+                })
         }
         _ => equal(a, b) == Some(true),
     }
 }
 
 fn normalize_str(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// Ordering comparison for `<` etc.; `None` = null/uncertain.
@@ -301,7 +357,9 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     use Value::*;
     match (a, b) {
         (Integer(x), Integer(y)) => Some(x.cmp(y)),
-        (Integer(_) | Long(_) | Decimal(_), Integer(_) | Long(_) | Decimal(_)) => as_decimal(a)?.partial_cmp(&as_decimal(b)?),
+        (Integer(_) | Long(_) | Decimal(_), Integer(_) | Long(_) | Decimal(_)) => {
+            as_decimal(a)?.partial_cmp(&as_decimal(b)?)
+        }
         (String(x), String(y)) => Some(x.cmp(y)),
         (Date(x), Date(y)) => x.compare(y, None),
         (DateTime(x), DateTime(y)) => x.compare(y, None),

@@ -7,7 +7,9 @@ use serde_json::{json, Value as Json};
 use std::path::PathBuf;
 
 fn shared() -> PathBuf {
-    std::env::var("PHM_SHARED").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+    std::env::var("PHM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
 }
 
 /// Test ids that the corpus itself marks as flawed (sections "Invalid CQL", "Invalid Translation",
@@ -18,7 +20,12 @@ fn flawed_tests(dir: &std::path::Path) -> Vec<String> {
     let mut on = false;
     for line in text.lines() {
         if let Some(h) = line.strip_prefix("# ") {
-            on = matches!(h.trim(), "Invalid CQL (does not translate)" | "Invalid Translation (translates, but translates wrong)" | "Incorrect Expected Output");
+            on = matches!(
+                h.trim(),
+                "Invalid CQL (does not translate)"
+                    | "Invalid Translation (translates, but translates wrong)"
+                    | "Incorrect Expected Output"
+            );
             continue;
         }
         if !on || line.trim().is_empty() {
@@ -47,7 +54,10 @@ fn spec_conformance() {
     let flawed = flawed_tests(&dir);
     let verbose = std::env::var("SPEC_VERBOSE").is_ok();
     let only = std::env::var("SPEC_ONLY").ok();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("elm")).expect("cql-spec/elm").map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("elm"))
+        .expect("cql-spec/elm")
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let (mut tp, mut tf, mut ts) = (0, 0, 0);
     for f in files {
@@ -56,22 +66,40 @@ fn spec_conformance() {
             continue;
         }
         let mut elm: Json = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-        let defs = elm["library"]["statements"]["def"].as_array().cloned().unwrap_or_default();
+        let defs = elm["library"]["statements"]["def"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut new_defs = defs.clone();
         let mut cases = Vec::new();
         let mut n = 0;
         for d in &defs {
             let group = d["name"].as_str().unwrap_or("");
-            let Some(elements) = d["expression"]["element"].as_array() else { continue };
+            let Some(elements) = d["expression"]["element"].as_array() else {
+                continue;
+            };
             if d["expression"]["type"] != "Tuple" {
                 continue;
             }
             for t in elements {
                 let tname = t["name"].as_str().unwrap_or("");
                 let id = format!("{libname}.{group}.{tname}");
-                let fields = t["value"]["element"].as_array().cloned().unwrap_or_default();
-                let get = |k: &str| fields.iter().find(|e| e["name"] == k).map(|e| e["value"].clone());
-                let mut case = Case { id: id.clone(), expr_def: None, out_def: None, invalid: false };
+                let fields = t["value"]["element"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let get = |k: &str| {
+                    fields
+                        .iter()
+                        .find(|e| e["name"] == k)
+                        .map(|e| e["value"].clone())
+                };
+                let mut case = Case {
+                    id: id.clone(),
+                    expr_def: None,
+                    out_def: None,
+                    invalid: false,
+                };
                 if get("skipped").is_some() || flawed.contains(&id) || get("expression").is_none() {
                     cases.push(case);
                     continue;
@@ -91,7 +119,10 @@ fn spec_conformance() {
             }
         }
         elm["library"]["statements"]["def"] = Json::Array(new_defs);
-        let main = elm["library"]["identifier"]["id"].as_str().unwrap_or(&libname).to_string();
+        let main = elm["library"]["identifier"]["id"]
+            .as_str()
+            .unwrap_or(&libname)
+            .to_string();
         let set = LibrarySet::from_elm_json(&[elm]).expect("load");
         let prepared = match set.prepare(&main, Parameters::new()) {
             Ok(p) => p,
@@ -103,7 +134,9 @@ fn spec_conformance() {
                 sk += 1;
                 continue;
             };
-            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| prepared.evaluate_unfiltered(en)));
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                prepared.evaluate_unfiltered(en)
+            }));
             let got = match got {
                 Ok(r) => r,
                 Err(_) => {
@@ -129,9 +162,21 @@ fn spec_conformance() {
             } else {
                 fl += 1;
                 if verbose {
-                    let exp = c.out_def.as_ref().map(|o| prepared.evaluate_unfiltered(o).map(|v| v.to_json().to_string()).unwrap_or_else(|e| format!("ERR {e}")));
-                    let g = got.map(|v| v.to_json().to_string()).unwrap_or_else(|e| format!("ERR {e}"));
-                    println!("  FAIL {}: got {} expected {}", c.id, g, exp.unwrap_or_else(|| "an error".into()));
+                    let exp = c.out_def.as_ref().map(|o| {
+                        prepared
+                            .evaluate_unfiltered(o)
+                            .map(|v| v.to_json().to_string())
+                            .unwrap_or_else(|e| format!("ERR {e}"))
+                    });
+                    let g = got
+                        .map(|v| v.to_json().to_string())
+                        .unwrap_or_else(|e| format!("ERR {e}"));
+                    println!(
+                        "  FAIL {}: got {} expected {}",
+                        c.id,
+                        g,
+                        exp.unwrap_or_else(|| "an error".into())
+                    );
                 }
             }
         }
@@ -142,10 +187,15 @@ fn spec_conformance() {
     }
     println!("spec total: {tp} passed, {tf} failed, {ts} skipped");
     if only.is_none() {
-        let ratchet: usize = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/spec-ratchet.txt"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
-        assert!(tp >= ratchet, "spec conformance regressed: {tp} passing < ratchet {ratchet}");
+        let ratchet: usize = std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/spec-ratchet.txt"),
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+        assert!(
+            tp >= ratchet,
+            "spec conformance regressed: {tp} passing < ratchet {ratchet}"
+        );
     }
 }
