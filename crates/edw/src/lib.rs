@@ -1,10 +1,13 @@
 //! PHM central EDW on PostgreSQL: migrations, NDJSON ingest, patient matching,
 //! attribution, star-schema ETL and a small authenticated HTTP API.
 
+pub mod attribute;
+pub mod etl;
 pub mod ingest;
 pub mod matching;
 pub mod migrate;
 pub mod pgharness;
+pub mod serve;
 pub mod stats;
 pub mod testdata;
 pub mod validate;

@@ -132,6 +132,36 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             println!("{}", m.summary());
             Ok(())
         }
+        "attribute" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "as-of"])?;
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let r = edw::attribute::run(&mut c, a.get("as-of")).map_err(e)?;
+            println!(
+                "{{\"attributed\":{},\"unattributed\":{},\"practitioner_groups\":{},\"care_team_groups\":{}}}",
+                r.attributed, r.unattributed, r.practitioner_groups, r.care_team_groups
+            );
+            Ok(())
+        }
+        "etl" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db"])?;
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let r = edw::etl::run(&mut c).map_err(e)?;
+            println!("{}", r.summary());
+            Ok(())
+        }
+        "serve" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "addr"])?;
+            let token = std::env::var("PHM_EDW_TOKEN").unwrap_or_default();
+            edw::serve::serve(
+                a.req("db")?.to_string(),
+                a.get("addr").unwrap_or("127.0.0.1:8787"),
+                &token,
+            )
+            .map_err(e)
+        }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

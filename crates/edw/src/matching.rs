@@ -444,7 +444,7 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     let mut roots: Vec<usize> = clusters.keys().copied().collect();
     roots.sort_unstable();
     let mut used = std::collections::HashSet::new();
-    let upd = tx.prepare("UPDATE edw.source_patient SET person_id = $2 WHERE id = $1")?;
+    let upd = tx.prepare("UPDATE edw.source_patient SET person_id = $2, change_no = nextval('edw.change_seq') WHERE id = $1")?;
     let newp = tx.prepare("INSERT INTO edw.person DEFAULT VALUES RETURNING id")?;
     for root in roots {
         let members = &clusters[&root];

@@ -1,0 +1,130 @@
+//! `phm-edw attribute`: patient -> provider attribution by plurality of primary-care
+//! visits in the 24 months before the as-of date (ties: most recent visit, then
+//! lowest practitioner id), plus FHIR Groups per provider and per care team.
+
+use crate::Result;
+
+/// Encounter types counted as primary-care visits (SNOMED CT and CPT E/M codes).
+pub const PCP_VISIT_CODES: &[&str] = &[
+    "185349003", // Encounter for check up
+    "185345009", // Encounter for symptom
+    "390906007", // Follow-up encounter
+    "410620009", // Well child visit
+    "99202",
+    "99203",
+    "99204",
+    "99205",
+    "99211",
+    "99212",
+    "99213",
+    "99214",
+    "99215",
+    "99385",
+    "99386",
+    "99387",
+    "99395",
+    "99396",
+    "99397",
+];
+
+pub const METHOD: &str = "plurality-pcp-24m";
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub attributed: i64,
+    pub unattributed: i64,
+    pub practitioner_groups: i64,
+    pub care_team_groups: i64,
+}
+
+/// as_of: 'YYYY-MM-DD' (None = today).
+pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7419003)", &[])?;
+    let as_of: String = match as_of {
+        Some(d) => {
+            crate::validate::check_date(d)
+                .map_err(|e| crate::Error::msg(format!("--as-of: {e}")))?;
+            if d.len() != 10 {
+                return Err(crate::Error::msg("--as-of must be YYYY-MM-DD"));
+            }
+            d.to_string()
+        }
+        None => tx.query_one("SELECT current_date::text", &[])?.get(0),
+    };
+    let codes: Vec<String> = PCP_VISIT_CODES.iter().map(|s| s.to_string()).collect();
+    tx.execute(
+        "DELETE FROM edw.attribution WHERE method = $1 AND period_end = $2::text::date",
+        &[&METHOD, &as_of],
+    )?;
+    let attributed = tx.execute(
+        "WITH visits AS (
+            SELECT sp.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
+            FROM edw.encounter e JOIN edw.source_patient sp ON sp.id = e.source_patient_id
+            WHERE sp.person_id IS NOT NULL AND e.practitioner_id IS NOT NULL
+              AND e.status = 'finished' AND e.type_code = ANY($3)
+              AND e.period_start >= ($2::text::date - interval '24 months')
+              AND e.period_start < ($2::text::date + 1)
+            GROUP BY 1, 2),
+         ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY person_id
+                ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
+            FROM visits)
+         INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
+                                      method, visit_count, last_visit)
+         SELECT r.person_id, r.practitioner_id,
+                (SELECT min(m.care_team_id) FROM edw.care_team_member m WHERE m.practitioner_id = r.practitioner_id),
+                ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit
+         FROM ranked r WHERE rk = 1",
+        &[&METHOD, &as_of, &codes],
+    )? as i64;
+    let persons: i64 = tx.query_one("SELECT count(*) FROM edw.person", &[])?.get(0);
+
+    // Groups: one per practitioner and per care team with attributed persons.
+    tx.execute(
+        "INSERT INTO edw.patient_group (kind, ref_id, name)
+         SELECT DISTINCT 'practitioner', a.practitioner_id,
+                'Attributed panel of ' || coalesce(p.given || ' ', '') || coalesce(p.family, p.source_id)
+         FROM edw.attribution a JOIN edw.practitioner p ON p.id = a.practitioner_id
+         WHERE a.method = $1 AND a.period_end = $2::text::date
+         ON CONFLICT (kind, ref_id) DO UPDATE SET name = EXCLUDED.name",
+        &[&METHOD, &as_of],
+    )?;
+    tx.execute(
+        "INSERT INTO edw.patient_group (kind, ref_id, name)
+         SELECT DISTINCT 'care_team', a.care_team_id, 'Attributed panel of care team ' || coalesce(ct.name, ct.source_id)
+         FROM edw.attribution a JOIN edw.care_team ct ON ct.id = a.care_team_id
+         WHERE a.method = $1 AND a.period_end = $2::text::date
+         ON CONFLICT (kind, ref_id) DO UPDATE SET name = EXCLUDED.name",
+        &[&METHOD, &as_of],
+    )?;
+    tx.execute("DELETE FROM edw.patient_group_member", &[])?;
+    tx.execute(
+        "INSERT INTO edw.patient_group_member (group_id, person_id)
+         SELECT g.id, a.person_id FROM edw.attribution a
+         JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                  OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+         WHERE a.method = $1 AND a.period_end = $2::text::date
+         ON CONFLICT DO NOTHING",
+        &[&METHOD, &as_of],
+    )?;
+    let pg: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM edw.patient_group WHERE kind = 'practitioner'",
+            &[],
+        )?
+        .get(0);
+    let cg: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM edw.patient_group WHERE kind = 'care_team'",
+            &[],
+        )?
+        .get(0);
+    tx.commit()?;
+    Ok(Report {
+        attributed,
+        unattributed: persons - attributed,
+        practitioner_groups: pg,
+        care_team_groups: cg,
+    })
+}

@@ -1,0 +1,225 @@
+//! `phm-edw etl`: incremental, idempotent load of the star schema (mart) from edw.
+//! Each source table has a watermark (last edw.change_seq value read); one run is one
+//! transaction, so a failed run leaves the mart and the watermarks unchanged.
+//! dim_patient is SCD type 2: a changed person (e.g. moved address) gets a new version.
+
+use crate::Result;
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub patient_versions_added: i64,
+    pub providers: i64,
+    pub organizations: i64,
+    pub encounters: i64,
+    pub observations: i64,
+    pub measure_results: i64,
+    pub care_gaps: i64,
+}
+
+impl Report {
+    pub fn summary(&self) -> String {
+        format!(
+            "{{\"patient_versions_added\":{},\"providers\":{},\"organizations\":{},\"fact_encounter\":{},\
+             \"fact_observation\":{},\"fact_measure_result\":{},\"fact_care_gap\":{}}}",
+            self.patient_versions_added,
+            self.providers,
+            self.organizations,
+            self.encounters,
+            self.observations,
+            self.measure_results,
+            self.care_gaps
+        )
+    }
+}
+
+fn wm(tx: &mut postgres::Transaction, t: &str) -> Result<i64> {
+    tx.execute(
+        "INSERT INTO mart.etl_watermark (table_name) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&t],
+    )?;
+    Ok(tx
+        .query_one(
+            "SELECT last_change_no FROM mart.etl_watermark WHERE table_name = $1 FOR UPDATE",
+            &[&t],
+        )?
+        .get(0))
+}
+
+fn set_wm(tx: &mut postgres::Transaction, t: &str, src: &str, old: i64) -> Result<()> {
+    tx.execute(
+        &format!(
+            "UPDATE mart.etl_watermark SET last_change_no = greatest($2, (SELECT coalesce(max(change_no), 0) FROM {src})),
+                    updated_at = now() WHERE table_name = $1"
+        ),
+        &[&t, &old],
+    )?;
+    Ok(())
+}
+
+pub fn run(c: &mut postgres::Client) -> Result<Report> {
+    let mut tx = c.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(7419004)", &[])?;
+    let mut rep = Report::default();
+
+    // dim_patient (SCD2): persons whose source records changed since the watermark.
+    let w = wm(&mut tx, "dim_patient")?;
+    tx.batch_execute(
+        "CREATE TEMP TABLE IF NOT EXISTS etl_person (
+            person_id bigint PRIMARY KEY, birth_date date, sex text, family text, given text,
+            city text, state text, postal_code text, row_hash text) ON COMMIT DROP",
+    )?;
+    tx.execute(
+        "INSERT INTO etl_person
+         SELECT DISTINCT ON (sp.person_id) sp.person_id, sp.birth_date, sp.sex, n.family, n.given,
+                a.city, a.state, a.postal_code, ''
+         FROM edw.source_patient sp
+         LEFT JOIN LATERAL (SELECT family, given FROM edw.patient_name x WHERE x.source_patient_id = sp.id
+                            AND x.valid_to IS NULL ORDER BY (x.use = 'official') DESC, family, given LIMIT 1) n ON true
+         LEFT JOIN LATERAL (SELECT city, state, postal_code, line FROM edw.patient_address x WHERE x.source_patient_id = sp.id
+                            AND x.valid_to IS NULL ORDER BY line, postal_code LIMIT 1) a ON true
+         WHERE sp.person_id IN (SELECT person_id FROM edw.source_patient WHERE change_no > $1 AND person_id IS NOT NULL)
+         ORDER BY sp.person_id, sp.id",
+        &[&w],
+    )?;
+    tx.execute(
+        "UPDATE etl_person SET row_hash = md5(concat_ws('|', birth_date, sex, family, given, city, state, postal_code))",
+        &[],
+    )?;
+    // Close current versions that changed.
+    tx.execute(
+        "UPDATE mart.dim_patient d SET valid_to = now(), is_current = false
+         FROM etl_person e WHERE d.person_id = e.person_id AND d.is_current AND d.row_hash <> e.row_hash",
+        &[],
+    )?;
+    rep.patient_versions_added = tx.execute(
+        "INSERT INTO mart.dim_patient (person_id, version, valid_from, valid_to, is_current, birth_date, birth_year,
+                                       sex, family, given, city, state, postal_code, row_hash)
+         SELECT e.person_id, coalesce((SELECT max(version) FROM mart.dim_patient d WHERE d.person_id = e.person_id), 0) + 1,
+                now(), NULL, true, e.birth_date, extract(year FROM e.birth_date), e.sex, e.family, e.given,
+                e.city, e.state, e.postal_code, e.row_hash
+         FROM etl_person e
+         WHERE NOT EXISTS (SELECT 1 FROM mart.dim_patient d WHERE d.person_id = e.person_id AND d.is_current)",
+        &[],
+    )? as i64;
+    set_wm(&mut tx, "dim_patient", "edw.source_patient", w)?;
+
+    let w = wm(&mut tx, "dim_provider")?;
+    rep.providers = tx.execute(
+        "INSERT INTO mart.dim_provider (practitioner_id, npi, name, specialty)
+         SELECT p.id, p.npi, concat_ws(' ', p.given, p.family),
+                (SELECT min(s.code) FROM edw.practitioner_specialty s WHERE s.practitioner_id = p.id)
+         FROM edw.practitioner p WHERE p.change_no > $1
+         ON CONFLICT (practitioner_id) DO UPDATE SET npi = EXCLUDED.npi, name = EXCLUDED.name,
+            specialty = EXCLUDED.specialty",
+        &[&w],
+    )? as i64;
+    set_wm(&mut tx, "dim_provider", "edw.practitioner", w)?;
+
+    let w = wm(&mut tx, "dim_organization")?;
+    rep.organizations = tx.execute(
+        "INSERT INTO mart.dim_organization (organization_id, name, npi)
+         SELECT o.id, o.name, o.npi FROM edw.organization o WHERE o.change_no > $1
+         ON CONFLICT (organization_id) DO UPDATE SET name = EXCLUDED.name, npi = EXCLUDED.npi",
+        &[&w],
+    )? as i64;
+    set_wm(&mut tx, "dim_organization", "edw.organization", w)?;
+
+    // Facts: re-pointed to the current patient version when their person changed.
+    let w = wm(&mut tx, "fact_encounter")?;
+    tx.execute(
+        "INSERT INTO mart.dim_code (system, code, display)
+         SELECT DISTINCT ON (type_system, type_code) type_system, type_code, type_display FROM edw.encounter
+         WHERE change_no > $1 AND type_code IS NOT NULL AND type_system IS NOT NULL
+         ON CONFLICT DO NOTHING",
+        &[&w],
+    )?;
+    let wp = wm(&mut tx, "fact_encounter_patients")?;
+    rep.encounters = tx.execute(
+        "INSERT INTO mart.fact_encounter (encounter_id, patient_key, provider_key, org_key, date_key, code_key,
+                                          class_code, status, length_hours)
+         SELECT e.id, dp.patient_key, pr.provider_key, o.org_key,
+                to_char(e.period_start AT TIME ZONE 'UTC', 'YYYYMMDD')::int, dc.code_key, e.class_code, e.status,
+                round((extract(epoch FROM e.period_end - e.period_start) / 3600)::numeric, 2)
+         FROM edw.encounter e
+         JOIN edw.source_patient sp ON sp.id = e.source_patient_id
+         JOIN mart.dim_patient dp ON dp.person_id = sp.person_id AND dp.is_current
+         LEFT JOIN mart.dim_provider pr ON pr.practitioner_id = e.practitioner_id
+         LEFT JOIN mart.dim_organization o ON o.organization_id = e.organization_id
+         LEFT JOIN mart.dim_code dc ON dc.system = e.type_system AND dc.code = e.type_code
+         WHERE e.change_no > $1
+            OR sp.person_id IN (SELECT person_id FROM edw.source_patient WHERE change_no > $2)
+         ON CONFLICT (encounter_id) DO UPDATE SET patient_key = EXCLUDED.patient_key,
+            provider_key = EXCLUDED.provider_key, org_key = EXCLUDED.org_key, date_key = EXCLUDED.date_key,
+            code_key = EXCLUDED.code_key, class_code = EXCLUDED.class_code, status = EXCLUDED.status,
+            length_hours = EXCLUDED.length_hours",
+        &[&w, &wp],
+    )? as i64;
+    set_wm(&mut tx, "fact_encounter", "edw.encounter", w)?;
+    set_wm(&mut tx, "fact_encounter_patients", "edw.source_patient", 0)?;
+
+    let w = wm(&mut tx, "fact_observation")?;
+    tx.execute(
+        "INSERT INTO mart.dim_code (system, code, display)
+         SELECT DISTINCT ON (code_system, code) code_system, code, display FROM edw.observation
+         WHERE change_no > $1 ON CONFLICT DO NOTHING",
+        &[&w],
+    )?;
+    let wp = wm(&mut tx, "fact_observation_patients")?;
+    rep.observations = tx.execute(
+        "INSERT INTO mart.fact_observation (observation_id, patient_key, date_key, code_key, value_num, value_unit,
+                                            interpretation)
+         SELECT ob.id, dp.patient_key, to_char(ob.effective AT TIME ZONE 'UTC', 'YYYYMMDD')::int, dc.code_key,
+                ob.value_num, ob.value_unit, ob.interpretation
+         FROM edw.observation ob
+         JOIN edw.source_patient sp ON sp.id = ob.source_patient_id
+         JOIN mart.dim_patient dp ON dp.person_id = sp.person_id AND dp.is_current
+         JOIN mart.dim_code dc ON dc.system = ob.code_system AND dc.code = ob.code
+         WHERE ob.change_no > $1
+            OR sp.person_id IN (SELECT person_id FROM edw.source_patient WHERE change_no > $2)
+         ON CONFLICT (observation_id) DO UPDATE SET patient_key = EXCLUDED.patient_key, date_key = EXCLUDED.date_key,
+            code_key = EXCLUDED.code_key, value_num = EXCLUDED.value_num, value_unit = EXCLUDED.value_unit,
+            interpretation = EXCLUDED.interpretation",
+        &[&w, &wp],
+    )? as i64;
+    set_wm(&mut tx, "fact_observation", "edw.observation", w)?;
+    set_wm(
+        &mut tx,
+        "fact_observation_patients",
+        "edw.source_patient",
+        0,
+    )?;
+
+    let w = wm(&mut tx, "fact_measure_result")?;
+    tx.execute(
+        "INSERT INTO mart.dim_measure (measure_id, name)
+         SELECT DISTINCT measure_id, measure_id FROM edw.measure_result WHERE change_no > $1
+         UNION SELECT DISTINCT measure_id, measure_id FROM edw.care_gap WHERE change_no > $1
+         ON CONFLICT DO NOTHING",
+        &[&w],
+    )?;
+    rep.measure_results = tx.execute(
+        "INSERT INTO mart.fact_measure_result (measure_result_id, patient_key, measure_key, period_year, population, count)
+         SELECT r.id, dp.patient_key, dm.measure_key, extract(year FROM r.period_start), r.population, r.count
+         FROM edw.measure_result r
+         JOIN mart.dim_patient dp ON dp.person_id = r.person_id AND dp.is_current
+         JOIN mart.dim_measure dm ON dm.measure_id = r.measure_id
+         WHERE r.change_no > $1
+         ON CONFLICT (measure_result_id) DO UPDATE SET patient_key = EXCLUDED.patient_key, count = EXCLUDED.count",
+        &[&w],
+    )? as i64;
+    set_wm(&mut tx, "fact_measure_result", "edw.measure_result", w)?;
+    let w = wm(&mut tx, "fact_care_gap")?;
+    rep.care_gaps = tx.execute(
+        "INSERT INTO mart.fact_care_gap (care_gap_id, patient_key, measure_key, date_key, status)
+         SELECT g.id, dp.patient_key, dm.measure_key, to_char(g.detected_at AT TIME ZONE 'UTC', 'YYYYMMDD')::int, g.status
+         FROM edw.care_gap g
+         JOIN mart.dim_patient dp ON dp.person_id = g.person_id AND dp.is_current
+         JOIN mart.dim_measure dm ON dm.measure_id = g.measure_id
+         WHERE g.change_no > $1
+         ON CONFLICT (care_gap_id) DO UPDATE SET patient_key = EXCLUDED.patient_key, status = EXCLUDED.status",
+        &[&w],
+    )? as i64;
+    set_wm(&mut tx, "fact_care_gap", "edw.care_gap", w)?;
+    tx.commit()?;
+    Ok(rep)
+}

@@ -1,0 +1,298 @@
+//! `phm-edw serve`: a small HTTP API over the EDW.
+//! * `GET /health`  – process is up (no DB access).
+//! * `GET /ready`   – DB reachable and migrated to this binary's schema version.
+//! * `GET /fhir/Patient/{id}` – the enterprise Patient (person id), bearer-token protected
+//!   (static token from `PHM_EDW_TOKEN` for now; SMART Backend Services later).
+//!   Every attempt (200/401/404) is written to `audit.phi_access` *before* the answer;
+//!   if the audit write fails the request fails (500) and no PHI is returned.
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub struct App {
+    pub db: String,
+    token_hash: [u8; 32],
+}
+
+impl App {
+    pub fn new(db: String, token: &str) -> crate::Result<App> {
+        if token.len() < 16 {
+            return Err(crate::Error::msg(
+                "PHM_EDW_TOKEN must be set to a secret of at least 16 characters",
+            ));
+        }
+        Ok(App {
+            db,
+            token_hash: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+    /// Compare hashes in constant time (no early exit on the first differing byte).
+    fn token_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(t) = v.strip_prefix("Bearer ") else {
+            return false;
+        };
+        let h: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
+        h.iter()
+            .zip(self.token_hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+async fn db(app: &App) -> Result<tokio_postgres::Client, String> {
+    let (client, conn) = tokio_postgres::connect(&app.db, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| {
+            format!(
+                "database unreachable: {}",
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string())
+            )
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn outcome(status: StatusCode, code: &str, msg: &str) -> Response {
+    json(
+        status,
+        serde_json::json!({"resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": msg}]}),
+    )
+}
+
+async fn health() -> Response {
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let c = match db(&app).await {
+        Ok(c) => c,
+        Err(e) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+        }
+    };
+    let v: Option<i32> = match c
+        .query_one(
+            "SELECT CASE WHEN to_regclass('public.schema_migrations') IS NULL THEN NULL
+                    ELSE (SELECT max(version) FROM public.schema_migrations) END",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => r.get(0),
+        Err(_) => None,
+    };
+    match v {
+        Some(v) if v >= crate::migrate::latest_version() => {
+            (StatusCode::OK, format!("ready: schema version {v}\n")).into_response()
+        }
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: schema version {v:?}, need {}\n",
+                crate::migrate::latest_version()
+            ),
+        )
+            .into_response(),
+    }
+}
+
+async fn audit(
+    c: &tokio_postgres::Client,
+    actor: &str,
+    id: &str,
+    status: StatusCode,
+    client: &SocketAddr,
+) -> Result<(), tokio_postgres::Error> {
+    c.execute(
+        "INSERT INTO audit.phi_access (actor, action, resource_type, resource_id, outcome, client)
+         VALUES ($1, 'read', 'Patient', $2, $3, $4)",
+        &[
+            &actor,
+            &id,
+            &(status.as_u16() as i32),
+            &client.ip().to_string(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+const PATIENT_SQL: &str = "
+SELECT jsonb_build_object(
+  'resourceType', 'Patient',
+  'id', p.id::text,
+  'identifier', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('system', i.system, 'value', i.value))
+      FROM edw.patient_identifier i JOIN edw.source_patient s ON s.id = i.source_patient_id
+      WHERE s.person_id = p.id AND i.valid_to IS NULL), '[]'),
+  'name', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('use', nullif(n.use, ''), 'family', n.family,
+                      'given', to_jsonb(string_to_array(n.given, ' '))))
+      FROM edw.patient_name n JOIN edw.source_patient s ON s.id = n.source_patient_id
+      WHERE s.person_id = p.id AND n.valid_to IS NULL), '[]'),
+  'gender', (SELECT s.sex FROM edw.source_patient s WHERE s.person_id = p.id AND s.sex IS NOT NULL ORDER BY s.id LIMIT 1),
+  'birthDate', (SELECT s.birth_date::text FROM edw.source_patient s WHERE s.person_id = p.id AND s.birth_date IS NOT NULL ORDER BY s.id LIMIT 1),
+  'address', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('line', jsonb_build_array(a.line), 'city', a.city,
+                      'state', a.state, 'postalCode', a.postal_code))
+      FROM edw.patient_address a JOIN edw.source_patient s ON s.id = a.source_patient_id
+      WHERE s.person_id = p.id AND a.valid_to IS NULL), '[]'),
+  'telecom', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('system', t.system, 'value', t.value))
+      FROM edw.patient_telecom t JOIN edw.source_patient s ON s.id = t.source_patient_id
+      WHERE s.person_id = p.id AND t.valid_to IS NULL), '[]')
+)::text
+FROM edw.person p WHERE p.id = $1";
+
+async fn read_patient(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let c = match db(&app).await {
+        Ok(c) => c,
+        Err(_) => {
+            return outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "database unavailable",
+            )
+        }
+    };
+    let id_for_audit: String = id.chars().take(64).collect();
+    if !app.token_ok(&headers) {
+        if audit(
+            &c,
+            "anonymous",
+            &id_for_audit,
+            StatusCode::UNAUTHORIZED,
+            &peer,
+        )
+        .await
+        .is_err()
+        {
+            return outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "audit write failed",
+            );
+        }
+        let mut r = outcome(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "missing or invalid bearer token",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("static header"),
+        );
+        return r;
+    }
+    let actor = "static-token";
+    let found: Option<String> = match id.parse::<i64>() {
+        Ok(pid) => match c.query_opt(PATIENT_SQL, &[&pid]).await {
+            Ok(r) => r.map(|r| r.get(0)),
+            Err(_) => {
+                return outcome(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    "query failed",
+                )
+            }
+        },
+        Err(_) => None,
+    };
+    let status = if found.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::NOT_FOUND
+    };
+    if audit(&c, actor, &id_for_audit, status, &peer)
+        .await
+        .is_err()
+    {
+        return outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "audit write failed",
+        );
+    }
+    match found {
+        Some(body) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/fhir+json")],
+            body,
+        )
+            .into_response(),
+        None => outcome(StatusCode::NOT_FOUND, "not-found", "no such Patient"),
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/fhir/Patient/{id}", get(read_patient))
+        .with_state(app)
+}
+
+/// Run the server until Ctrl-C / SIGTERM.
+pub fn serve(db_url: String, addr: &str, token: &str) -> crate::Result<()> {
+    let app = Arc::new(App::new(db_url, token)?);
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| crate::Error::msg(format!("--addr: not a socket address: {addr}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // Make sure this month's audit partition exists.
+        if let Ok(c) = db(&app).await {
+            let _ = c
+                .execute("SELECT audit.ensure_phi_access_partition(now())", &[])
+                .await;
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        eprintln!("serve: listening on http://{}", listener.local_addr()?);
+        axum::serve(
+            listener,
+            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        })
+        .await?;
+        Ok::<(), std::io::Error>(())
+    })?;
+    Ok(())
+}
