@@ -1224,6 +1224,9 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                     Some(&enc),
                 );
                 o.value_codeable_concept = Some(cc(value));
+                // US Core files smoking status under social-history; the
+                // tobacco measure retrieves it as an assessment (survey).
+                o.category.push(obs_category("survey"));
                 self.out.push(o.into());
                 if tobacco == Tobacco::Current && self.rng.chance(0.6) {
                     let c = self.rng.pick(codes::TOBACCO_CESSATION_COUNSELING.codes);
@@ -1305,7 +1308,10 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                 if self.rng.chance(0.65) {
                     let d = self.day_between(as_of.add_days(-3 * 365 + 30), as_of);
                     let c = *self.rng.pick(codes::PAP_TEST.codes);
-                    let o = self.observation(cc(&c), "laboratory", date_time(d, 9 * 60), None);
+                    let mut o = self.observation(cc(&c), "laboratory", date_time(d, 9 * 60), None);
+                    // The cervical screening measure counts only results with a value.
+                    o.value_string =
+                        Some("Negative for intraepithelial lesion or malignancy".into());
                     self.out.push(o.into());
                 }
                 if age >= 30 && self.rng.chance(0.35) {

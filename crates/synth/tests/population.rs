@@ -278,3 +278,109 @@ fn cli_writes_layout_and_rejects_bad_arguments() {
         assert_eq!(out.status.code(), Some(2), "{bad:?}");
     }
 }
+
+/// Properties the QI-Core measures filter on (Status library fluent functions
+/// and `value is not null` checks).
+#[test]
+fn resources_carry_what_the_measures_filter_on() {
+    use synth::codes;
+    let g = Generator::new(SynthConfig::new(1500, 77)).unwrap();
+    let in_concept = |cc: &Option<fhir::CodeableConcept>, concepts: &[&codes::Concept]| {
+        cc.as_ref().is_some_and(|cc| {
+            concepts
+                .iter()
+                .any(|k| k.codes.iter().any(|c| cc.has_code(c.system, c.code)))
+        })
+    };
+    let has_category = |o: &fhir::Observation, code: &str| {
+        o.category.iter().any(|c| {
+            c.has_code(
+                "http://terminology.hl7.org/CodeSystem/observation-category",
+                code,
+            )
+        })
+    };
+    let labs = [
+        &codes::PAP_TEST,
+        &codes::HPV_TEST,
+        &codes::FOBT,
+        &codes::SDNA_FIT,
+        &codes::EGFR,
+        &codes::UACR,
+        &codes::HBA1C,
+        &codes::LDL_CHOLESTEROL,
+    ];
+    let assessments = [&codes::TOBACCO_SCREENING, &codes::FALLS_SCREENING];
+    let mut seen = [0usize; 4];
+    let encounter_classes: std::collections::HashMap<String, String> = (0..1500)
+        .flat_map(|i| g.patient(i))
+        .filter_map(|r| match r {
+            Resource::Encounter(e) => Some((e.id.clone().unwrap(), e.class.unwrap().code.unwrap())),
+            _ => None,
+        })
+        .collect();
+    for i in 0..1500 {
+        for r in g.patient(i) {
+            match &r {
+                Resource::Observation(o) => {
+                    assert_eq!(o.status.as_deref(), Some("final"));
+                    if in_concept(&o.code, &labs) {
+                        seen[0] += 1;
+                        assert!(has_category(o, "laboratory"));
+                        assert!(
+                            o.value_quantity.is_some()
+                                || o.value_codeable_concept.is_some()
+                                || o.value_string.is_some()
+                        );
+                    }
+                    if in_concept(&o.code, &assessments) {
+                        seen[1] += 1;
+                        assert!(has_category(o, "survey"));
+                    }
+                    if in_concept(
+                        &o.code,
+                        &[
+                            &codes::ADULT_DEPRESSION_SCREENING,
+                            &codes::ADOLESCENT_DEPRESSION_SCREENING,
+                        ],
+                    ) {
+                        seen[2] += 1;
+                        assert!(o.value_codeable_concept.is_some());
+                    }
+                    if in_concept(&o.code, &[&codes::RETINAL_EYE_EXAM]) {
+                        assert!(has_category(o, "exam"));
+                    }
+                    if in_concept(&o.code, &[&codes::BP_PANEL]) {
+                        seen[3] += 1;
+                        assert!(has_category(o, "vital-signs"));
+                        assert_eq!(o.component.len(), 2);
+                        let enc = o.encounter.as_ref().unwrap().id_of("Encounter").unwrap();
+                        // Blood pressures are taken at ambulatory visits, never ED/inpatient.
+                        assert_eq!(encounter_classes[enc], "AMB");
+                    }
+                }
+                Resource::Procedure(p) => assert_eq!(p.status.as_deref(), Some("completed")),
+                Resource::MedicationRequest(m) => {
+                    assert_eq!(
+                        (m.status.as_deref(), m.intent.as_deref()),
+                        (Some("active"), Some("order"))
+                    );
+                }
+                Resource::Encounter(e) => assert_eq!(e.status.as_deref(), Some("finished")),
+                Resource::Condition(c) => {
+                    let status = &c.clinical_status.as_ref().unwrap().coding[0];
+                    assert_eq!(
+                        status.system.as_deref(),
+                        Some("http://terminology.hl7.org/CodeSystem/condition-clinical")
+                    );
+                    assert_eq!(
+                        c.abatement_date_time.is_some(),
+                        status.code.as_deref() == Some("resolved")
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
+}
