@@ -94,18 +94,7 @@ fn valueset_from_resource(r: &Json) -> Option<(String, ValueSetData)> {
             }
         }
     }
-    let codes = list
-        .iter()
-        .filter_map(|c| Some((c.system.clone()?, c.code.clone())))
-        .collect();
-    Some((
-        url.clone(),
-        ValueSetData {
-            url: Arc::from(url.as_str()),
-            codes,
-            list,
-        },
-    ))
+    Some((url.clone(), ValueSetData::new(&url, list)))
 }
 
 impl LibrarySet {
@@ -2071,7 +2060,7 @@ fn code_matches(v: &Value, filter: &Value) -> bool {
     }
 }
 
-pub(crate) fn in_valueset(v: &Value, vs: &ValueSetData) -> Option<bool> {
+pub(crate) fn in_valueset(v: &Value, vs: &Arc<ValueSetData>) -> Option<bool> {
     match v {
         Value::Null => None,
         Value::Code(c) => Some(vs.contains(c.system.as_deref(), &c.code)),
@@ -2082,14 +2071,7 @@ pub(crate) fn in_valueset(v: &Value, vs: &ValueSetData) -> Option<bool> {
         ),
         Value::String(s) => Some(vs.contains(None, s)),
         Value::List(l) => Some(l.iter().any(|x| in_valueset(x, vs) == Some(true))),
-        Value::Resource(_) => Some(code_matches(
-            v,
-            &Value::ValueSet(Arc::new(ValueSetData {
-                url: vs.url.clone(),
-                codes: vs.codes.clone(),
-                list: vs.list.clone(),
-            })),
-        )),
+        Value::Resource(_) => Some(code_matches(v, &Value::ValueSet(vs.clone()))),
         _ => Some(false),
     }
 }

@@ -64,14 +64,29 @@ pub struct Interval {
 #[derive(Debug, Default)]
 pub struct ValueSetData {
     pub url: Arc<str>,
-    pub codes: std::collections::HashSet<(Arc<str>, Arc<str>)>,
+    /// system -> codes
+    pub codes: std::collections::HashMap<Arc<str>, std::collections::HashSet<Arc<str>>>,
     pub list: Vec<Code>,
 }
 
 impl ValueSetData {
+    pub fn new(url: &str, list: Vec<Code>) -> ValueSetData {
+        let mut codes: std::collections::HashMap<Arc<str>, std::collections::HashSet<Arc<str>>> =
+            Default::default();
+        for c in &list {
+            if let Some(s) = &c.system {
+                codes.entry(s.clone()).or_default().insert(c.code.clone());
+            }
+        }
+        ValueSetData {
+            url: Arc::from(url),
+            codes,
+            list,
+        }
+    }
     pub fn contains(&self, system: Option<&str>, code: &str) -> bool {
         match system {
-            Some(s) => self.codes.contains(&(Arc::from(s), Arc::from(code))),
+            Some(s) => self.codes.get(s).is_some_and(|set| set.contains(code)),
             None => self.list.iter().any(|c| &*c.code == code),
         }
     }
