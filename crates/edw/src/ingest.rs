@@ -408,6 +408,43 @@ static SPECS: &[TypeSpec] = &[
         ],
     },
     TypeSpec {
+        rtype: "Group",
+        table: Some("source_group"),
+        patient_path: None,
+        required_refs: &[],
+        sql: &[
+            "UPDATE mi SET reason = 'unresolved reference member.entity: no such Patient from this source'
+            WHERE mi.reason IS NULL AND mi.rtype = 'Group' AND EXISTS (
+              SELECT 1 FROM jsonb_array_elements(edw.jarr(mi.b->'member')) m
+              WHERE m->'entity'->>'reference' LIKE 'Patient/%' AND NOT EXISTS (
+                SELECT 1 FROM edw.source_patient sp WHERE sp.source = $1
+                  AND sp.source_id = edw.ref_id(m->'entity'->>'reference')))",
+            "INSERT INTO edw.source_group AS t (source, source_id, name, type, managing_ref, practitioner_id,
+              content_hash, batch_id, line_no)
+            SELECT $1, mi.rid, b->>'name', b->>'type', b->'managingEntity'->>'reference', pr.id, mi.hash, $2, mi.line_no
+            FROM mi LEFT JOIN edw.practitioner pr ON pr.source = $1
+                 AND b->'managingEntity'->>'reference' LIKE 'Practitioner/%'
+                 AND pr.source_id = edw.ref_id(b->'managingEntity'->>'reference')
+            WHERE mi.reason IS NULL AND mi.rtype = 'Group'
+            ON CONFLICT (source, source_id) DO UPDATE SET name = EXCLUDED.name, type = EXCLUDED.type,
+              managing_ref = EXCLUDED.managing_ref, practitioner_id = EXCLUDED.practitioner_id,
+              content_hash = EXCLUDED.content_hash, batch_id = EXCLUDED.batch_id, line_no = EXCLUDED.line_no,
+              change_no = nextval('edw.change_seq')
+            WHERE t.content_hash <> EXCLUDED.content_hash",
+            "DELETE FROM edw.source_group_member m USING mi, edw.source_group g
+            WHERE mi.reason IS NULL AND mi.rtype = 'Group' AND g.source = $1 AND g.source_id = mi.rid
+              AND m.group_id = g.id",
+            "INSERT INTO edw.source_group_member (group_id, source_patient_id)
+            SELECT DISTINCT g.id, sp.id
+            FROM mi JOIN edw.source_group g ON g.source = $1 AND g.source_id = mi.rid,
+                 jsonb_array_elements(edw.jarr(mi.b->'member')) m
+                 JOIN edw.source_patient sp ON sp.source = $1
+                   AND sp.source_id = edw.ref_id(m->'entity'->>'reference')
+            WHERE mi.reason IS NULL AND mi.rtype = 'Group' AND m->'entity'->>'reference' LIKE 'Patient/%'
+            ON CONFLICT DO NOTHING",
+        ],
+    },
+    TypeSpec {
         rtype: "Coverage",
         table: Some("coverage"),
         patient_path: Some("beneficiary"),

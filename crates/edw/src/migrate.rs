@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit",
         include_str!("../../../migrations/edw/0005_audit.sql"),
     ),
+    (
+        6,
+        "source_group",
+        include_str!("../../../migrations/edw/0006_source_group.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

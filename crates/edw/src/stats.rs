@@ -11,6 +11,8 @@ pub const TABLES: &[&str] = &[
     "edw.practitioner_specialty",
     "edw.care_team",
     "edw.care_team_member",
+    "edw.source_group",
+    "edw.source_group_member",
     "edw.person",
     "edw.source_patient",
     "edw.patient_identifier",
@@ -48,7 +50,7 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
         - 'organization_id' - 'org_id' - 'person_id' - 'valid_from' - 'valid_to' - 'created_at' \
         - 'started_at' - 'completed_at' - 'care_team_id' - 'a_id' - 'b_id'";
     let mut queries: Vec<(String, String)> = Vec::new();
-    for t in ["organization", "practitioner", "care_team"] {
+    for t in ["organization", "practitioner", "care_team", "source_group"] {
         queries.push((
             format!("edw.{t}"),
             format!("SELECT to_jsonb(t) {DROP} FROM edw.{t} t"),

@@ -12,6 +12,7 @@ pub const SUPPORTED: &[&str] = &[
     "PractitionerRole",
     "CareTeam",
     "Patient",
+    "Group",
     "Coverage",
     "Encounter",
     "Condition",
@@ -383,6 +384,34 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
             c.reference("managingOrganization", "Organization", false);
         }
         "Organization" | "Practitioner" => {}
+        "Group" => {
+            c.code_in(
+                "type",
+                &[
+                    "person",
+                    "animal",
+                    "practitioner",
+                    "device",
+                    "medication",
+                    "substance",
+                ],
+                true,
+            );
+            if c.get("actual").and_then(Value::as_bool).is_none() {
+                c.errs.push("missing required element actual".into());
+            }
+            if let Some(ms) = c.get("member").and_then(Value::as_array) {
+                for (i, m) in ms.iter().enumerate() {
+                    if m.get("entity")
+                        .and_then(|e| e.get("reference"))
+                        .and_then(Value::as_str)
+                        .is_none()
+                    {
+                        c.errs.push(format!("member[{i}].entity.reference missing"));
+                    }
+                }
+            }
+        }
         "PractitionerRole" => {
             c.reference("practitioner", "Practitioner", true);
             c.reference("organization", "Organization", false);
@@ -532,6 +561,17 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
             c.date("occurrenceDateTime", true);
         }
         _ => {}
+    }
+    // The shared FHIR model: typed parse + its structural checks (PHI-free messages).
+    if c.errs.is_empty() {
+        match fhir::Resource::from_value(body.clone()) {
+            Ok(r) => c
+                .errs
+                .extend(fhir::validate(&r).iter().map(|i| i.to_string())),
+            Err(e) => c
+                .errs
+                .push(format!("does not parse as FHIR R4 {rtype}: {e}")),
+        }
     }
     if !c.errs.is_empty() {
         return Err(inv(Some(rtype), Some(id), c.errs.join("; ")));

@@ -39,11 +39,12 @@ fn ingest_quarantines_every_bad_line_and_reingest_is_a_noop() {
 
     // Injected bad lines: (file, line bytes, expected reason fragment).
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("Encounter", br#"{"resourceType":"Encounter","id":"bad1","status":"finished","class":{"code":"AMB"}}"#.to_vec(), "missing required element subject.reference"),
-        ("Encounter", br#"{"resourceType":"Encounter","id":"bad2","status":"done","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "status: code"),
-        ("Encounter", br#"{"resourceType":"Encounter","id":"bad3","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/nobody"}}"#.to_vec(), "unresolved reference subject"),
-        ("Encounter", br#"{"resourceType":"Encounter","id":"bad4","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2021-02-30"}}"#.to_vec(), "not a FHIR date"),
-        ("Encounter", br#"{"resourceType":"Encounter","id":"e0-0","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "duplicate resource id in file"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad1","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"}}"#.to_vec(), "missing required element subject.reference"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad2","status":"done","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "status: code"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad3","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/nobody"}}"#.to_vec(), "unresolved reference subject"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad4","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p1"},"period":{"start":"2021-02-30"}}"#.to_vec(), "not a FHIR date"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"e0-0","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "duplicate resource id in file"),
+        ("Encounter", br#"{"resourceType":"Encounter","id":"bad9","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "coding needs both system and code"),
         ("Observation", b"{\"resourceType\":\"Observation\",\"id\":\"x\"".to_vec(), "invalid JSON"),
         ("Observation", b"".to_vec(), "empty line"),
         ("Observation", br#"{"resourceType":"Observation","id":"bad5","status":"final","code":{"coding":[{"system":"LOINC","code":"1-8"}]},"subject":{"reference":"Patient/p1"}}"#.to_vec(), "absolute URI"),

@@ -148,7 +148,7 @@ fn attribution_plurality_with_tie_to_most_recent() {
     }
     std::fs::write(tmp.join("Patient.ndjson"), pats).unwrap();
     let enc = |id: &str, pat: &str, pr: &str, date: &str, code: &str| {
-        json!({"resourceType": "Encounter", "id": id, "status": "finished", "class": {"code": "AMB"},
+        json!({"resourceType": "Encounter", "id": id, "status": "finished", "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
             "type": [{"coding": [{"system": "http://snomed.info/sct", "code": code}]}],
             "subject": {"reference": format!("Patient/{pat}")},
             "participant": [{"individual": {"reference": format!("Practitioner/{pr}")}}],
