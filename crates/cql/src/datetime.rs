@@ -618,22 +618,50 @@ pub enum Between {
 
 /// `duration in <unit> between a and b` with uncertainty.
 pub fn duration_between(a: &DateTime, b: &DateTime, unit: Prec) -> Between {
+    duration_between_in(a, b, unit, MS)
+}
+
+/// As `duration_between`, for values whose type has components down to `type_prec` (DAY for Date).
+pub fn duration_between_in(a: &DateTime, b: &DateTime, unit: Prec, type_prec: Prec) -> Between {
     let b = if a.off != b.off {
         b.to_offset(a.off)
     } else {
         *b
     };
-    let u = if unit == WEEK { DAY } else { unit };
-    let p = a.prec.min(b.prec);
-    if u <= p || p == MS {
-        let mut fa = a.truncate(p).fill_min();
-        let mut fb = b.truncate(p).fill_min();
-        fa.off = a.off;
-        fb.off = a.off;
+    let pmax = type_prec;
+    // seconds and milliseconds are one precision: a seconds value is exact
+    let exact = |d: &DateTime| {
+        let mut d = *d;
+        if d.prec == SECOND {
+            d.c[6] = 0;
+            d.prec = MS;
+        }
+        d
+    };
+    let (a, b) = (&exact(a), exact(&b));
+    let (mut fa, mut fb) = (a.fill_min(), b.fill_min());
+    fa.off = a.off;
+    fb.off = a.off;
+    if a.prec >= pmax && b.prec >= pmax {
         return Between::Exact(whole_between(&fa, &fb, unit));
     }
-    let lo = whole_between(&a.fill_max(), &b.fill_min(), unit);
-    let hi = whole_between(&a.fill_min(), &b.fill_max(), unit);
+    // the less precise value may lie anywhere within its precision (down to the finer value's precision)
+    let span = |d: &DateTime, hi: bool| -> DateTime {
+        let mut x = if hi { d.fill_max() } else { d.fill_min() };
+        for i in (pmax as usize + 1)..7 {
+            x.c[i] = if i <= 2 { 1 } else { 0 };
+        }
+        x.off = a.off;
+        x
+    };
+    let (alo, ahi, blo, bhi) = (
+        span(a, false),
+        span(a, true),
+        span(&b, false),
+        span(&b, true),
+    );
+    let lo = whole_between(&ahi, &blo, unit);
+    let hi = whole_between(&alo, &bhi, unit);
     if lo == hi {
         Between::Exact(lo)
     } else {

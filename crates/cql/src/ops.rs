@@ -468,6 +468,12 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
         return Ok(Null);
     }
     Ok(match (a, bv) {
+        // uncertainty ranges (from durations between imprecise values)
+        (Interval(_), _) | (_, Interval(_))
+            if matches!(op, Op::Add | Op::Subtract | Op::Multiply) =>
+        {
+            uncertainty_arith(op, a, bv)?
+        }
         (Integer(x), Integer(y)) => match op {
             Op::Add => x.checked_add(*y).map(Integer).unwrap_or(Null),
             Op::Subtract => x.checked_sub(*y).map(Integer).unwrap_or(Null),
@@ -643,6 +649,40 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
                 bv.type_name()
             ))
         }
+    })
+}
+
+fn range_of(v: &Value) -> Option<(i64, i64)> {
+    match v {
+        Value::Integer(n) => Some((*n as i64, *n as i64)),
+        Value::Interval(i) => Some((int_arg(&i.low)?, int_arg(&i.high)?)),
+        _ => None,
+    }
+}
+
+fn uncertainty_arith(op: Op, a: &Value, b: &Value) -> R<Value> {
+    let (Some((al, ah)), Some((bl, bh))) = (range_of(a), range_of(b)) else {
+        return e(format!(
+            "operator {op:?} is not defined for {} and {}",
+            a.type_name(),
+            b.type_name()
+        ));
+    };
+    let (lo, hi) = match op {
+        Op::Add => (al + bl, ah + bh),
+        Op::Subtract => (al - bh, ah - bl),
+        _ => {
+            let p = [al * bl, al * bh, ah * bl, ah * bh];
+            (*p.iter().min().unwrap_or(&0), *p.iter().max().unwrap_or(&0))
+        }
+    };
+    let (Ok(lo), Ok(hi)) = (i32::try_from(lo), i32::try_from(hi)) else {
+        return Ok(Value::Null);
+    };
+    Ok(if lo == hi {
+        Value::Integer(lo)
+    } else {
+        Value::interval(Value::Integer(lo), Value::Integer(hi), true, true)
     })
 }
 
@@ -1131,6 +1171,16 @@ fn expand(v: &Value, per: &Value) -> R<Value> {
             },
             other => other.clone(),
         };
+        // temporal points are taken at the precision of the per unit when it is coarser
+        let (lo, hi) = match (&step, point_prec) {
+            (Value::Quantity(q), Some(pp)) => match quantity_unit_prec(&q.unit) {
+                Some(up) if up < pp && up != WEEK => {
+                    (truncate_temporal(&lo, up), truncate_temporal(&hi, up))
+                }
+                _ => (lo, hi),
+            },
+            _ => (lo, hi),
+        };
         let mut cur = match (&lo, &step) {
             (Value::Integer(x), Value::Decimal(_)) => Value::Decimal(Dec::from(*x)),
             _ => lo.clone(),
@@ -1141,9 +1191,14 @@ fn expand(v: &Value, per: &Value) -> R<Value> {
             if next.is_null() {
                 break;
             }
-            let last = match iv::predecessor(&next) {
-                Some(p) => p,
-                None => break,
+            let last = match (&next, &step) {
+                (Value::Decimal(x), Value::Decimal(st)) => {
+                    Value::Decimal(*x - Dec::new(1, st.scale()))
+                }
+                _ => match iv::predecessor(&next) {
+                    Some(p) => p,
+                    None => break,
+                },
             };
             if compare(&last, &hi).is_none_or(|o| o == Ordering::Greater) {
                 break;
@@ -1161,6 +1216,24 @@ fn expand(v: &Value, per: &Value) -> R<Value> {
         }
     }
     Ok(Value::list(out))
+}
+
+fn truncate_temporal(v: &Value, p: Prec) -> Value {
+    match v {
+        Value::DateTime(d) => Value::DateTime(d.truncate(p)),
+        Value::Date(d) => Value::Date(d.to_datetime().truncate(p).date()),
+        Value::Time(t) => {
+            let mut t = *t;
+            if p < t.prec {
+                for i in (p as usize - 2)..4 {
+                    t.c[i] = 0;
+                }
+                t.prec = p;
+            }
+            Value::Time(t)
+        }
+        other => other.clone(),
+    }
 }
 
 fn unit_name(p: Prec) -> &'static str {
@@ -1201,8 +1274,13 @@ fn between(op: Op, a: &Value, c: &Value, prec: Option<Prec>) -> R<Value> {
                     c.type_name()
                 ));
             };
+            let type_prec = if matches!((a, c), (Value::Date(_), Value::Date(_))) {
+                DAY
+            } else {
+                MS
+            };
             let r = if op == Op::DurationBetween {
-                datetime::duration_between(&x, &y, p)
+                datetime::duration_between_in(&x, &y, p, type_prec)
             } else {
                 datetime::difference_between(&x, &y, p)
             };
