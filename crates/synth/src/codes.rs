@@ -284,6 +284,24 @@ pub const OBESITY: Concept = Concept {
     ],
 };
 
+/// Overweight or Obese (the overweight codes, for BMI 25–29.9)
+pub const OVERWEIGHT: Concept = Concept {
+    name: "Overweight or Obese",
+    value_set: Some("2.16.840.1.113762.1.4.1047.502"),
+    codes: &[
+        Code {
+            system: ICD10CM,
+            code: "E66.3",
+            display: "Overweight",
+        },
+        Code {
+            system: SNOMED,
+            code: "238131007",
+            display: "Overweight (finding)",
+        },
+    ],
+};
+
 /// Mammography
 pub const MAMMOGRAPHY: Concept = Concept {
     name: "Mammography",
@@ -843,6 +861,17 @@ pub const PHQ9_TOTAL: Concept = Concept {
     }],
 };
 
+/// direct code in StatinTherapyforthePreventionandTreatmentofCardiovascularDiseaseFHIR
+pub const CVD_10Y_RISK: Concept = Concept {
+    name: "direct code in StatinTherapyforthePreventionandTreatmentofCardiovascularDiseaseFHIR",
+    value_set: None,
+    codes: &[Code {
+        system: LOINC,
+        code: "79423-0",
+        display: "Cardiovascular disease 10Y risk [Likelihood] ACC-AHA Pooled Cohort by Goff 2013",
+    }],
+};
+
 /// not in a measure value set
 pub const HYPERLIPIDEMIA: Concept = Concept {
     name: "not in a measure value set",
@@ -953,6 +982,7 @@ pub const ALL: &[&Concept] = &[
     &MYOCARDIAL_INFARCTION,
     &STROKE,
     &OBESITY,
+    &OVERWEIGHT,
     &MAMMOGRAPHY,
     &COLONOSCOPY,
     &FOBT,
@@ -993,6 +1023,7 @@ pub const ALL: &[&Concept] = &[
     &DEPRESSION_SCREEN_NEGATIVE,
     &DEPRESSION_SCREEN_POSITIVE,
     &PHQ9_TOTAL,
+    &CVD_10Y_RISK,
     &HYPERLIPIDEMIA,
     &DEPRESSION,
     &CKD_STAGE_3,

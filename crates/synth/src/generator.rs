@@ -6,8 +6,8 @@ use crate::rng::{mix64, Rng};
 use fhir::{
     age_in_years, Address, CodeableConcept, Coding, ContactPoint, Coverage, Date, Dosage,
     Encounter, EncounterHospitalization, EncounterParticipant, Extension, Group, GroupMember,
-    HumanName, Identifier, Immunization, MedicationRequest, Observation, ObservationComponent,
-    ObservationReferenceRange, Organization, Patient, Period, Practitioner,
+    HumanName, Identifier, Immunization, MedicationRequest, Meta, Observation,
+    ObservationComponent, ObservationReferenceRange, Organization, Patient, Period, Practitioner,
     PractitionerQualification, Procedure, Quantity, Reference, Resource,
 };
 use serde_json::json;
@@ -170,6 +170,7 @@ impl Generator {
             out.push(
                 Organization {
                     id: Some(self.clinic_id(c)),
+                    meta: qicore("qicore-organization"),
                     identifier: vec![Identifier {
                         system: Some(NPI_SYSTEM.into()),
                         value: Some(npi(2_000_000 + c)),
@@ -188,6 +189,7 @@ impl Generator {
         out.push(
             Organization {
                 id: Some(HOSPITAL_ID.into()),
+                meta: qicore("qicore-organization"),
                 active: Some(true),
                 r#type: vec![org_type("prov", "Healthcare Provider")],
                 name: Some("Regional Medical Center (synthetic)".into()),
@@ -199,6 +201,7 @@ impl Generator {
             out.push(
                 Organization {
                     id: Some((*id).into()),
+                    meta: qicore("qicore-organization"),
                     active: Some(true),
                     r#type: vec![org_type("pay", "Payer")],
                     name: Some((*name).into()),
@@ -224,6 +227,7 @@ impl Generator {
             out.push(
                 Practitioner {
                     id: Some(self.practitioner_id(p)),
+                    meta: qicore("qicore-practitioner"),
                     identifier: vec![Identifier {
                         system: Some(NPI_SYSTEM.into()),
                         value: Some(npi(1_000_000 + p)),
@@ -346,6 +350,25 @@ fn npi(n: u32) -> String {
         sum += v;
     }
     format!("{base}{}", (10 - sum % 10) % 10)
+}
+
+const QICORE: &str = "http://hl7.org/fhir/us/qicore/StructureDefinition/";
+
+/// Declared profile: the measures' retrieves select resources by it.
+fn qicore(name: &str) -> Option<Meta> {
+    profile(format!("{QICORE}{name}"))
+}
+
+/// FHIR core vital-signs profiles (what QI-Core's BP and BMI retrieves use).
+fn vital_profile(name: &str) -> Option<Meta> {
+    profile(format!("http://hl7.org/fhir/StructureDefinition/{name}"))
+}
+
+fn profile(url: String) -> Option<Meta> {
+    Some(Meta {
+        profile: vec![url],
+        ..Default::default()
+    })
 }
 
 fn coding(c: &Code) -> Coding {
@@ -482,6 +505,10 @@ struct PatientBuilder<'g, 'o> {
     birth: Date,
     age: i32,
     visits: Vec<Visit>,
+    /// An LDL ≥ 190 mg/dL was recorded (statin-eligible).
+    high_ldl: bool,
+    /// A 10-year ASCVD risk ≥ 20 % was recorded (statin-eligible).
+    high_cvd_risk: bool,
 }
 
 impl<'g, 'o> PatientBuilder<'g, 'o> {
@@ -500,6 +527,8 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
             birth: g.cfg.as_of,
             age: 0,
             visits: Vec::new(),
+            high_ldl: false,
+            high_cvd_risk: false,
         }
     }
 
@@ -649,6 +678,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
 
         self.vitals(htn, bmi);
         self.labs(diabetic, htn, ascvd, ckd3);
+        self.cvd_risk(htn, tobacco == Tobacco::Current, diabetic || ascvd);
         self.screenings(diabetic, tobacco, depression, bmi);
         self.medications(htn, dm2, diabetic, hld, ascvd, depression);
         self.immunizations();
@@ -704,6 +734,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         let addr = address(r, town, "home");
         let patient = Patient {
             id: Some(self.pid.clone()),
+            meta: qicore("qicore-patient"),
             extension: vec![
                 omb(
                     "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
@@ -747,6 +778,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
     fn visits(&mut self, engaged: bool, chronic: u32) {
         let as_of = self.as_of();
         let (mp_start, _) = self.g.measurement_period();
+        let mut planned = Vec::new();
         for year_back in (0..3).rev() {
             let start = Date {
                 year: mp_start.year - year_back,
@@ -788,16 +820,21 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                             _ => VisitKind::Virtual,
                         }
                     };
-                self.encounter(date, kind);
+                planned.push((date, kind));
             }
             if engaged && self.rng.chance(if self.age >= 65 { 0.14 } else { 0.09 }) {
                 let d = self.day_between(start, end);
-                self.encounter(d, VisitKind::Emergency);
+                planned.push((d, VisitKind::Emergency));
             }
             if self.age >= 18 && self.rng.chance(if self.age >= 65 { 0.07 } else { 0.025 }) {
                 let d = self.day_between(start, end);
-                self.encounter(d, VisitKind::Inpatient);
+                planned.push((d, VisitKind::Inpatient));
             }
+        }
+        // Create in date order so encounter ids follow the timeline.
+        planned.sort_by_key(|v| v.0);
+        for (date, kind) in planned {
+            self.encounter(date, kind);
         }
         self.visits.sort_by_key(|v| (v.date, v.minute));
     }
@@ -863,6 +900,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         let primary_care = !matches!(kind, VisitKind::Emergency | VisitKind::Inpatient);
         let enc = Encounter {
             id: Some(id.clone()),
+            meta: qicore("qicore-encounter"),
             status: Some("finished".into()),
             class: Some(Coding::new(ACT_CODE, class.0, class.1)),
             r#type: vec![cc(code)],
@@ -922,6 +960,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         let id = self.id("cond");
         let c = fhir::Condition {
             id: Some(id),
+            meta: qicore("qicore-condition"),
             clinical_status: Some(cc_sys(
                 "http://terminology.hl7.org/CodeSystem/condition-clinical",
                 if resolved { "resolved" } else { "active" },
@@ -957,6 +996,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
     ) -> Observation {
         Observation {
             id: Some(self.id("obs")),
+            meta: qicore("qicore-observation"),
             status: Some("final".into()),
             category: vec![obs_category(category)],
             code: Some(code),
@@ -1013,6 +1053,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                     when.clone(),
                     Some(&enc),
                 );
+                o.meta = vital_profile("bp");
                 o.component = vec![
                     mmhg(sys, &codes::SYSTOLIC_BP.codes[0]),
                     mmhg(dia, &codes::DIASTOLIC_BP.codes[0]),
@@ -1040,6 +1081,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                         when.clone(),
                         Some(&enc),
                     );
+                    o.meta = vital_profile("bodyheight");
                     o.value_quantity = Some(ucum(round1(h), "cm"));
                     self.out.push(o.into());
                 }
@@ -1049,11 +1091,13 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                     when.clone(),
                     Some(&enc),
                 );
+                o.meta = vital_profile("bodyweight");
                 o.value_quantity = Some(ucum(round1(w), "kg"));
                 self.out.push(o.into());
                 if age >= 18 {
                     let mut o =
                         self.observation(cc(&codes::BMI.codes[0]), "vital-signs", when, Some(&enc));
+                    o.meta = vital_profile("bmi");
                     o.value_quantity = Some(ucum(round1(b), "kg/m2"));
                     self.out.push(o.into());
                 }
@@ -1173,13 +1217,35 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
             })
         {
             let d = self.day_in_mp();
-            let v = if self.rng.chance(0.01) {
+            let v = if self.rng.chance(0.012) {
                 self.rng.range(190, 260) as f64
             } else {
                 self.rng.normal(112.0, 28.0).clamp(40.0, 189.0).round()
             };
+            self.high_ldl = v >= 190.0;
             self.lab(&codes::LDL_CHOLESTEROL, d, v, "mg/dL", Some(129.0), None);
         }
+    }
+
+    /// Pooled-cohort 10-year ASCVD risk for some 40–75-year-olds without
+    /// established disease (the statin measure's fourth population).
+    fn cvd_risk(&mut self, htn: bool, smoker: bool, established: bool) {
+        if !(40..=75).contains(&self.age) || established || self.high_ldl || !self.rng.chance(0.3) {
+            return;
+        }
+        let mut risk = f64::from(self.age - 40) * 0.55 + if self.female { 0.0 } else { 4.0 };
+        risk += if htn { 6.0 } else { 0.0 } + if smoker { 7.0 } else { 0.0 };
+        let risk = round1((risk + self.rng.normal(0.0, 3.0)).clamp(0.5, 60.0));
+        self.high_cvd_risk = risk >= 20.0;
+        let d = self.day_in_mp();
+        let mut o = self.observation(
+            cc(&codes::CVD_10Y_RISK.codes[0]),
+            "survey",
+            date_time(d, 10 * 60),
+            None,
+        );
+        o.value_quantity = Some(ucum(risk, "%"));
+        self.out.push(o.into());
     }
 
     /// The first in-person primary-care visit in the measurement period.
@@ -1194,6 +1260,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
     fn procedure(&mut self, code: &Code, date: Date, encounter: Option<&str>) {
         let p = Procedure {
             id: Some(self.id("proc")),
+            meta: qicore("qicore-procedure"),
             status: Some("completed".into()),
             code: Some(cc(code)),
             subject: self.subject(),
@@ -1266,9 +1333,18 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                     self.procedure(&codes::DEPRESSION_FOLLOW_UP.codes[0], date, Some(&enc));
                 }
             }
-            if age >= 18 && !(18.5..25.0).contains(&bmi) && self.rng.chance(0.55) {
-                let c = self.rng.pick(codes::BMI_FOLLOW_UP.codes);
-                self.procedure(c, date, Some(&enc));
+            if age >= 18 && bmi >= 25.0 && self.rng.chance(0.55) {
+                // The BMI measure counts follow-up only with an overweight/obesity reason.
+                let reason = if bmi >= 30.0 {
+                    &codes::OBESITY
+                } else {
+                    &codes::OVERWEIGHT
+                };
+                let c = *self.rng.pick(codes::BMI_FOLLOW_UP.codes);
+                self.procedure(&c, date, Some(&enc));
+                if let Some(Resource::Procedure(p)) = self.out.last_mut() {
+                    p.reason_code = vec![cc_all(reason)];
+                }
             }
             if age >= 65 && self.rng.chance(0.55) {
                 let o = self.observation(
@@ -1382,6 +1458,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         let authored = self.day_between(as_of.add_days(-300), as_of.add_days(-1));
         let m = MedicationRequest {
             id: Some(self.id("med")),
+            meta: qicore("qicore-medicationrequest"),
             status: Some("active".into()),
             intent: Some("order".into()),
             category: vec![cc_sys(
@@ -1432,6 +1509,10 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         }
         let statin_p = if ascvd {
             0.78
+        } else if self.high_ldl {
+            0.7
+        } else if self.high_cvd_risk {
+            0.55
         } else if diabetic && (40..=75).contains(&self.age) {
             0.65
         } else if hld {
@@ -1461,6 +1542,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         }
         let im = Immunization {
             id: Some(self.id("imm")),
+            meta: qicore("qicore-immunization"),
             status: Some("completed".into()),
             vaccine_code: Some(cc(code)),
             patient: self.subject(),
@@ -1554,6 +1636,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         };
         let c = Coverage {
             id: Some(self.id("cov")),
+            meta: qicore("qicore-coverage"),
             status: Some("active".into()),
             r#type: Some(cc(code)),
             subscriber_id: Some(format!(

@@ -350,6 +350,24 @@ fn resources_carry_what_the_measures_filter_on() {
                     if in_concept(&o.code, &[&codes::RETINAL_EYE_EXAM]) {
                         assert!(has_category(o, "exam"));
                     }
+                    let declared = o
+                        .meta
+                        .as_ref()
+                        .map(|m| m.profile.clone())
+                        .unwrap_or_default();
+                    let expected = if in_concept(&o.code, &[&codes::BP_PANEL]) {
+                        "http://hl7.org/fhir/StructureDefinition/bp"
+                    } else if in_concept(&o.code, &[&codes::BMI]) {
+                        "http://hl7.org/fhir/StructureDefinition/bmi"
+                    } else if in_concept(&o.code, &[&codes::BODY_WEIGHT]) {
+                        "http://hl7.org/fhir/StructureDefinition/bodyweight"
+                    } else if in_concept(&o.code, &[&codes::BODY_HEIGHT]) {
+                        "http://hl7.org/fhir/StructureDefinition/bodyheight"
+                    } else {
+                        "http://hl7.org/fhir/us/qicore/StructureDefinition/qicore-observation"
+                    };
+                    // Profile-based retrieves (["observation-bp"], ["observation-bmi"]) select by it.
+                    assert_eq!(declared, [expected]);
                     if in_concept(&o.code, &[&codes::BP_PANEL]) {
                         seen[3] += 1;
                         assert!(has_category(o, "vital-signs"));
@@ -359,7 +377,16 @@ fn resources_carry_what_the_measures_filter_on() {
                         assert_eq!(encounter_classes[enc], "AMB");
                     }
                 }
-                Resource::Procedure(p) => assert_eq!(p.status.as_deref(), Some("completed")),
+                Resource::Procedure(p) => {
+                    assert_eq!(p.status.as_deref(), Some("completed"));
+                    if in_concept(&p.code, &[&codes::BMI_FOLLOW_UP]) {
+                        // Counted only with an overweight/obesity reason.
+                        assert!(in_concept(
+                            &p.reason_code.first().cloned(),
+                            &[&codes::OBESITY, &codes::OVERWEIGHT]
+                        ));
+                    }
+                }
                 Resource::MedicationRequest(m) => {
                     assert_eq!(
                         (m.status.as_deref(), m.intent.as_deref()),
