@@ -713,6 +713,8 @@ fn merge_batch(
         let mut w = tx.copy_in("COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN")?;
         w.write_all(&buf)?;
         w.finish()?;
+        // Fresh statistics for the planner (temp tables are never auto-analysed).
+        tx.batch_execute("ANALYZE mi")?;
         for t in &types {
             let spec = SPECS
                 .iter()

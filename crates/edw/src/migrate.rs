@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "source_group",
         include_str!("../../../migrations/edw/0006_source_group.sql"),
     ),
+    (
+        7,
+        "inline_date_functions",
+        include_str!("../../../migrations/edw/0007_inline_date_functions.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {
