@@ -209,7 +209,8 @@ impl LibrarySet {
             .map(|p| p.done.expect("compiled"))
             .collect();
         let mut prepared = Prepared { libs, main: 0 };
-        // parameters: provided values (by name, for every library) else defaults
+        // parameters: provided values (by name, for every library) else defaults; the main library
+        // (index 0) is resolved first
         for li in 0..prepared.libs.len() {
             for pi in 0..prepared.libs[li].params.len() {
                 let name = prepared.libs[li].params[pi].0.clone();
@@ -220,7 +221,13 @@ impl LibrarySet {
                             let ctx = Ctx::new(&prepared, None);
                             ctx.eval(&e, li)?
                         }
-                        None => Value::Null,
+                        // an included library without a default takes the main library's value
+                        None => prepared.libs[0]
+                            .params
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or(Value::Null),
                     },
                 };
                 prepared.libs[li].params[pi].1 = v;
@@ -2161,6 +2168,14 @@ impl Prepared {
         Ok(out)
     }
 
+    /// An evaluation session for one patient: definitions stay memoized across `evaluate` calls
+    /// (e.g. population criteria, then stratifiers and supplemental data). Not `Send`; one per thread.
+    pub fn session<'a>(&'a self, patient: &'a PatientData) -> Session<'a> {
+        Session {
+            ctx: Ctx::new(self, Some(patient)),
+        }
+    }
+
     /// Evaluate one definition without patient data (context Unfiltered; spec tests).
     pub fn evaluate_unfiltered(&self, name: &str) -> R<Value> {
         let ctx = Ctx::new(self, None);
@@ -2172,6 +2187,15 @@ impl Prepared {
             ));
         };
         ctx.eval_def(self.main, def)
+    }
+
+    /// The value of a parameter of the main library (provided or default).
+    pub fn parameter(&self, name: &str) -> Option<Value> {
+        self.libs[self.main]
+            .params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
     }
 
     /// Names of the main library's expression definitions.
@@ -2187,6 +2211,30 @@ impl Prepared {
     /// Names of all libraries in this prepared set (main first).
     pub fn library_names(&self) -> Vec<String> {
         self.libs.iter().map(|l| l.name.clone()).collect()
+    }
+}
+
+/// See [`Prepared::session`].
+pub struct Session<'a> {
+    ctx: Ctx<'a>,
+}
+
+impl Session<'_> {
+    /// Evaluate expression definitions of the main library (memoized for the session's lifetime).
+    pub fn evaluate(&self, expressions: &[&str]) -> R<Vec<Value>> {
+        let p = self.ctx.p;
+        let lib = &p.libs[p.main];
+        let mut out = Vec::with_capacity(expressions.len());
+        for name in expressions {
+            let Some(&def) = lib.def_index.get(*name) else {
+                return err(format!(
+                    "expression `{name}` not found in library {}",
+                    lib.name
+                ));
+            };
+            out.push(self.ctx.eval_def(p.main, def)?);
+        }
+        Ok(out)
     }
 }
 

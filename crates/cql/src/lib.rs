@@ -19,7 +19,7 @@ mod regex;
 pub mod units;
 pub mod value;
 
-pub use engine::{LibrarySet, Prepared};
+pub use engine::{LibrarySet, Prepared, Session};
 pub use value::{Code, Concept, Interval, Quantity, Value};
 
 use std::collections::HashMap;

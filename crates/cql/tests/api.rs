@@ -1,0 +1,105 @@
+//! Public API behaviour on a real measure package.
+
+use cql::{datetime::parse_datetime, LibrarySet, Parameters, PatientData, Value};
+use std::path::PathBuf;
+
+fn shared() -> PathBuf {
+    std::env::var("PHM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+fn load(m: &str) -> (LibrarySet, Vec<PatientData>) {
+    let dir = shared().join("ecqm");
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("measures/{m}.json"))).unwrap())
+            .unwrap();
+    let mut cases: Vec<_> = std::fs::read_dir(dir.join("cases").join(m))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cases.sort();
+    let patients = cases
+        .iter()
+        .take(8)
+        .map(|c| {
+            PatientData::from_bundle(&serde_json::from_slice(&std::fs::read(c).unwrap()).unwrap())
+                .unwrap()
+        })
+        .collect();
+    (LibrarySet::from_measure_bundle(&bundle).unwrap(), patients)
+}
+
+#[test]
+fn default_parameter_session_and_threads() {
+    let m = "ControllingHighBloodPressureFHIR";
+    let (set, patients) = load(m);
+    let url = format!("https://madie.cms.gov/Library/{m}");
+    let mp = Value::interval(
+        Value::DateTime(parse_datetime("2025-01-01T00:00:00.000Z", 0).unwrap()),
+        Value::DateTime(parse_datetime("2025-12-31T23:59:59.999Z", 0).unwrap()),
+        true,
+        true,
+    );
+    let explicit = set
+        .prepare(&url, Parameters::new().with("Measurement Period", mp))
+        .unwrap();
+    // the ELM default of the parameter is the same period
+    let default = set.prepare(m, Parameters::new()).unwrap();
+    let exprs = [
+        "Initial Population",
+        "Denominator",
+        "Denominator Exclusions",
+        "Numerator",
+        "SDE Sex",
+    ];
+    for p in &patients {
+        let a = explicit.evaluate(p, &exprs).unwrap();
+        let b = default.evaluate(p, &exprs).unwrap();
+        let s = explicit.session(p);
+        let c1 = s.evaluate(&exprs[..2]).unwrap();
+        let c2 = s.evaluate(&exprs[2..]).unwrap();
+        for (i, v) in a.iter().enumerate() {
+            assert_eq!(
+                v.to_json(),
+                b[i].to_json(),
+                "{} default vs explicit; MP default = {:?}",
+                exprs[i],
+                default.parameter("Measurement Period").map(|v| v.to_json())
+            );
+            let c = if i < 2 { &c1[i] } else { &c2[i - 2] };
+            assert_eq!(v.to_json(), c.to_json());
+        }
+    }
+    // Prepared is shared across threads
+    let base: Vec<_> = patients
+        .iter()
+        .map(|p| {
+            explicit
+                .evaluate(p, &exprs)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_json())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for (p, want) in patients.iter().zip(&base) {
+                    let got: Vec<_> = explicit
+                        .evaluate(p, &exprs)
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_json())
+                        .collect();
+                    assert_eq!(&got, want);
+                }
+            });
+        }
+    });
+    assert!(explicit
+        .evaluate(&patients[0], &["No Such Expression"])
+        .is_err());
+    assert!(set.prepare("NoSuchLibrary", Parameters::new()).is_err());
+}
