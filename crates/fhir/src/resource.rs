@@ -70,6 +70,10 @@ impl fmt::Display for ParseErrorKind {
                 write!(f, "malformed JSON at column {column}")
             }
             ParseErrorKind::Truncated => f.write_str("truncated record"),
+            // Column 0: parsed from an in-memory JSON value, no position known.
+            ParseErrorKind::InvalidElement { column: 0 } => {
+                f.write_str("element of the wrong type for FHIR R4")
+            }
             ParseErrorKind::InvalidElement { column } => {
                 write!(
                     f,
@@ -243,6 +247,48 @@ impl Resource {
             Resource::Coverage(r) => r.id.as_deref(),
             Resource::Other(v) => v.get("id").and_then(Value::as_str),
         }
+    }
+
+    /// The date that places this resource on a patient timeline, as written:
+    /// Patient.birthDate, Encounter.period.start, Condition onset (dateTime,
+    /// period start) or recordedDate, Observation effective (dateTime, period
+    /// start, instant) or issued, Procedure performed (dateTime, period start),
+    /// MedicationRequest.authoredOn, Immunization.occurrenceDateTime or
+    /// recorded, Coverage.period.start. `None` for other types or when absent.
+    pub fn clinical_date(&self) -> Option<&str> {
+        fn start(p: &Option<crate::Period>) -> Option<&str> {
+            p.as_ref()?.start.as_deref()
+        }
+        match self {
+            Resource::Patient(p) => p.birth_date.as_deref(),
+            Resource::Encounter(e) => start(&e.period),
+            Resource::Condition(c) => c
+                .onset_date_time
+                .as_deref()
+                .or_else(|| start(&c.onset_period))
+                .or(c.recorded_date.as_deref()),
+            Resource::Observation(o) => o
+                .effective_date_time
+                .as_deref()
+                .or_else(|| start(&o.effective_period))
+                .or(o.effective_instant.as_deref())
+                .or(o.issued.as_deref()),
+            Resource::Procedure(p) => p
+                .performed_date_time
+                .as_deref()
+                .or_else(|| start(&p.performed_period)),
+            Resource::MedicationRequest(m) => m.authored_on.as_deref(),
+            Resource::Immunization(i) => {
+                i.occurrence_date_time.as_deref().or(i.recorded.as_deref())
+            }
+            Resource::Coverage(c) => start(&c.period),
+            _ => None,
+        }
+    }
+
+    /// [`Resource::clinical_date`] parsed; `None` when absent or malformed.
+    pub fn clinical_date_time(&self) -> Option<crate::DateTime> {
+        crate::parse_date_time(self.clinical_date()?).ok()
     }
 
     /// The reference naming the patient this resource is about:

@@ -409,3 +409,15 @@ fhir_element!(
         network: Option<String>,
     }
 );
+
+impl Patient {
+    /// The birth date when it has full day precision and is valid.
+    pub fn birth_date_value(&self) -> Option<crate::Date> {
+        self.birth_date.as_deref()?.parse().ok()
+    }
+
+    /// Completed years of age on `on`; `None` without a full, valid birth date.
+    pub fn age_on(&self, on: crate::Date) -> Option<i32> {
+        Some(crate::age_in_years(self.birth_date_value()?, on))
+    }
+}

@@ -178,3 +178,47 @@ fn io_error_ends_iteration_with_line_number() {
     assert!(out[0].is_ok());
     assert_eq!(out[1].as_ref().unwrap_err().line, 2);
 }
+
+/// Every truncation and many single-byte corruptions of real-looking lines:
+/// no panic, an error or a resource for each, and no error text quoting the
+/// line (the marker name appears in every line).
+#[test]
+fn mutated_lines_never_panic_or_leak() {
+    let lines = [
+        r#"{"resourceType":"Patient","id":"p1","name":[{"family":"Qzxname","given":["Qzxname"]}],"birthDate":"1950-01-02","gender":"female","telecom":[{"system":"phone","value":"Qzxname"}]}"#,
+        r#"{"resourceType":"Observation","id":"o1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}],"text":"Qzxname"},"subject":{"reference":"Patient/p1","display":"Qzxname"},"effectiveDateTime":"2025-01-01","component":[{"code":{"coding":[{"code":"8480-6"}]},"valueQuantity":{"value":120.5,"unit":"mm[Hg]"}}],"valueString":"Qzxname"}"#,
+        r#"{"resourceType":"ServiceRequest","id":"s1","subject":{"reference":"Patient/p1"},"note":[{"text":"Qzxname"}]}"#,
+    ];
+    let replacements: [u8; 9] = [b'"', b'{', b'}', b'[', b':', b',', 0xff, b'\\', b'1'];
+    let mut errors = 0;
+    for line in lines {
+        let bytes = line.as_bytes();
+        let mut variants: Vec<Vec<u8>> = (0..bytes.len()).map(|i| bytes[..i].to_vec()).collect();
+        for i in (0..bytes.len()).step_by(3) {
+            for &r in &replacements {
+                let mut v = bytes.to_vec();
+                v[i] = r;
+                variants.push(v);
+            }
+        }
+        for v in variants {
+            let mut input = v.clone();
+            input.push(b'\n');
+            for item in NdjsonReader::new(Cursor::new(input)).resources() {
+                if let Err(e) = item {
+                    errors += 1;
+                    let text = format!("{e} {e:?}");
+                    assert!(!text.contains("Qzx"), "leaked: {text}");
+                    assert!(text.starts_with("line 1: "), "{text}");
+                }
+            }
+            // The in-memory entry point too.
+            if let Ok(s) = std::str::from_utf8(&v) {
+                if let Err(e) = Resource::from_json_str(s) {
+                    assert!(!format!("{e} {e:?}").contains("Qzx"));
+                }
+            }
+        }
+    }
+    assert!(errors > 500, "only {errors} errors");
+}

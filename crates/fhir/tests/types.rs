@@ -525,3 +525,65 @@ fn shared_case_resources_mostly_validate() {
     }
     assert!(checked > 100);
 }
+
+#[test]
+fn clinical_dates_and_ages() {
+    let cases = [
+        (
+            r#"{"resourceType":"Encounter","period":{"start":"2025-03-04T09:00:00Z"}}"#,
+            Some("2025-03-04T09:00:00Z"),
+        ),
+        (
+            r#"{"resourceType":"Condition","onsetPeriod":{"start":"2019"},"recordedDate":"2020-01-01"}"#,
+            Some("2019"),
+        ),
+        (
+            r#"{"resourceType":"Condition","recordedDate":"2020-01-01"}"#,
+            Some("2020-01-01"),
+        ),
+        (
+            r#"{"resourceType":"Observation","issued":"2025-01-02T00:00:00Z","effectivePeriod":{"start":"2025-01-01"}}"#,
+            Some("2025-01-01"),
+        ),
+        (
+            r#"{"resourceType":"Procedure","performedDateTime":"2024-05"}"#,
+            Some("2024-05"),
+        ),
+        (
+            r#"{"resourceType":"MedicationRequest","authoredOn":"2024-06-01"}"#,
+            Some("2024-06-01"),
+        ),
+        (
+            r#"{"resourceType":"Immunization","occurrenceDateTime":"2023-10-01"}"#,
+            Some("2023-10-01"),
+        ),
+        (
+            r#"{"resourceType":"Coverage","period":{"start":"2020-01-01"}}"#,
+            Some("2020-01-01"),
+        ),
+        (r#"{"resourceType":"Practitioner"}"#, None),
+    ];
+    for (json, want) in cases {
+        let r = Resource::from_json_str(json).unwrap();
+        assert_eq!(r.clinical_date(), want, "{json}");
+        assert_eq!(r.clinical_date_time().is_some(), want.is_some());
+    }
+    // Sorting by instant works across precisions and offsets.
+    let mut dates: Vec<DateTime> = ["2025-01-01T00:30:00+01:00", "2024-12-31", "2025"]
+        .iter()
+        .map(|s| parse_date_time(s).unwrap())
+        .collect();
+    dates.sort_by_key(DateTime::to_unix_millis);
+    assert_eq!(dates[0].precision, Precision::Day);
+    assert_eq!(dates[1].offset_minutes, Some(60));
+    let p = Patient {
+        birth_date: Some("1960-06-15".into()),
+        ..Default::default()
+    };
+    assert_eq!(p.age_on(Date::new(2025, 6, 14).unwrap()), Some(64));
+    let partial = Patient {
+        birth_date: Some("1960".into()),
+        ..Default::default()
+    };
+    assert_eq!(partial.age_on(Date::new(2025, 6, 14).unwrap()), None);
+}
