@@ -203,7 +203,22 @@ pub fn meets_before(a: &Interval, b: &Interval, prec: Option<Prec>) -> Option<bo
                 None => Some(false),
             }
         }
-        (Pt::Unknown, _) | (_, Pt::Unknown) => None,
+        (Pt::Unknown, _) | (_, Pt::Unknown) => {
+            // an unknown a.high is at least a.low; an unknown b.low is at most b.high: if even the
+            // smallest possible a.high lies at or beyond the largest possible b.low, they cannot meet
+            let a_high_min = match high_pt(a) {
+                Pt::Unknown => low_pt(a),
+                p => p,
+            };
+            let b_low_max = match low_pt(b) {
+                Pt::Unknown => high_pt(b),
+                p => p,
+            };
+            match pcmp(&a_high_min, &b_low_max, prec) {
+                Some(Ordering::Greater) | Some(Ordering::Equal) => Some(false),
+                _ => None,
+            }
+        }
         _ => Some(false),
     }
 }

@@ -810,6 +810,16 @@ fn convert(op: Op, v: &Value) -> R<Value> {
     if v.is_null() {
         return Ok(Null);
     }
+    // a FHIR element reaching a System conversion: convert it to its System value first
+    if let Resource(n) = v {
+        if n.resource_type().is_none() {
+            if let Ok(sys) = crate::fhir::to_value(n) {
+                if !matches!(sys, Resource(_)) {
+                    return convert(op, &sys);
+                }
+            }
+        }
+    }
     Ok(match op {
         Op::ToBoolean => match v {
             Boolean(_) => v.clone(),
@@ -1857,6 +1867,7 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             };
             let proper = matches!(op, Op::ProperIncludes | Op::ProperIncludedIn);
             match (big, small) {
+                (Null, List(_)) => Null,
                 (Null, _) if matches!(op, Op::ProperIncludes) => Boolean(false),
                 (Null, _) | (_, Null) => Null,
                 (List(x), List(y)) => {
