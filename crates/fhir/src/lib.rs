@@ -4,6 +4,32 @@
 //!
 //! Error messages from this crate never quote resource content (PHI): they name
 //! a line, a column, an element path or a category only.
+//!
+//! ```
+//! use fhir::{NdjsonReader, Resource};
+//!
+//! let ndjson = "{\"resourceType\":\"Patient\",\"id\":\"p1\",\"birthDate\":\"1960-06-15\"}\n\
+//!               {\"resourceType\":\"Condition\",\"id\":\"c1\",\"subject\":{\"reference\":\"Patient/p1\"},\
+//!                \"code\":{\"coding\":[{\"system\":\"http://hl7.org/fhir/sid/icd-10-cm\",\"code\":\"I10\"}]}}\n";
+//!
+//! // Parsed resources with their 1-based line numbers.
+//! for item in NdjsonReader::new(ndjson.as_bytes()).resources() {
+//!     let (line, resource) = item?;
+//!     assert_eq!(resource.subject_patient_id(), Some("p1"), "line {line}");
+//!     if let Resource::Patient(p) = &resource {
+//!         assert_eq!(p.age_on("2025-12-31".parse()?), Some(65));
+//!     }
+//! }
+//!
+//! // Raw line text (zero-copy) for staging, parsed on demand.
+//! let mut reader = NdjsonReader::new(ndjson.as_bytes());
+//! while let Some(record) = reader.next_record() {
+//!     let record = record?;
+//!     let resource = record.parse()?;
+//!     assert!(fhir::validate(&resource).is_empty(), "{}", record.line_no);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod datatypes;
 pub mod date;

@@ -164,10 +164,17 @@ impl Generator {
     /// Groups.
     pub fn reference_resources(&self) -> Vec<Resource> {
         let mut out = Vec::new();
+        self.for_each_reference_resource(|r| out.push(r));
+        out
+    }
+
+    /// Like [`Generator::reference_resources`], one resource at a time (a
+    /// large population's Groups need not all be in memory at once).
+    pub fn for_each_reference_resource(&self, mut emit: impl FnMut(Resource)) {
         for c in 0..self.clinics {
             let mut rng = Rng::keyed(self.cfg.seed, STREAM_CLINIC, u64::from(c));
             let town = self.town(c);
-            out.push(
+            emit(
                 Organization {
                     id: Some(self.clinic_id(c)),
                     meta: qicore("qicore-organization"),
@@ -186,7 +193,7 @@ impl Generator {
                 .into(),
             );
         }
-        out.push(
+        emit(
             Organization {
                 id: Some(HOSPITAL_ID.into()),
                 meta: qicore("qicore-organization"),
@@ -198,7 +205,7 @@ impl Generator {
             .into(),
         );
         for (id, name) in PAYERS {
-            out.push(
+            emit(
                 Organization {
                     id: Some((*id).into()),
                     meta: qicore("qicore-organization"),
@@ -224,7 +231,7 @@ impl Generator {
             };
             let family = rng.pick(names::FAMILY);
             let town = self.town(self.clinic_of(p));
-            out.push(
+            emit(
                 Practitioner {
                     id: Some(self.practitioner_id(p)),
                     meta: qicore("qicore-practitioner"),
@@ -258,7 +265,7 @@ impl Generator {
         }
         for (p, list) in members.iter().enumerate() {
             let p = p as u32;
-            out.push(
+            emit(
                 Group {
                     id: Some(self.group_id(p)),
                     r#type: Some("person".into()),
@@ -278,7 +285,6 @@ impl Generator {
                 .into(),
             );
         }
-        out
     }
 
     /// All resources of patient `index` (Patient first). Deterministic per

@@ -6,6 +6,19 @@
 //! the [`SynthConfig`]: patient `i` depends only on (seed, i), so patients can
 //! be generated in any order or in parallel. [`write_ndjson_dir`] writes the
 //! Bulk Data layout (one `<Type>.ndjson` per resource type).
+//!
+//! ```
+//! use synth::{Generator, SynthConfig};
+//!
+//! let g = Generator::new(SynthConfig { providers: 2, ..SynthConfig::new(100, 42) })?;
+//! let reference = g.reference_resources(); // Organizations, Practitioners, Groups
+//! let first = g.patient(0); // Patient first, then its clinical resources
+//! assert_eq!(first[0].resource_type(), "Patient");
+//! assert_eq!(g.patient(0), first); // deterministic
+//! let everything = g.resources().count();
+//! assert!(everything > reference.len() + 100);
+//! # Ok::<(), synth::ConfigError>(())
+//! ```
 
 pub mod codes;
 mod generator;

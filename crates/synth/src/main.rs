@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use synth::{write_ndjson_dir, Generator, SynthConfig, OUTPUT_TYPES};
 
-const USAGE: &str = "usage: phm-synth --patients N --seed S --out DIR [--as-of YYYY-MM-DD] [--providers K] [--threads T] [--quiet]";
+const USAGE: &str = "usage: phm-synth --patients N --seed S --out DIR [--as-of YYYY-MM-DD] [--providers K] [--threads T (default: all cores)] [--quiet]";
 
 struct Args {
     cfg: SynthConfig,
@@ -20,7 +20,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut seed = None;
     let mut out = None;
     let mut cfg = SynthConfig::new(0, 0);
-    let mut threads = 1;
+    // Output does not depend on the thread count, so use the machine.
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut quiet = false;
     while let Some(flag) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));

@@ -97,11 +97,19 @@ pub fn write_ndjson_dir(
         }
         Ok(())
     };
-    let mut reference = Rendered::new();
-    for r in g.reference_resources() {
-        reference.push(&r)?;
+    // One at a time: a large population's Groups are big.
+    let mut failed = None;
+    g.for_each_reference_resource(|r| {
+        if failed.is_none() {
+            let mut one = Rendered::new();
+            if let Err(e) = one.push(&r).and_then(|()| sink(one, &mut stats)) {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    sink(reference, &mut stats)?;
 
     let patients = g.config().patients;
     let chunks = patients.div_ceil(CHUNK_PATIENTS);
