@@ -120,7 +120,7 @@ fhir_element!(
 );
 
 fhir_element!(
-    /// An extension (minimal: the common value[x] choices and nesting).
+    /// An extension (minimal: the common `value[x]` choices and nesting).
     Extension {
         url: Option<String>,
         extension: Vec<Extension>,
