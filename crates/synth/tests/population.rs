@@ -411,3 +411,32 @@ fn resources_carry_what_the_measures_filter_on() {
     }
     assert!(seen.iter().all(|&n| n > 100), "{seen:?}");
 }
+
+/// Nothing happens before a patient's birth or after the as-of date.
+#[test]
+fn events_fall_between_birth_and_as_of() {
+    let g = Generator::new(SynthConfig::new(3000, 8)).unwrap();
+    let as_of = g.config().as_of;
+    let mut checked = 0;
+    for i in 0..3000 {
+        let rs = g.patient(i);
+        let Resource::Patient(p) = &rs[0] else {
+            panic!("Patient first")
+        };
+        let birth = p.birth_date_value().unwrap();
+        assert!(birth <= as_of);
+        for r in &rs[1..] {
+            let d = r
+                .clinical_date_time()
+                .unwrap_or_else(|| panic!("{} without a date", r.resource_type()))
+                .date();
+            assert!(
+                d >= birth && d <= as_of,
+                "{} on {d}, born {birth}",
+                r.resource_type()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50_000, "{checked}");
+}
