@@ -27,7 +27,7 @@ use serde_json::{json, Value as Json};
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
 [--report summary|subject-list|individual|gaps --report-out FILE] [--threads N] [--sde] \
-[--stratifiers] [--improvement-notation increase|decrease] [--as-of YYYY-MM-DD] [--batch N] [--quiet]";
+[--stratifiers] [--improvement-notation increase|decrease] [--as-of YYYY-MM-DD] [--batch N] [--single-pass] [--quiet]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ReportKind {
@@ -96,6 +96,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--batch" => a.batch = val()?.parse().map_err(|_| "--batch needs a number")?,
             "--sde" => a.opts.supplemental_data = true,
             "--stratifiers" => a.opts.stratifiers = true,
+            "--single-pass" => a.opts.single_pass = true,
             "--improvement-notation" => {
                 let v = val()?;
                 a.improvement =
