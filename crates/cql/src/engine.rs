@@ -2033,6 +2033,22 @@ pub(crate) fn property(v: &Value, path: &str) -> Value {
 
 /// Does a code-bearing value match a retrieve filter (value set, code, list of codes, concept)?
 fn code_matches(v: &Value, filter: &Value) -> bool {
+    // fast path: FHIR CodeableConcept / Coding against a value set, straight from the JSON
+    if let (Value::Resource(n), Value::ValueSet(vs)) = (v, filter) {
+        let coding_in = |c: &fhir::J| match (
+            c.get("code").and_then(|x| x.str()),
+            c.get("system").and_then(|x| x.str()),
+        ) {
+            (Some(code), system) => vs.contains(system, code),
+            _ => false,
+        };
+        match (&n.j, n.j.get("coding")) {
+            (fhir::J::Obj(_), Some(fhir::J::Arr(codings))) => return codings.iter().any(coding_in),
+            (fhir::J::Obj(_), _) => return coding_in(&n.j),
+            (fhir::J::Str(code), _) => return vs.contains(None, code),
+            _ => return false,
+        }
+    }
     match v {
         Value::Null => false,
         Value::List(l) => l.iter().any(|x| code_matches(x, filter)),

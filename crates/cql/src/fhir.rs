@@ -114,7 +114,14 @@ fn is_date_element(key: &str) -> bool {
 fn element_type(key: &str, j: &J) -> Option<&'static str> {
     Some(match key {
         "birthDate" | "expirationDate" => "date",
-        "period" | "effectivePeriod" | "validityPeriod" | "dispenseInterval" => "Period",
+        "period" | "effectivePeriod" | "validityPeriod" | "dispenseInterval" => match j {
+            J::Obj(_) => "Period",
+            _ => "decimal",
+        },
+        "frequency" | "frequencyMax" | "count" | "countMax" | "rank" | "sequence" => "positiveInt",
+        "numberOfRepeatsAllowed" => "unsignedInt",
+        "timeOfDay" => "time",
+        "periodUnit" | "durationUnit" => "code",
         "code"
         | "type"
         | "category"
