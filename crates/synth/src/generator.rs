@@ -1590,7 +1590,10 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
                 } else {
                     codes::CVX_FLU_QUADRIVALENT
                 };
-                self.immunization(&code, d);
+                // Influenza vaccine is given from six months of age.
+                if d >= self.birth.add_days(183) {
+                    self.immunization(&code, d);
+                }
             }
         }
         if age >= 19 && self.rng.chance(0.55) {

@@ -440,3 +440,36 @@ fn events_fall_between_birth_and_as_of() {
     }
     assert!(checked > 50_000, "{checked}");
 }
+
+#[test]
+fn no_influenza_vaccine_before_six_months() {
+    let g = Generator::new(SynthConfig::new(4000, 21)).unwrap();
+    let mut infants_checked = 0;
+    for i in 0..4000 {
+        let rs = g.patient(i);
+        let Resource::Patient(p) = &rs[0] else {
+            panic!()
+        };
+        let birth = p.birth_date_value().unwrap();
+        for r in &rs {
+            if let Resource::Immunization(im) = r {
+                let code = im.vaccine_code.as_ref().unwrap().coding[0]
+                    .code
+                    .as_deref()
+                    .unwrap();
+                if code == "150" || code == "197" {
+                    let d = r.clinical_date_time().unwrap().date();
+                    assert!(
+                        d.to_days() - birth.to_days() >= 183,
+                        "flu vaccine at {} days",
+                        d.to_days() - birth.to_days()
+                    );
+                    if d.to_days() - birth.to_days() < 730 {
+                        infants_checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(infants_checked > 10, "{infants_checked}");
+}
