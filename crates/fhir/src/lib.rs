@@ -40,7 +40,9 @@ pub mod validate;
 
 pub use datatypes::*;
 pub use date::{age_in_years, parse_date, parse_date_time, Date, DateError, DateTime, Precision};
-pub use ndjson::{write_ndjson_line, NdjsonError, NdjsonLine, NdjsonReader, NdjsonRecord};
+pub use ndjson::{
+    write_ndjson_line, NdjsonError, NdjsonErrorKind, NdjsonLine, NdjsonReader, NdjsonRecord,
+};
 pub use resource::{ParseError, ParseErrorKind, Resource, KNOWN_RESOURCE_TYPES};
 pub use resources::*;
 pub use validate::{validate, IssueKind, ValidationIssue};

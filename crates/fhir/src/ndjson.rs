@@ -75,7 +75,7 @@ impl NdjsonRecord<'_> {
         parse_line(self.line_no, self.text, self.unterminated, false)
     }
 
-    pub fn to_owned(&self) -> NdjsonLine {
+    pub fn to_line(&self) -> NdjsonLine {
         NdjsonLine {
             line_no: self.line_no,
             text: self.text.to_owned(),
@@ -278,7 +278,7 @@ impl<R: BufRead> NdjsonReader<R> {
 impl<R: BufRead> Iterator for NdjsonReader<R> {
     type Item = Result<NdjsonLine, NdjsonError>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_record().map(|r| r.map(|rec| rec.to_owned()))
+        self.next_record().map(|r| r.map(|rec| rec.to_line()))
     }
 }
 
