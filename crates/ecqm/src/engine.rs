@@ -177,3 +177,66 @@ impl PreparedMeasure {
 pub fn patient_data(resources: Vec<Json>) -> Result<cql::PatientData> {
     cql::PatientData::from_resources(resources).map_err(engine_err)
 }
+
+/// One patient's outcome in a batch: the Patient resource (when asked for),
+/// and one result (or error) per measure, in measure order.
+#[derive(Debug)]
+pub struct PatientOutcome {
+    /// Safe-to-log label (file name or hashed id), never patient content.
+    pub label: String,
+    pub patient_id: Option<String>,
+    pub patient: Option<Json>,
+    /// `Err` for the whole patient when it could not be read or converted.
+    pub results: Result<Vec<Result<PatientResult>>>,
+}
+
+/// Evaluates a batch of patients against every measure, in parallel on the
+/// current rayon pool (each patient is read and converted once). Order is
+/// kept. `keep_patient` keeps the Patient resource (for gaps bundles).
+pub fn evaluate_batch(
+    measures: &[PreparedMeasure],
+    items: &[crate::patients::PatientItem],
+    opts: EvalOptions,
+    keep_patient: bool,
+) -> Vec<PatientOutcome> {
+    use rayon::prelude::*;
+    items
+        .par_iter()
+        .map(|item| {
+            let label = match item {
+                crate::patients::PatientItem::File(p) => p.display().to_string(),
+                crate::patients::PatientItem::Lines { id, .. } => {
+                    format!("patient #{}", &crate::report::safe_id(&[id])[..10])
+                }
+            };
+            let mut record = match item.load() {
+                Ok(r) => r,
+                Err(e) => {
+                    return PatientOutcome {
+                        label,
+                        patient_id: None,
+                        patient: None,
+                        results: Err(e),
+                    }
+                }
+            };
+            let patient = if keep_patient {
+                record.resources.first().cloned()
+            } else {
+                None
+            };
+            let results = patient_data(std::mem::take(&mut record.resources)).map(|data| {
+                measures
+                    .iter()
+                    .map(|m| m.evaluate_data(&data, &record.id, opts))
+                    .collect()
+            });
+            PatientOutcome {
+                label,
+                patient_id: Some(record.id),
+                patient,
+                results,
+            }
+        })
+        .collect()
+}

@@ -230,6 +230,39 @@ fn clear_errors_for_bad_input() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("no Measure"), "{err}");
+    // One unreadable patient among good ones: exit 3, the others written,
+    // the error names the file, not its content.
+    let ecqm = shared_dir().join("ecqm");
+    let cases = d.join("cases");
+    std::fs::create_dir_all(&cases).unwrap();
+    for e in std::fs::read_dir(ecqm.join(format!("cases/{MEASURE}")))
+        .unwrap()
+        .flatten()
+        .take(2)
+    {
+        std::fs::copy(e.path(), cases.join(e.file_name())).unwrap();
+    }
+    std::fs::write(cases.join("zz-broken.json"), "{\"resourceType\":\"Bundle\",\"entry\":[{\"resource\":{\"resourceType\":\"Encounter\",\"id\":\"SECRET\"}}]}").unwrap();
+    let out = d.join("partial.jsonl");
+    let (code, err) = run(&[
+        "eval",
+        "--measure",
+        ecqm.join(format!("measures/{MEASURE}.json"))
+            .to_str()
+            .unwrap(),
+        "--patients",
+        cases.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("zz-broken.json") && err.contains("no Patient"),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET"), "{err}");
+    assert_eq!(lines(&out).len(), 2);
+
     let (code, err) = run(&["eval", "--measure"]);
     assert_eq!(code, 2);
     assert!(err.contains("usage"), "{err}");

@@ -16,12 +16,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ecqm::engine::{patient_data, MeasurePackage, PreparedMeasure};
+use ecqm::engine::{evaluate_batch, MeasurePackage, PreparedMeasure};
 use ecqm::patients::{PatientItem, PatientSource, ReadOptions};
 use ecqm::period::{now_utc, Period};
 use ecqm::report::{gaps_bundle, individual_report, safe_id, ReportContext, Summary};
-use ecqm::{EcqmError, EvalOptions, ImprovementNotation, PatientResult};
-use rayon::prelude::*;
+use ecqm::{EcqmError, EvalOptions, ImprovementNotation};
 use serde_json::{json, Value as Json};
 
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
@@ -242,40 +241,30 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
         },
         |batch: Vec<PatientItem>| {
             // Per patient: load once, evaluate every measure.
-            let per_patient: Vec<Option<(Option<Json>, Vec<PatientResult>)>> = batch
-                .par_iter()
-                .map(|item| {
-                    let mut record = match item.load() {
-                        Ok(r) => r,
-                        Err(e) => {
-                            failed.fetch_add(measures.len() as u64, Ordering::Relaxed);
-                            eprintln!("phm-ecqm: {}: {e}", log_label(item));
-                            return None;
-                        }
-                    };
-                    let patient = if gaps { record.resources.first().cloned() } else { None };
-                    let data = match patient_data(std::mem::take(&mut record.resources)) {
-                        Ok(d) => d,
-                        Err(e) => {
-                            failed.fetch_add(measures.len() as u64, Ordering::Relaxed);
-                            eprintln!("phm-ecqm: {}: {e}", log_label(item));
-                            return None;
-                        }
-                    };
-                    let mut results = Vec::with_capacity(measures.len());
-                    for m in &measures {
-                        match m.evaluate_data(&data, &record.id, opts) {
-                            Ok(r) => results.push(r),
-                            Err(e) => {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                                eprintln!("phm-ecqm: {} / {}: {e}", log_label(item), m.def.name);
+            let outcomes = evaluate_batch(&measures, &batch, opts, gaps);
+            let mut per_patient = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                match o.results {
+                    Err(e) => {
+                        failed.fetch_add(measures.len() as u64, Ordering::Relaxed);
+                        eprintln!("phm-ecqm: {}: {e}", o.label);
+                    }
+                    Ok(rs) => {
+                        let mut results = Vec::with_capacity(rs.len());
+                        for (r, m) in rs.into_iter().zip(&measures) {
+                            match r {
+                                Ok(r) => results.push(r),
+                                Err(e) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                    eprintln!("phm-ecqm: {} / {}: {e}", o.label, m.def.name);
+                                }
                             }
                         }
+                        per_patient.push((o.patient, results));
                     }
-                    Some((patient, results))
-                })
-                .collect();
-            for (patient, results) in per_patient.into_iter().flatten() {
+                }
+            }
+            for (patient, results) in per_patient {
                 patients += 1;
                 for r in &results {
                     evaluations += 1;
@@ -386,13 +375,4 @@ fn write_line(w: &mut impl Write, v: &Json, a: &Args) -> Result<(), EcqmError> {
     serde_json::to_writer(&mut *w, v)
         .map_err(|e| EcqmError::Patients(format!("writing report: {e}")))?;
     w.write_all(b"\n").map_err(io_err(&path))
-}
-
-/// A log label without patient data: the file for Bundle inputs, a short
-/// hash of the id for NDJSON inputs.
-fn log_label(item: &PatientItem) -> String {
-    match item {
-        PatientItem::File(p) => p.display().to_string(),
-        PatientItem::Lines { id, .. } => format!("patient #{}", &safe_id(&[id])[..10]),
-    }
 }
