@@ -43,7 +43,7 @@ pub use date::{age_in_years, parse_date, parse_date_time, Date, DateError, DateT
 pub use ndjson::{
     write_ndjson_line, NdjsonError, NdjsonErrorKind, NdjsonLine, NdjsonReader, NdjsonRecord,
 };
-pub use resource::{ParseError, ParseErrorKind, Resource, KNOWN_RESOURCE_TYPES};
+pub use resource::{bundle_resources, ParseError, ParseErrorKind, Resource, KNOWN_RESOURCE_TYPES};
 pub use resources::*;
 pub use validate::{validate, IssueKind, ValidationIssue};
 

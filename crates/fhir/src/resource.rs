@@ -328,6 +328,32 @@ impl Resource {
     }
 }
 
+/// The resources of a FHIR Bundle's `entry[].resource`, in order (e.g. the
+/// eCQM test-case bundles). Entries without a resource are skipped.
+pub fn bundle_resources(json: &str) -> Result<Vec<Resource>, ParseError> {
+    let v: Value =
+        serde_json::from_str(json).map_err(|e| ParseError::from(classify_json_error(&e)))?;
+    match v.get("resourceType") {
+        Some(Value::String(t)) if t == "Bundle" => {}
+        Some(_) => return Err(ParseErrorKind::UnsupportedResourceType.into()),
+        None if v.is_object() => return Err(ParseErrorKind::MissingResourceType.into()),
+        None => return Err(ParseErrorKind::NotAnObject.into()),
+    }
+    let Value::Object(mut bundle) = v else {
+        return Err(ParseErrorKind::NotAnObject.into());
+    };
+    let entries = match bundle.remove("entry") {
+        Some(Value::Array(entries)) => entries,
+        None => Vec::new(),
+        Some(_) => return Err(ParseErrorKind::InvalidElement { column: 0 }.into()),
+    };
+    entries
+        .into_iter()
+        .filter_map(|mut e| e.get_mut("resource").map(Value::take))
+        .map(Resource::from_value)
+        .collect()
+}
+
 /// Serialization helper: internally tagged, so `resourceType` is written first
 /// without buffering.
 #[derive(Serialize)]

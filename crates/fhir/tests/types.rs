@@ -429,7 +429,14 @@ fn shared_ecqm_case_bundles_deserialize() {
                 continue;
             }
             files += 1;
-            let bundle: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let via_helper =
+                bundle_resources(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let bundle: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                via_helper.len(),
+                bundle["entry"].as_array().map_or(0, Vec::len)
+            );
             for entry in bundle["entry"].as_array().into_iter().flatten() {
                 let src = &entry["resource"];
                 let text = serde_json::to_string(src).unwrap();
@@ -586,4 +593,32 @@ fn clinical_dates_and_ages() {
         ..Default::default()
     };
     assert_eq!(partial.age_on(Date::new(2025, 6, 14).unwrap()), None);
+}
+
+#[test]
+fn bundle_resources_rejects_non_bundles() {
+    assert_eq!(
+        bundle_resources(r#"{"resourceType":"Patient"}"#)
+            .unwrap_err()
+            .kind,
+        ParseErrorKind::UnsupportedResourceType
+    );
+    assert_eq!(
+        bundle_resources("[]").unwrap_err().kind,
+        ParseErrorKind::NotAnObject
+    );
+    assert!(matches!(
+        bundle_resources(r#"{"resourceType":"Bundle","entry":["#)
+            .unwrap_err()
+            .kind,
+        ParseErrorKind::Truncated
+    ));
+    let two = bundle_resources(
+        r#"{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"a"}},{"fullUrl":"x"},{"resource":{"resourceType":"Basic","id":"b"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        two.iter().map(|r| r.id().unwrap()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
 }
