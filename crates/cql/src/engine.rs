@@ -2214,6 +2214,25 @@ impl Prepared {
             .map(|(_, v)| v.clone())
     }
 
+    /// Messages of every ELM node that compiled to an evaluation-time error (unsupported node types,
+    /// unresolved references), across all libraries. Empty when everything is supported.
+    pub fn unsupported_nodes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for l in &self.libs {
+            for d in &l.defs {
+                if let Some(e) = &d.expr {
+                    collect_unsupported(e, &mut out);
+                }
+            }
+            for e in l.param_defaults.iter().flatten() {
+                collect_unsupported(e, &mut out);
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Names of the main library's expression definitions.
     pub fn expression_names(&self) -> Vec<String> {
         self.libs[self.main]
@@ -2227,6 +2246,98 @@ impl Prepared {
     /// Names of all libraries in this prepared set (main first).
     pub fn library_names(&self) -> Vec<String> {
         self.libs.iter().map(|l| l.name.clone()).collect()
+    }
+}
+
+fn collect_unsupported(e: &Expr, out: &mut Vec<String>) {
+    let mut go = |x: &Expr| collect_unsupported(x, out);
+    match e {
+        Expr::Unsupported(m) => out.push(m.to_string()),
+        Expr::Lit(_)
+        | Expr::Def { .. }
+        | Expr::Param { .. }
+        | Expr::ValueSetRef(_)
+        | Expr::Slot(_) => {}
+        Expr::Func { args, .. }
+        | Expr::Op { args, .. }
+        | Expr::Coalesce(args)
+        | Expr::List(args) => args.iter().for_each(go),
+        Expr::Native { arg, .. } => go(arg),
+        Expr::Property { src, .. } => go(src),
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            go(a);
+            go(b);
+        }
+        Expr::If(a, b, c) => {
+            go(a);
+            go(b);
+            go(c);
+        }
+        Expr::Case {
+            comparand,
+            items,
+            els,
+        } => {
+            if let Some(c) = comparand {
+                go(c);
+            }
+            for (w, t) in items {
+                go(w);
+                go(t);
+            }
+            go(els);
+        }
+        Expr::Query(q) => {
+            q.sources.iter().for_each(|(x, _, _)| go(x));
+            q.lets.iter().for_each(|(x, _)| go(x));
+            for (_, x, _, c) in &q.rels {
+                go(x);
+                go(c);
+            }
+            if let Some(w) = &q.where_ {
+                go(w);
+            }
+            if let Some((r, _)) = &q.ret {
+                go(r);
+            }
+            if let Some((_, st, x, _)) = &q.agg {
+                if let Some(st) = st {
+                    go(st);
+                }
+                go(x);
+            }
+            if let Some((_, by)) = &q.sort {
+                by.iter().filter_map(|(x, _)| x.as_ref()).for_each(go);
+            }
+        }
+        Expr::Retrieve { codes, .. } => {
+            if let Some(c) = codes {
+                go(c);
+            }
+        }
+        Expr::Tuple(items) | Expr::Instance { elems: items, .. } => {
+            items.iter().for_each(|(_, x)| go(x))
+        }
+        Expr::Interval { low, high, lc, hc } => {
+            go(low);
+            go(high);
+            go(lc);
+            go(hc);
+        }
+        Expr::As { operand, .. } | Expr::Is { operand, .. } => go(operand),
+        Expr::Message {
+            source,
+            cond,
+            code,
+            severity,
+            message,
+        } => {
+            go(source);
+            go(cond);
+            go(code);
+            go(severity);
+            go(message);
+        }
     }
 }
 

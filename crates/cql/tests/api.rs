@@ -103,3 +103,22 @@ fn default_parameter_session_and_threads() {
         .is_err());
     assert!(set.prepare("NoSuchLibrary", Parameters::new()).is_err());
 }
+
+/// Every ELM node of every measure package compiles to something the engine can evaluate.
+#[test]
+fn measures_have_no_unsupported_nodes() {
+    let dir = shared().join("ecqm/measures");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for path in names {
+        let bundle: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let set = LibrarySet::from_measure_bundle(&bundle).unwrap();
+        let m = path.file_stem().unwrap().to_string_lossy().to_string();
+        let p = set.prepare(&m, Parameters::new()).unwrap();
+        assert_eq!(p.unsupported_nodes(), Vec::<String>::new(), "{m}");
+    }
+}
