@@ -208,7 +208,19 @@ impl LibrarySet {
             .into_iter()
             .map(|p| p.done.expect("compiled"))
             .collect();
-        let mut prepared = Prepared { libs, main: 0 };
+        let mut prepared = Prepared {
+            libs,
+            main: 0,
+            memo_len: 0,
+        };
+        let mut n = 0;
+        for l in prepared.libs.iter_mut() {
+            for d in l.defs.iter_mut().filter(|d| !d.is_function) {
+                d.memo_slot = n;
+                n += 1;
+            }
+        }
+        prepared.memo_len = n;
         // parameters: provided values (by name, for every library) else defaults; the main library
         // (index 0) is resolved first
         for li in 0..prepared.libs.len() {
@@ -409,6 +421,8 @@ struct Def {
     operand_types: Vec<TypeSpec>,
     is_function: bool,
     patient_context: bool,
+    /// index into the per-evaluation memo (expression definitions only)
+    memo_slot: usize,
 }
 
 pub(crate) struct CLib {
@@ -423,6 +437,7 @@ pub(crate) struct CLib {
 pub struct Prepared {
     libs: Vec<CLib>,
     main: usize,
+    memo_len: usize,
 }
 
 struct PreLib {
@@ -668,6 +683,7 @@ impl<'a> Compiler<'a> {
                 operand_types,
                 is_function,
                 patient_context: s(d, "context") != Some("Unfiltered"),
+                memo_slot: usize::MAX,
             });
         }
         let mut params = Vec::new();
@@ -1417,7 +1433,7 @@ impl IntoLit for Value {
 pub(crate) struct Ctx<'a> {
     p: &'a Prepared,
     patient: Option<&'a PatientData>,
-    memo: RefCell<Vec<Vec<Option<Value>>>>,
+    memo: RefCell<Vec<Option<Value>>>,
     stack: RefCell<Vec<Value>>,
     base: std::cell::Cell<usize>,
     depth: std::cell::Cell<usize>,
@@ -1432,7 +1448,7 @@ impl<'a> Ctx<'a> {
         Ctx {
             p,
             patient,
-            memo: RefCell::new(p.libs.iter().map(|l| vec![None; l.defs.len()]).collect()),
+            memo: RefCell::new(vec![None; p.memo_len]),
             stack: RefCell::new(Vec::with_capacity(64)),
             base: std::cell::Cell::new(0),
             depth: std::cell::Cell::new(0),
@@ -1483,10 +1499,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn eval_def(&self, lib: usize, def: usize) -> R<Value> {
-        if let Some(v) = &self.memo.borrow()[lib][def] {
+        let d = &self.p.libs[lib].defs[def];
+        if let Some(Some(v)) = self.memo.borrow().get(d.memo_slot) {
             return Ok(v.clone());
         }
-        let d = &self.p.libs[lib].defs[def];
         let Some(e) = &d.expr else {
             return err(format!(
                 "expression `{}` in library {} has no body",
@@ -1497,7 +1513,9 @@ impl<'a> Ctx<'a> {
             return Ok(Value::Null);
         }
         let v = self.call_frame(d.nslots, Vec::new(), || self.eval(e, lib))?;
-        self.memo.borrow_mut()[lib][def] = Some(v.clone());
+        if let Some(m) = self.memo.borrow_mut().get_mut(d.memo_slot) {
+            *m = Some(v.clone());
+        }
         Ok(v)
     }
 
