@@ -76,6 +76,8 @@ CREATE TABLE other_resources (
 );
 
 -- Denormalized panel list, rebuilt by every import from the tables above.
+-- Queries run on an in-memory copy (crates/cache/src/query.rs), so no
+-- secondary indexes are needed here.
 CREATE TABLE panel_row (
     patient_id      TEXT PRIMARY KEY,
     name            TEXT NOT NULL,  -- "Family, Given"
@@ -88,10 +90,6 @@ CREATE TABLE panel_row (
     conditions      TEXT NOT NULL DEFAULT '',  -- active condition displays, "; "-separated, sorted
     condition_codes TEXT NOT NULL DEFAULT '|'  -- "|code|code|" for exact code filters
 ) WITHOUT ROWID;
-CREATE INDEX panel_name ON panel_row(name_lc, patient_id);
-CREATE INDEX panel_birth ON panel_row(birth_date, patient_id);
-CREATE INDEX panel_pcp ON panel_row(pcp_id, name_lc);
-CREATE INDEX panel_last_visit ON panel_row(last_visit, patient_id);
 
 CREATE TABLE accounts (
     username      TEXT PRIMARY KEY,

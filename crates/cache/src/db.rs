@@ -11,6 +11,8 @@ use crate::{migrate, CacheError};
 /// The open cache. One connection; wrap in a `Mutex` to share across threads.
 pub struct Cache {
     pub(crate) conn: Connection,
+    /// In-memory panel list; `None` until first used and after each import.
+    pub(crate) panel_mem: std::cell::RefCell<Option<crate::query::PanelMem>>,
     path: PathBuf,
     encrypted: bool,
 }
@@ -99,6 +101,7 @@ impl Cache {
         migrate::migrate(&mut conn)?;
         Ok(Cache {
             conn,
+            panel_mem: std::cell::RefCell::new(None),
             path: path.to_owned(),
             encrypted,
         })

@@ -63,50 +63,44 @@ const CLEAR_SQL: &str = "
     DELETE FROM patients;
     DELETE FROM practitioners;
     DELETE FROM organizations;
-    DROP INDEX IF EXISTS events_patient_ts;
     DROP INDEX IF EXISTS panel_name;
     DROP INDEX IF EXISTS panel_birth;
     DROP INDEX IF EXISTS panel_pcp;
     DROP INDEX IF EXISTS panel_last_visit;
 ";
 
-const INDEX_SQL: &str = "
-    CREATE INDEX events_patient_ts ON events(patient_id, ts);
-";
-
-const PANEL_INDEX_SQL: &str = "
-    CREATE INDEX panel_name ON panel_row(name_lc, patient_id);
-    CREATE INDEX panel_birth ON panel_row(birth_date, patient_id);
-    CREATE INDEX panel_pcp ON panel_row(pcp_id, name_lc);
-    CREATE INDEX panel_last_visit ON panel_row(last_visit, patient_id);
-";
-
-/// Builds the denormalized panel list from the imported tables.
+/// Builds the denormalized panel list from the imported patients and the
+/// per-patient aggregates collected during the import (`temp.panel_agg`), so
+/// the events table is not read back.
 const PANEL_SQL: &str = "
 INSERT INTO panel_row(patient_id, name, name_lc, birth_date, sex, pcp_id, pcp_name,
                       last_visit, conditions, condition_codes)
 SELECT p.id, p.name, p.name_lc, p.birth_date, p.sex, p.pid, pr.name,
-  (SELECT e.date FROM events e
-    WHERE e.patient_id = p.id AND e.kind = 'encounter' AND e.ts IS NOT NULL
-    ORDER BY e.ts DESC LIMIT 1),
-  coalesce((SELECT group_concat(d, '; ') FROM (
-      SELECT DISTINCT coalesce(e.display, e.code) AS d FROM events e
-      WHERE e.patient_id = p.id AND e.kind = 'condition' AND ACTIVE AND d IS NOT NULL
-      ORDER BY d)), ''),
-  '|' || coalesce((SELECT group_concat(c, '|') FROM (
-      SELECT DISTINCT e.code AS c FROM events e
-      WHERE e.patient_id = p.id AND e.kind = 'condition' AND ACTIVE AND c IS NOT NULL
-      ORDER BY c)) || '|', '')
+       a.last_visit, coalesce(a.conditions, ''), coalesce(a.condition_codes, '|')
 FROM (SELECT p.*, coalesce(p.pcp_id,
         (SELECT g.practitioner_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
           WHERE gm.patient_id = p.id AND g.practitioner_id IS NOT NULL
           ORDER BY g.id LIMIT 1)) AS pid
       FROM patients p) p
-LEFT JOIN practitioners pr ON pr.id = p.pid;
+LEFT JOIN practitioners pr ON pr.id = p.pid
+LEFT JOIN temp.panel_agg a ON a.patient_id = p.id;
 ";
+
+/// Per-patient panel aggregates gathered while streaming.
+#[derive(Default)]
+struct PatientAgg {
+    /// (ts, date as written) of the latest encounter.
+    last_visit: Option<(i64, String)>,
+    /// Active condition displays (or codes when there is no display).
+    conditions: std::collections::BTreeSet<String>,
+    codes: std::collections::BTreeSet<String>,
+    events: u64,
+}
 
 struct Writer<'t, 'c, F: FnMut(ImportProgress)> {
     tx: &'t Transaction<'c>,
+    patient_ids: std::collections::HashSet<String>,
+    aggs: std::collections::HashMap<String, PatientAgg>,
     summary: ImportSummary,
     total: Option<u64>,
     progress: F,
@@ -186,30 +180,42 @@ impl Cache {
         F: FnMut(ImportProgress),
         G: FnOnce(&mut Writer<'_, '_, F>) -> Result<(), CacheError>,
     {
+        let timing = std::env::var_os("PHM_CACHE_IMPORT_TIMING").is_some();
+        let t0 = std::time::Instant::now();
+        let phase = |name: &str| {
+            if timing {
+                eprintln!("import phase {name}: {:.2} s", t0.elapsed().as_secs_f64());
+            }
+        };
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(CLEAR_SQL)?;
+        // Drop the in-memory panel now; it reloads from whichever panel is
+        // committed (the new one, or the old one if this import fails).
+        *self.panel_mem.get_mut() = None;
+        phase("clear");
         let mut w = Writer {
             tx: &tx,
+            patient_ids: Default::default(),
+            aggs: Default::default(),
             summary: ImportSummary::default(),
             total,
             progress,
         };
         feed(&mut w)?;
-        tx.execute_batch(INDEX_SQL)?;
-        let orphans: i64 = tx.query_row(
-            "SELECT count(*) FROM events e WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.id = e.patient_id)",
-            [],
-            |r| r.get(0),
-        )?;
+        phase("insert");
+        let orphans = w.orphan_events();
         if orphans > 0 {
             return Err(CacheError::Import(format!(
                 "{orphans} clinical resource(s) refer to patients that are not in the import"
             )));
         }
-        tx.execute_batch(&PANEL_SQL.replace("ACTIVE", crate::query::ACTIVE_CONDITION))?;
-        tx.execute_batch(PANEL_INDEX_SQL)?;
+        phase("orphans");
+        w.write_aggregates()?;
+        tx.execute_batch(PANEL_SQL)?;
+        tx.execute_batch("DROP TABLE temp.panel_agg")?;
+        phase("panel");
         let now = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms());
         tx.execute(
             "INSERT INTO settings(key, value) VALUES ('last_import_at', ?1)
@@ -222,7 +228,9 @@ impl Cache {
             ..
         } = w;
         tx.commit()?;
+        phase("commit");
         self.conn.execute_batch("PRAGMA optimize")?;
+        phase("optimize");
         progress(ImportProgress {
             resources: summary.resources,
             total,
@@ -378,7 +386,50 @@ struct Event {
     status: Option<String>,
 }
 
+/// Same rule as [`crate::query::ACTIVE_CONDITION`].
+fn condition_is_active(ev: &Event) -> bool {
+    match ev.status.as_deref() {
+        Some(s) => matches!(s, "active" | "recurrence" | "relapse"),
+        None => ev.end_date.is_none(),
+    }
+}
+
 impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
+    /// Clinical resources whose patient is not in the import.
+    fn orphan_events(&self) -> u64 {
+        self.aggs
+            .iter()
+            .filter(|(pid, _)| !self.patient_ids.contains(*pid))
+            .map(|(_, a)| a.events)
+            .sum()
+    }
+
+    /// Writes the aggregates into an in-memory temp table for PANEL_SQL.
+    fn write_aggregates(&mut self) -> Result<(), CacheError> {
+        self.tx.execute_batch(
+            "CREATE TEMP TABLE panel_agg(patient_id TEXT PRIMARY KEY, last_visit TEXT,
+               conditions TEXT, condition_codes TEXT)",
+        )?;
+        let mut stmt = self
+            .tx
+            .prepare("INSERT INTO temp.panel_agg VALUES (?1, ?2, ?3, ?4)")?;
+        for (pid, a) in self.aggs.drain() {
+            let conditions = a.conditions.into_iter().collect::<Vec<_>>().join("; ");
+            let codes = if a.codes.is_empty() {
+                "|".to_owned()
+            } else {
+                format!("|{}|", a.codes.into_iter().collect::<Vec<_>>().join("|"))
+            };
+            stmt.execute(rusqlite::params![
+                pid,
+                a.last_visit.map(|(_, d)| d),
+                conditions,
+                codes
+            ])?;
+        }
+        Ok(())
+    }
+
     fn add(&mut self, res: &Resource, raw: Option<&str>, at: Origin<'_>) -> Result<(), CacheError> {
         let owned;
         let raw = match raw {
@@ -426,6 +477,7 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
                         raw,
                     ])
                     .map_err(|e| dup(e, "Patient"))?;
+                self.patient_ids.insert(id.to_owned());
                 self.summary.patients += 1;
             }
             Resource::Practitioner(p) => {
@@ -515,6 +567,27 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
                             raw,
                         ])?;
                     self.summary.events += 1;
+                    let agg = self.aggs.entry(pid).or_default();
+                    agg.events += 1;
+                    match ev.kind {
+                        "encounter" => {
+                            if let (Some(t), Some(d)) = (ts, &ev.date) {
+                                if agg.last_visit.as_ref().is_none_or(|(lt, _)| t > *lt) {
+                                    agg.last_visit = Some((t, d.clone()));
+                                }
+                            }
+                        }
+                        "condition" if condition_is_active(&ev) => {
+                            let (_, code, display) = &ev.concept;
+                            if let Some(d) = display.as_ref().or(code.as_ref()) {
+                                agg.conditions.insert(d.clone());
+                            }
+                            if let Some(c) = code {
+                                agg.codes.insert(c.clone());
+                            }
+                        }
+                        _ => {}
+                    }
                 } else {
                     self.tx
                         .prepare_cached(

@@ -237,6 +237,172 @@ pub(crate) fn age_on(birth: &str, on_days: i64) -> Option<u32> {
     u32::try_from(age).ok()
 }
 
+/// One `panel_row` in memory.
+pub(crate) struct MemRow {
+    patient_id: String,
+    name: String,
+    name_lc: String,
+    birth_date: Option<String>,
+    sex: Option<String>,
+    pcp_id: Option<String>,
+    pcp_name: Option<String>,
+    last_visit: Option<String>,
+    conditions: String,
+    /// Index into [`PanelMem::cond_distinct`].
+    cond: u32,
+}
+
+impl MemRow {
+    fn to_row(&self, on_days: i64) -> PanelRow {
+        PanelRow {
+            patient_id: self.patient_id.clone(),
+            name: self.name.clone(),
+            birth_date: self.birth_date.clone(),
+            age: self.birth_date.as_deref().and_then(|b| age_on(b, on_days)),
+            sex: self.sex.clone(),
+            pcp_id: self.pcp_id.clone(),
+            pcp_name: self.pcp_name.clone(),
+            last_visit: self.last_visit.clone(),
+            conditions: self.conditions.clone(),
+        }
+    }
+}
+
+/// The panel list in memory with lazily built sort orders (ascending by
+/// column then patient id, as SQLite's BINARY collation with NULLs first).
+pub(crate) struct PanelMem {
+    rows: Vec<MemRow>,
+    orders: [Option<Vec<u32>>; 8],
+    /// Distinct `(condition_codes, lowercase conditions)` pairs: a condition
+    /// filter is evaluated once per pair, not once per patient.
+    cond_distinct: Vec<(String, String)>,
+}
+
+impl PanelMem {
+    fn load(conn: &rusqlite::Connection) -> Result<PanelMem, CacheError> {
+        let mut stmt = conn.prepare(
+            "SELECT patient_id, name, name_lc, birth_date, sex, pcp_id, pcp_name, last_visit,
+                    conditions, condition_codes FROM panel_row",
+        )?;
+        let mut distinct: std::collections::HashMap<(String, String), u32> = Default::default();
+        let mut cond_distinct = Vec::new();
+        let rows = stmt
+            .query_map([], |r| {
+                let conditions: String = r.get(8)?;
+                let codes: String = r.get(9)?;
+                let pair = (codes, conditions.to_lowercase());
+                let cond = match distinct.get(&pair) {
+                    Some(&i) => i,
+                    None => {
+                        let i = cond_distinct.len() as u32;
+                        cond_distinct.push(pair.clone());
+                        distinct.insert(pair, i);
+                        i
+                    }
+                };
+                Ok(MemRow {
+                    patient_id: r.get(0)?,
+                    name: r.get(1)?,
+                    name_lc: r.get(2)?,
+                    birth_date: r.get(3)?,
+                    sex: r.get(4)?,
+                    pcp_id: r.get(5)?,
+                    pcp_name: r.get(6)?,
+                    last_visit: r.get(7)?,
+                    conditions,
+                    cond,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(PanelMem {
+            rows,
+            orders: Default::default(),
+            cond_distinct,
+        })
+    }
+
+    /// Builds the order for `col` if needed; then read it with [`Self::order`].
+    fn ensure_order(&mut self, col: PanelSort) {
+        let slot = col as usize;
+        if self.orders[slot].is_none() {
+            let rows = &self.rows;
+            let mut o: Vec<u32> = (0..rows.len() as u32).collect();
+            let key = |i: u32| -> Option<&str> {
+                let r = &rows[i as usize];
+                match col {
+                    PanelSort::Name => Some(&r.name_lc),
+                    PanelSort::BirthDate | PanelSort::Age => r.birth_date.as_deref(),
+                    PanelSort::Sex => r.sex.as_deref(),
+                    PanelSort::Pcp => r.pcp_name.as_deref(),
+                    PanelSort::LastVisit => r.last_visit.as_deref(),
+                    PanelSort::Conditions => Some(&r.conditions),
+                    PanelSort::Id => Some(&r.patient_id),
+                }
+            };
+            o.sort_unstable_by(|&a, &b| {
+                key(a).cmp(&key(b)).then_with(|| {
+                    rows[a as usize]
+                        .patient_id
+                        .cmp(&rows[b as usize].patient_id)
+                })
+            });
+            self.orders[slot] = Some(o);
+        }
+    }
+
+    fn order(&self, col: PanelSort) -> &[u32] {
+        self.orders[col as usize].as_deref().unwrap_or(&[])
+    }
+}
+
+struct PanelFilter {
+    words: Vec<String>,
+    born_on_or_before: Option<String>,
+    born_after: Option<String>,
+    sex: Option<String>,
+    pcp_id: Option<String>,
+    /// (`|code|`, lowercase text)
+    condition: Option<(String, String)>,
+}
+
+impl PanelFilter {
+    /// Per distinct condition pair: does it pass the condition filter?
+    fn condition_table(&self, mem: &PanelMem) -> Option<Vec<bool>> {
+        let (code, text) = self.condition.as_ref()?;
+        Some(
+            mem.cond_distinct
+                .iter()
+                .map(|(codes, lc)| codes.contains(code.as_str()) || lc.contains(text.as_str()))
+                .collect(),
+        )
+    }
+
+    fn matches(&self, r: &MemRow, cond_ok: Option<&[bool]>) -> bool {
+        if self.sex.is_some() && r.sex != self.sex {
+            return false;
+        }
+        if self.pcp_id.is_some() && r.pcp_id != self.pcp_id {
+            return false;
+        }
+        if let Some(ok) = cond_ok {
+            if !ok[r.cond as usize] {
+                return false;
+            }
+        }
+        if let Some(max) = &self.born_on_or_before {
+            if r.birth_date.as_ref().is_none_or(|b| b > max) {
+                return false;
+            }
+        }
+        if let Some(min) = &self.born_after {
+            if r.birth_date.as_ref().is_none_or(|b| b <= min) {
+                return false;
+            }
+        }
+        self.words.iter().all(|w| r.name_lc.contains(w.as_str()))
+    }
+}
+
 const PANEL_COLUMNS: &str =
     "patient_id, name, birth_date, sex, pcp_id, pcp_name, last_visit, conditions";
 
@@ -285,6 +451,10 @@ fn timeline_event(r: &Row<'_>) -> rusqlite::Result<TimelineEvent> {
 
 impl Cache {
     /// One page of the panel list, filtered and sorted, with the filtered total.
+    ///
+    /// Served from an in-memory copy of `panel_row` (loaded on first use,
+    /// dropped by every import) with one precomputed order per sort column:
+    /// a query is one pass over the rows in that order.
     pub fn panel(&self, q: &PanelQuery) -> Result<PanelPage, CacheError> {
         if q.limit == 0 || q.limit > MAX_PAGE {
             return Err(CacheError::InvalidQuery(format!(
@@ -304,88 +474,60 @@ impl Cache {
                 CacheError::InvalidQuery("as_of must be a date (YYYY-MM-DD)".into())
             })?,
         };
-        let mut cond: Vec<&str> = Vec::new();
-        let mut params: Vec<Value> = Vec::new();
-        if let Some(name) = q.name.as_deref() {
-            for word in name
+        let filter = PanelFilter {
+            words: q
+                .name
+                .as_deref()
+                .unwrap_or("")
                 .split(|c: char| c.is_whitespace() || c == ',')
                 .filter(|w| !w.is_empty())
-            {
-                cond.push("instr(name_lc, ?) > 0");
-                params.push(Value::Text(word.to_lowercase()));
-            }
-        }
-        if let Some(a) = q.min_age {
-            cond.push("birth_date <= ?");
-            params.push(Value::Text(birth_date_for_age(on_days, a)));
-        }
-        if let Some(b) = q.max_age {
-            cond.push("birth_date > ?");
-            params.push(Value::Text(birth_date_for_age(
-                on_days,
-                b.saturating_add(1),
-            )));
-        }
-        if let Some(s) = q.sex.as_deref().filter(|s| !s.is_empty()) {
-            cond.push("sex = ?");
-            params.push(Value::Text(s.to_owned()));
-        }
-        if let Some(p) = q.pcp_id.as_deref().filter(|s| !s.is_empty()) {
-            cond.push("pcp_id = ?");
-            params.push(Value::Text(p.to_owned()));
-        }
-        if let Some(c) = q
-            .condition
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
-            cond.push("(instr(condition_codes, ?) > 0 OR instr(lower(conditions), ?) > 0)");
-            params.push(Value::Text(format!("|{c}|")));
-            params.push(Value::Text(c.to_lowercase()));
-        }
-        let where_sql = if cond.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", cond.join(" AND "))
+                .map(str::to_lowercase)
+                .collect(),
+            born_on_or_before: q.min_age.map(|a| birth_date_for_age(on_days, a)),
+            born_after: q
+                .max_age
+                .map(|b| birth_date_for_age(on_days, b.saturating_add(1))),
+            sex: q.sex.clone().filter(|s| !s.is_empty()),
+            pcp_id: q.pcp_id.clone().filter(|s| !s.is_empty()),
+            condition: q
+                .condition
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|c| (format!("|{c}|"), c.to_lowercase())),
         };
         let (col, flip) = match q.sort {
-            PanelSort::Name => ("name_lc", false),
-            PanelSort::BirthDate => ("birth_date", false),
-            PanelSort::Age => ("birth_date", true),
-            PanelSort::Sex => ("sex", false),
-            PanelSort::Pcp => ("pcp_name", false),
-            PanelSort::LastVisit => ("last_visit", false),
-            PanelSort::Conditions => ("conditions", false),
-            PanelSort::Id => ("patient_id", false),
+            PanelSort::Age => (PanelSort::BirthDate, true),
+            other => (other, false),
         };
         let desc = (q.dir == SortDir::Desc) != flip;
-        let dir = if desc { "DESC" } else { "ASC" };
-        let order = if col == "patient_id" {
-            format!("patient_id {dir}")
-        } else {
-            format!("{col} {dir}, patient_id {dir}")
-        };
 
-        let tx = self.conn.unchecked_transaction()?;
-        let total: i64 = tx.query_row(
-            &format!("SELECT count(*) FROM panel_row{where_sql}"),
-            params_from_iter(params.iter()),
-            |r| r.get(0),
-        )?;
-        params.push(Value::Integer(i64::from(q.limit)));
-        params.push(Value::Integer(i64::from(q.offset)));
-        let sql = format!(
-            "SELECT {PANEL_COLUMNS} FROM panel_row{where_sql} ORDER BY {order} LIMIT ? OFFSET ?"
-        );
-        let rows = {
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt
-                .query_map(params_from_iter(params.iter()), |r| panel_row(r, on_days))?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows
+        let mut guard = self.panel_mem.borrow_mut();
+        if guard.is_none() {
+            *guard = Some(PanelMem::load(&self.conn)?);
+        }
+        let mem = guard.as_mut().expect("loaded above");
+        mem.ensure_order(col);
+        let mem = &*mem;
+        let order = mem.order(col);
+        let cond_ok = filter.condition_table(mem);
+        let (offset, limit) = (q.offset as usize, q.limit as usize);
+        let mut total = 0usize;
+        let mut rows = Vec::with_capacity(limit.min(64));
+        let mut visit = |i: u32| {
+            let r = &mem.rows[i as usize];
+            if filter.matches(r, cond_ok.as_deref()) {
+                if total >= offset && rows.len() < limit {
+                    rows.push(r.to_row(on_days));
+                }
+                total += 1;
+            }
         };
-        tx.commit()?;
+        if desc {
+            order.iter().rev().for_each(|&i| visit(i));
+        } else {
+            order.iter().for_each(|&i| visit(i));
+        }
         Ok(PanelPage {
             rows,
             total: total as u64,

@@ -52,6 +52,8 @@ fn import_replaces_the_previous_panel() {
     let (_, a) = gen::panel(30, 1);
     common::import_lines(&mut c, &a);
     c.set_setting("keep", "me").unwrap();
+    // Load the in-memory panel so the next import must invalidate it.
+    assert_eq!(c.panel(&Default::default()).unwrap().total, 30);
     let (pb, b) = gen::panel(10, 2);
     let s = common::import_lines(&mut c, &b);
     assert_eq!(s.patients, 10);
