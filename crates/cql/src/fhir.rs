@@ -380,32 +380,29 @@ pub fn to_quantity(j: &J) -> Result<Value, &'static str> {
     let value = Decimal::from_str(v)
         .or_else(|_| Decimal::from_scientific(v))
         .map_err(|_| "invalid decimal")?;
-    let system = str_field(j, "system");
-    let unit = match (str_field(j, "code"), str_field(j, "unit")) {
-        (Some(c), _)
-            if system
-                .as_deref()
-                .is_none_or(|s| s == "http://unitsofmeasure.org") =>
-        {
-            c
-        }
-        (_, Some(u)) => calendar_unit(&u),
-        (Some(c), None) => c,
-        (None, None) => Arc::from("1"),
-    };
-    Ok(Value::Quantity(Quantity { value, unit }))
+    // FHIRHelpers.ToQuantity: unit = ToCalendarUnit(code ?? unit ?? '1'). FHIRHelpers raises an error for
+    // systems other than UCUM / calendar units; like the reference engines' results on the official cases,
+    // such quantities are read leniently (code, else unit) instead of failing the whole evaluation.
+    let unit = str_field(j, "code")
+        .or_else(|| str_field(j, "unit"))
+        .unwrap_or_else(|| Arc::from("1"));
+    Ok(Value::Quantity(Quantity {
+        value,
+        unit: calendar_unit(&unit),
+    }))
 }
 
+/// FHIRHelpers.ToCalendarUnit
 fn calendar_unit(u: &str) -> Arc<str> {
     Arc::from(match u {
-        "yr" | "year" | "years" => "year",
-        "mo" | "month" | "months" => "month",
-        "wk" | "week" | "weeks" => "week",
-        "d" | "day" | "days" => "day",
-        "h" | "hour" | "hours" => "hour",
-        "min" | "minute" | "minutes" => "minute",
-        "s" | "second" | "seconds" => "second",
-        "ms" | "millisecond" | "milliseconds" => "millisecond",
+        "ms" => "millisecond",
+        "s" => "second",
+        "min" => "minute",
+        "h" => "hour",
+        "d" => "day",
+        "wk" => "week",
+        "mo" => "month",
+        "a" => "year",
         other => other,
     })
 }
@@ -566,6 +563,10 @@ pub fn fhirhelpers_call(name: &str, arg: &Value) -> Option<Result<Value, &'stati
         "ToCode" => Ok(to_code(&n.j)),
         "ToInterval" => to_interval(n),
         "ToRatio" => to_ratio(&n.j),
+        "ToCalendarUnit" => Ok(match &n.j {
+            J::Str(u) => Value::String(calendar_unit(u)),
+            _ => Value::Null,
+        }),
         _ => return None,
     })
 }
