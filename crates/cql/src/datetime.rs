@@ -199,6 +199,20 @@ impl DateTime {
     /// Add a calendar quantity (`amount` of unit `unit`).
     pub fn add(&self, amount: i64, unit: Prec) -> Option<DateTime> {
         let mut r = *self;
+        // anything beyond these magnitudes leaves the year range 1..9999 (and must not overflow)
+        let limit: i64 = match unit {
+            YEAR => 10_000,
+            MONTH => 120_000,
+            WEEK => 600_000,
+            DAY => 4_000_000,
+            HOUR => 100_000_000,
+            MINUTE => 6_000_000_000,
+            SECOND => 400_000_000_000,
+            _ => 400_000_000_000_000,
+        };
+        if amount.abs() > limit {
+            return None;
+        }
         let (amount, unit) = adjust_unit(amount, unit, self.prec);
         match unit {
             YEAR => {
@@ -373,7 +387,7 @@ impl Time {
         if unit < HOUR || unit == WEEK {
             return Some(*self);
         }
-        let (amount, unit) = adjust_unit(amount, unit, self.prec);
+        let (amount, unit) = adjust_unit(amount % 86_400_000_000, unit, self.prec);
         let per: i64 = match unit {
             HOUR => 3_600_000,
             MINUTE => 60_000,

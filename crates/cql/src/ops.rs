@@ -628,7 +628,9 @@ fn arith(op: Op, a: &Value, bv: &Value) -> R<Value> {
                     q.unit
                 ));
             };
-            let amount = q.value.trunc().to_i64().unwrap_or(0);
+            let Some(amount) = q.value.trunc().to_i64() else {
+                return e("date/time arithmetic result out of range");
+            };
             let amount = if op == Op::Subtract { -amount } else { amount };
             let r = match a {
                 DateTime(d) => d.add(amount, unit).map(DateTime),
@@ -1234,7 +1236,7 @@ fn truncate_temporal(v: &Value, p: Prec) -> Value {
         Value::Date(d) => Value::Date(d.to_datetime().truncate(p).date()),
         Value::Time(t) => {
             let mut t = *t;
-            if p < t.prec {
+            if p < t.prec && p >= HOUR {
                 for i in (p as usize - 2)..4 {
                     t.c[i] = 0;
                 }
