@@ -226,6 +226,37 @@ pub fn individual_report(m: &MeasureDef, r: &PatientResult, ctx: &ReportContext)
     rep
 }
 
+/// Drops JSON nulls (FHIR forbids them), recursively.
+fn strip_nulls(v: &Json) -> Json {
+    match v {
+        Json::Object(o) => Json::Object(
+            o.iter()
+                .filter(|(_, x)| !x.is_null())
+                .map(|(k, x)| (k.clone(), strip_nulls(x)))
+                .collect(),
+        ),
+        Json::Array(a) => Json::Array(a.iter().map(strip_nulls).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A cql Code (`{code, system, display, version}`) or Concept (`{codes, display}`)
+/// rendered as a FHIR CodeableConcept.
+fn as_codeable_concept(v: &Json) -> Option<Json> {
+    let o = v.as_object()?;
+    if o.contains_key("code") && o.contains_key("system") {
+        return Some(json!({"coding": [strip_nulls(v)]}));
+    }
+    if let Some(codes) = o.get("codes").and_then(Json::as_array) {
+        let mut cc = json!({"coding": strip_nulls(&Json::Array(codes.clone()))});
+        if let Some(d) = o.get("display").and_then(Json::as_str) {
+            cc["text"] = json!(d);
+        }
+        return Some(cc);
+    }
+    o.contains_key("coding").then(|| strip_nulls(v))
+}
+
 fn set_observation_value(obs: &mut Json, v: &Json) {
     match v {
         Json::Null => {
@@ -233,11 +264,13 @@ fn set_observation_value(obs: &mut Json, v: &Json) {
         }
         Json::Bool(b) => obs["valueBoolean"] = json!(b),
         Json::String(s) => obs["valueString"] = json!(s),
-        Json::Object(o) if o.contains_key("code") && o.contains_key("system") => {
-            obs["valueCodeableConcept"] = json!({"coding": [v]});
+        Json::Array(a) if a.is_empty() => {
+            obs["dataAbsentReason"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/data-absent-reason", "code": "unknown"}]});
         }
-        Json::Object(o) if o.contains_key("coding") => obs["valueCodeableConcept"] = v.clone(),
-        other => obs["valueString"] = json!(other.to_string()),
+        other => match as_codeable_concept(other) {
+            Some(cc) => obs["valueCodeableConcept"] = cc,
+            None => obs["valueString"] = json!(strip_nulls(other).to_string()),
+        },
     }
 }
 
@@ -250,8 +283,9 @@ pub fn stratum_text(v: &Json) -> String {
         Json::Object(o) => o
             .get("code")
             .and_then(Json::as_str)
+            .or_else(|| o.get("codes")?.as_array()?.first()?.get("code")?.as_str())
             .map(str::to_string)
-            .unwrap_or_else(|| v.to_string()),
+            .unwrap_or_else(|| strip_nulls(v).to_string()),
         other => other.to_string(),
     }
 }
