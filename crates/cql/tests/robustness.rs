@@ -115,3 +115,95 @@ fn garbage_patient_data_does_not_panic() {
         }
     }
 }
+
+fn mutate(v: &mut serde_json::Value, kind: u8) {
+    match v {
+        serde_json::Value::Object(m) => {
+            let ty = m
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string();
+            match (kind, ty.as_str()) {
+                (0, "Literal") => {
+                    m.insert("type".into(), json!("Null"));
+                }
+                (1, "Literal")
+                    if m.get("valueType")
+                        .and_then(|t| t.as_str())
+                        .is_some_and(|t| t.ends_with("Integer")) =>
+                {
+                    m.insert("value".into(), json!("2147483647"));
+                }
+                (2, _) => {
+                    if let Some(serde_json::Value::Array(ops)) = m.get_mut("operand") {
+                        ops.reverse();
+                    }
+                }
+                _ => {}
+            }
+            for (_, x) in m.iter_mut() {
+                mutate(x, kind);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| mutate(x, kind)),
+        _ => {}
+    }
+}
+
+/// The spec corpus with systematic mutations (nulls everywhere, extreme integers, swapped operands):
+/// evaluation may fail, but never panics.
+#[test]
+fn mutated_spec_expressions_do_not_panic() {
+    let dir = shared().join("cql-spec/elm");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let mut elm: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        // one definition per test expression, so that one failure does not hide the others
+        let mut defs = Vec::new();
+        for d in elm["library"]["statements"]["def"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            for t in d["expression"]["element"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                for x in t["value"]["element"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    if x["name"] == "expression" {
+                        defs.push(json!({"name": format!("t{}", defs.len()), "context": "Unfiltered", "expression": x["value"]}));
+                    }
+                }
+            }
+        }
+        elm["library"]["statements"]["def"] = serde_json::Value::Array(defs);
+        for kind in 0..3u8 {
+            let mut m = elm.clone();
+            mutate(&mut m["library"]["statements"], kind);
+            let id = m["library"]["identifier"]["id"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let set = LibrarySet::from_elm_json(&[m]).unwrap();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if let Ok(p) = set.prepare(&id, Parameters::new()) {
+                    for n in p.expression_names() {
+                        let _ = p.evaluate_unfiltered(&n);
+                    }
+                }
+            }));
+            assert!(r.is_ok(), "panic in {} with mutation {kind}", f.display());
+        }
+    }
+}
