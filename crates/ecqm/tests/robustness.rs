@@ -184,3 +184,86 @@ fn mutated_inputs_never_panic() {
     println!("robustness: {iterations} mutation rounds in {secs}s, no panic");
     assert!(iterations > 0);
 }
+
+/// Corrupted real packages reach the cql loader: errors, not panics.
+#[test]
+fn corrupted_packages_give_errors() {
+    use base64::Engine as _;
+    let path = shared_dir().join("ecqm/measures/FallsScreeningForFutureFallRiskFHIR.json");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return;
+    };
+    let orig: Json = serde_json::from_slice(&bytes).unwrap();
+    let main_url = orig["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["resource"]["resourceType"] == "Measure")
+        .unwrap()["resource"]["library"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let corrupt = |f: &dyn Fn(&mut Json)| {
+        let mut b = orig.clone();
+        for e in b["entry"].as_array_mut().unwrap() {
+            if e["resource"]["url"] == main_url.as_str() {
+                f(&mut e["resource"]);
+            }
+        }
+        b
+    };
+    let elm_index = |lib: &Json| {
+        lib["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|c| c["contentType"] == "application/elm+json")
+            .unwrap()
+    };
+    let cases: Vec<(&str, Json)> = vec![
+        (
+            "no content",
+            corrupt(&|l| {
+                l.as_object_mut().unwrap().remove("content");
+            }),
+        ),
+        (
+            "bad base64",
+            corrupt(&|l| {
+                let i = elm_index(l);
+                l["content"][i]["data"] = json!("!!!not base64!!!");
+            }),
+        ),
+        (
+            "truncated ELM",
+            corrupt(&|l| {
+                let i = elm_index(l);
+                let raw = b64
+                    .decode(l["content"][i]["data"].as_str().unwrap())
+                    .unwrap();
+                l["content"][i]["data"] = json!(b64.encode(&raw[..raw.len() / 2]));
+            }),
+        ),
+        (
+            "ELM not a library",
+            corrupt(&|l| {
+                let i = elm_index(l);
+                l["content"][i]["data"] = json!(b64.encode(b"{\"library\":{\"statements\":7}}"));
+            }),
+        ),
+    ];
+    for (what, b) in cases {
+        let r = std::panic::catch_unwind(|| {
+            ecqm::engine::MeasurePackage::from_json(&b).and_then(|p| {
+                let period = p.default_period()?;
+                p.prepare(&period).map(|_| ())
+            })
+        });
+        match r {
+            Ok(Ok(())) => println!("{what}: loaded (the engine fell back to another content type)"),
+            Ok(Err(e)) => println!("{what}: error: {e}"),
+            Err(_) => panic!("{what}: the loader panicked"),
+        }
+    }
+}
