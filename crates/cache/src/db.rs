@@ -28,6 +28,11 @@ impl std::fmt::Debug for Cache {
 
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
+/// Database page size. SQLCipher encrypts and authenticates (HMAC-SHA512)
+/// each page separately, so larger pages amortize its per-page cost.
+/// Part of the file format: every open must use the same value.
+pub const PAGE_SIZE: u32 = 16384;
+
 impl Cache {
     /// Opens (creating if missing) the encrypted cache at `path` with `key`.
     ///
@@ -85,6 +90,10 @@ impl Cache {
     }
 
     fn finish(mut conn: Connection, path: &Path, encrypted: bool) -> Result<Cache, CacheError> {
+        if !encrypted {
+            // Same page size as the encrypted cache (no effect on an existing file).
+            conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
+        }
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(CacheError::Db(format!(
@@ -95,8 +104,12 @@ impl Cache {
             "PRAGMA synchronous = NORMAL;
              PRAGMA temp_store = MEMORY;
              PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -65536;",
+",
         )?;
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = {}",
+            crate::import::DEFAULT_CACHE_SIZE
+        ))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate::migrate(&mut conn)?;
         Ok(Cache {
@@ -169,7 +182,10 @@ impl Cache {
 }
 
 fn apply_key(conn: &Connection, key: &CacheKey) -> Result<(), CacheError> {
-    let mut pragma = format!("PRAGMA key = \"x'{}'\";", key.to_hex());
+    let mut pragma = format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {PAGE_SIZE};",
+        key.to_hex()
+    );
     let r = conn.execute_batch(&pragma);
     wipe_string(std::mem::take(&mut pragma));
     r?;

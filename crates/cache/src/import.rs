@@ -31,6 +31,10 @@ pub struct ImportSummary {
     pub other: u64,
 }
 
+/// `PRAGMA cache_size` normally (64 MiB) and during an import (256 MiB).
+pub(crate) const DEFAULT_CACHE_SIZE: i64 = -65536;
+const IMPORT_CACHE_SIZE: i64 = -262144;
+
 /// How often (in resources) the progress callback is called.
 pub const PROGRESS_EVERY: u64 = 1000;
 
@@ -187,6 +191,33 @@ impl Cache {
                 eprintln!("import phase {name}: {:.2} s", t0.elapsed().as_secs_f64());
             }
         };
+        // A larger page cache during the import means fewer pages spilled to
+        // the WAL and encrypted more than once. Only if the default is in use.
+        let cache_size: i64 = self.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        let bump = cache_size == DEFAULT_CACHE_SIZE;
+        if bump {
+            self.conn
+                .execute_batch(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))?;
+        }
+        let result = self.replace_all_inner(total, progress, feed, phase);
+        if bump {
+            self.conn
+                .execute_batch(&format!("PRAGMA cache_size = {DEFAULT_CACHE_SIZE}"))?;
+        }
+        result
+    }
+
+    fn replace_all_inner<F, G>(
+        &mut self,
+        total: Option<u64>,
+        progress: F,
+        feed: G,
+        phase: impl Fn(&str),
+    ) -> Result<ImportSummary, CacheError>
+    where
+        F: FnMut(ImportProgress),
+        G: FnOnce(&mut Writer<'_, '_, F>) -> Result<(), CacheError>,
+    {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

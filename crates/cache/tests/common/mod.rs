@@ -51,8 +51,12 @@ pub fn import_lines(cache: &mut Cache, lines: &[String]) -> cache::ImportSummary
 /// A raw SQLCipher connection to the cache file (for tampering in tests).
 pub fn raw_conn(path: &Path, key: &CacheKey) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", key.to_hex()))
-        .unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {};",
+        key.to_hex(),
+        cache::PAGE_SIZE
+    ))
+    .unwrap();
     c
 }
 
