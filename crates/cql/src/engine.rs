@@ -1512,7 +1512,18 @@ impl<'a> Ctx<'a> {
         if d.patient_context && self.patient.is_none() && d.name == "Patient" {
             return Ok(Value::Null);
         }
-        let v = self.call_frame(d.nslots, Vec::new(), || self.eval(e, lib))?;
+        let v = self
+            .call_frame(d.nslots, Vec::new(), || self.eval(e, lib))
+            .map_err(|mut err| {
+                // name the innermost definition being evaluated (never data values)
+                if !err.msg.contains(" [in `") {
+                    err.msg = format!(
+                        "{} [in `{}` of library {}]",
+                        err.msg, d.name, self.p.libs[lib].name
+                    );
+                }
+                err
+            })?;
         if let Some(m) = self.memo.borrow_mut().get_mut(d.memo_slot) {
             *m = Some(v.clone());
         }
