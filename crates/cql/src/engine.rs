@@ -1757,17 +1757,13 @@ impl<'a> Ctx<'a> {
                     let sev = self.eval(severity, lib)?;
                     if let Value::String(sv) = &sev {
                         if sv.eq_ignore_ascii_case("error") {
-                            let c = self.eval(code, lib)?;
-                            let m = self.eval(message, lib)?;
-                            let cs = match c {
+                            // the message text may embed data values: only the (constant) code is reported
+                            let cs = match self.eval(code, lib)? {
                                 Value::String(s) => s.to_string(),
                                 _ => String::new(),
                             };
-                            let ms = match m {
-                                Value::String(s) => s.to_string(),
-                                _ => String::new(),
-                            };
-                            return err(format!("Message error {cs}: {ms}"));
+                            let _ = message;
+                            return err(format!("Message error {cs} (severity Error)"));
                         }
                     }
                 }

@@ -56,6 +56,15 @@ fn unit_info(u: &str) -> Option<(&'static str, Decimal)> {
         "mg/g" => ("mg/g", d("1")),
         "mg/kg" => ("mg/g", d("0.001")),
         "/min" | "{beats}/min" | "{breaths}/min" => ("/min", d("1")),
+        "mL/min/{1.73_m2}" | "mL/min/1.73m2" | "mL/min/1.73_m2" => ("mL/min/1.73m2", d("1")),
+        "ug/L" => ("g/L", d("0.000001")),
+        "ng/mL" => ("g/L", d("0.000001")),
+        "ug/mL" => ("g/L", d("0.001")),
+        "mg/mL" => ("g/L", d("1")),
+        "umol/L" => ("mmol/L", d("0.001")),
+        "mmol/mol" => ("mmol/mol", d("1")),
+        "[lb_av]/[in_i]2" => ("kg/m2", d("703.0695796")),
+        "/d" => ("/d", d("1")),
         _ => return None,
     })
 }
