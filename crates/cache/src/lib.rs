@@ -91,3 +91,14 @@ pub(crate) fn db_error_message(e: &rusqlite::Error) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The app keeps the cache in a `Mutex` in Tauri state: it must be `Send`.
+    #[test]
+    fn cache_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<crate::Cache>();
+        assert_send::<crate::CacheError>();
+    }
+}
