@@ -275,26 +275,22 @@ pub fn is_type(n: &Node, t: &str) -> Option<bool> {
     if let Some(rt) = n.resource_type() {
         return Some(rt == t || t == "Resource" || t == "DomainResource");
     }
+    if t == "Element" || t == "Base" {
+        return Some(true);
+    }
     if let Some(ty) = n.ty.as_deref() {
-        if ty == t {
-            return Some(true);
-        }
-        // string-like specializations
-        let stringish = [
-            "code",
-            "id",
-            "uri",
-            "url",
-            "canonical",
-            "markdown",
-            "oid",
-            "uuid",
-            "string",
-        ];
-        if t == "string" && stringish.contains(&ty) {
-            return Some(false);
-        }
-        return Some(false);
+        // FHIR type specializations (profiles of Quantity, string and uri subtypes, integer subtypes)
+        let sub = match t {
+            "Quantity" => matches!(
+                ty,
+                "Age" | "Duration" | "Count" | "Distance" | "SimpleQuantity" | "MoneyQuantity"
+            ),
+            "string" => matches!(ty, "code" | "id" | "markdown"),
+            "uri" => matches!(ty, "url" | "canonical" | "oid" | "uuid"),
+            "integer" => matches!(ty, "positiveInt" | "unsignedInt"),
+            _ => false,
+        };
+        return Some(ty == t || sub);
     }
     // infer from shape
     Some(match (&n.j, t) {

@@ -339,6 +339,23 @@ fn fhir_model_access() {
         .unwrap()
         .unwrap();
     assert_eqv(v, q("7.5", "%"));
+    // choice type tags and FHIR specializations
+    let p3 = PatientData::from_resources(vec![serde_json::json!({"resourceType": "Condition", "onsetAge": {"value": 40, "unit": "a"}, "code": {"text": "x"}})]).unwrap();
+    let Value::Resource(c) = &p3.resources("Condition").unwrap()[0] else {
+        panic!()
+    };
+    let Value::Resource(onset) = cql::fhir::property(c, "onset") else {
+        panic!()
+    };
+    assert_eq!(cql::fhir::is_type(&onset, "Age"), Some(true));
+    assert_eq!(cql::fhir::is_type(&onset, "Quantity"), Some(true));
+    assert_eq!(cql::fhir::is_type(&onset, "Period"), Some(false));
+    assert_eqv(
+        cql::fhir::fhirhelpers_call("ToValue", &Value::Resource(onset))
+            .unwrap()
+            .unwrap(),
+        q("40", "year"),
+    );
     // Quantity with a comparator cannot be converted
     let p2 = PatientData::from_resources(vec![serde_json::json!({"resourceType": "Observation", "valueQuantity": {"value": 5, "comparator": "<"}})]).unwrap();
     let Value::Resource(n2) = &p2.resources("Observation").unwrap()[0] else {
