@@ -1,5 +1,146 @@
+//! The Tauri shell: window, state and thin commands. Each command asks the
+//! `workstation` library, which checks the role, writes the audit record and
+//! returns plain-language errors; nothing here touches data directly.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tauri::{Manager, State};
+use workstation::{
+    AuditFilter, AuditRow, AuditVerification, Facets, PanelPage, PanelQuery, Purpose, SessionInfo,
+    StartupStatus, Timeline, Workstation, WsError,
+};
+
+/// Shared between the startup thread and the commands.
+#[derive(Default)]
+struct AppState {
+    workstation: OnceLock<Workstation>,
+    startup: Arc<Mutex<StartupStatus>>,
+}
+
+impl AppState {
+    fn ws(&self) -> Result<&Workstation, WsError> {
+        self.workstation.get().ok_or_else(WsError::starting)
+    }
+}
+
+#[tauri::command]
+fn startup_status(state: State<'_, AppState>) -> StartupStatus {
+    state.startup.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+#[tauri::command]
+fn purposes() -> Vec<Purpose> {
+    workstation::purposes()
+}
+
+#[tauri::command]
+fn current_session(state: State<'_, AppState>) -> Result<Option<SessionInfo>, WsError> {
+    Ok(state.ws()?.current_session())
+}
+
+#[tauri::command]
+fn login(
+    state: State<'_, AppState>,
+    username: String,
+    passphrase: String,
+) -> Result<SessionInfo, WsError> {
+    state.ws()?.login(&username, &passphrase)
+}
+
+#[tauri::command]
+fn set_purpose(state: State<'_, AppState>, purpose: String) -> Result<SessionInfo, WsError> {
+    state.ws()?.set_purpose(&purpose)
+}
+
+#[tauri::command]
+fn logout(state: State<'_, AppState>) -> Result<(), WsError> {
+    state.ws()?.logout();
+    Ok(())
+}
+
+#[tauri::command]
+fn lock(state: State<'_, AppState>) -> Result<(), WsError> {
+    state.ws()?.lock();
+    Ok(())
+}
+
+#[tauri::command]
+fn panel_facets(state: State<'_, AppState>) -> Result<Facets, WsError> {
+    state.ws()?.panel_facets()
+}
+
+#[tauri::command]
+fn panel_query(state: State<'_, AppState>, query: PanelQuery) -> Result<PanelPage, WsError> {
+    state.ws()?.panel_query(&query)
+}
+
+#[tauri::command]
+fn patient_timeline(state: State<'_, AppState>, patient_id: String) -> Result<Timeline, WsError> {
+    state.ws()?.patient_timeline(&patient_id)
+}
+
+#[tauri::command]
+fn audit_list(state: State<'_, AppState>, filter: AuditFilter) -> Result<Vec<AuditRow>, WsError> {
+    state.ws()?.audit_list(&filter)
+}
+
+#[tauri::command]
+fn audit_verify(state: State<'_, AppState>) -> Result<AuditVerification, WsError> {
+    state.ws()?.audit_verify()
+}
+
 pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PHM_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
     tauri::Builder::default()
+        .manage(AppState::default())
+        .setup(|app| {
+            let config = workstation::Config::from_env(app.path().app_data_dir().ok());
+            let handle = app.handle().clone();
+            // Opening the cache (and generating the demo panel on first launch) runs off the
+            // UI thread; the window polls `startup_status` and shows the progress bar.
+            std::thread::spawn(move || {
+                let state = handle.state::<AppState>();
+                let progress = state.startup.clone();
+                let report = move |s: StartupStatus| {
+                    if let Ok(mut slot) = progress.lock() {
+                        *slot = s;
+                    }
+                };
+                match Workstation::open(&config, &report) {
+                    Ok(ws) => {
+                        let size = ws.panel_size();
+                        let _ = state.workstation.set(ws);
+                        report(StartupStatus::ready(size));
+                    }
+                    Err(e) => {
+                        tracing::error!(code = e.code, "startup failed");
+                        report(StartupStatus::failed(&e));
+                    }
+                }
+            });
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            startup_status,
+            purposes,
+            current_session,
+            login,
+            set_purpose,
+            logout,
+            lock,
+            panel_facets,
+            panel_query,
+            patient_timeline,
+            audit_list,
+            audit_verify,
+        ])
         .run(tauri::generate_context!())
-        .expect("error while running the application");
+        .expect("the application window could not be started");
 }

@@ -1,0 +1,51 @@
+//! First launch without a server: the demo accounts and a generated demo panel,
+//! written straight into the encrypted cache (no plaintext temp files).
+
+use std::cell::Cell;
+
+use cache::Cache;
+
+use crate::dto::StartupStatus;
+use crate::{demo_passphrase, WsError, DEMO_ACCOUNTS};
+
+/// Creates the demo accounts that do not exist yet.
+pub fn seed_accounts(cache: &Cache) -> Result<(), WsError> {
+    for (username, display, role) in DEMO_ACCOUNTS {
+        if cache.account(username)?.is_none() {
+            cache.create_account(username, display, role, &demo_passphrase(username))?;
+        }
+    }
+    Ok(())
+}
+
+/// Generates `patients` synthetic patients into the cache in one transaction.
+pub fn generate_panel(
+    cache: &mut Cache,
+    patients: u64,
+    seed: u64,
+    progress: &dyn Fn(StartupStatus),
+) -> Result<(), WsError> {
+    let mut config = synth::SynthConfig::new(patients, seed);
+    // A demo reads better with a handful of providers than with one huge panel.
+    config.providers = (patients / 200).clamp(1, 50) as u32;
+    let generator = synth::Generator::new(config).map_err(|e| {
+        WsError::new(
+            "demo",
+            format!("The demo panel could not be generated: {e}."),
+        )
+    })?;
+    let done = Cell::new(0u64);
+    let resources = generator
+        .reference_resources()
+        .into_iter()
+        .chain((0..patients).flat_map(|i| {
+            done.set(i + 1);
+            generator.patient(i)
+        }));
+    progress(StartupStatus::generating(0, patients));
+    cache.import_resources(resources, |_| {
+        progress(StartupStatus::generating(done.get(), patients))
+    })?;
+    tracing::info!(patients, "demo panel generated");
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! What the UI sends and receives (camelCase JSON). Kept apart from the
+//! cache's own types so the screen contract changes only on purpose.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartupStatus {
+    /// `starting`, `generating`, `ready` or `failed`.
+    pub phase: String,
+    pub done: u64,
+    pub total: u64,
+    pub message: String,
+    pub panel_size: u64,
+}
+
+impl StartupStatus {
+    pub fn starting(message: &str) -> StartupStatus {
+        StartupStatus {
+            phase: "starting".into(),
+            message: message.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn generating(done: u64, total: u64) -> StartupStatus {
+        StartupStatus {
+            phase: "generating".into(),
+            done,
+            total,
+            message: format!("Creating the demo panel: {done} of {total} patients…"),
+            panel_size: 0,
+        }
+    }
+
+    pub fn ready(panel_size: u64) -> StartupStatus {
+        StartupStatus {
+            phase: "ready".into(),
+            done: 1,
+            total: 1,
+            message: format!("Ready: {panel_size} patients in the local cache."),
+            panel_size,
+        }
+    }
+
+    pub fn failed(e: &crate::WsError) -> StartupStatus {
+        StartupStatus {
+            phase: "failed".into(),
+            message: e.message.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub username: String,
+    pub display_name: String,
+    pub role: access::Role,
+    pub role_label: String,
+    pub purpose: Option<String>,
+    pub purpose_label: Option<String>,
+    /// Action ids the role allows, so the screen shows only what Rust will permit.
+    pub permissions: Vec<access::Action>,
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purpose {
+    pub code: String,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SortKey {
+    #[default]
+    Name,
+    Age,
+    Sex,
+    Provider,
+    LastVisit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PanelQuery {
+    pub name: Option<String>,
+    pub age_min: Option<u32>,
+    pub age_max: Option<u32>,
+    pub sex: Option<String>,
+    /// Practitioner id of the primary care provider.
+    pub provider: Option<String>,
+    /// An active condition's code or part of its name.
+    pub condition: Option<String>,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PanelRow {
+    pub id: String,
+    pub name: String,
+    pub age: Option<u32>,
+    pub sex: String,
+    pub provider: Option<String>,
+    pub conditions: Vec<String>,
+    pub last_visit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PanelPage {
+    pub rows: Vec<PanelRow>,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facets {
+    pub providers: Vec<Provider>,
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vital {
+    pub date: Option<String>,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub date: Option<String>,
+    pub kind: String,
+    pub display: String,
+    pub code: Option<String>,
+    pub value: Option<String>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timeline {
+    pub patient_id: String,
+    pub name: String,
+    pub birth_date: Option<String>,
+    pub age: Option<u32>,
+    pub sex: String,
+    pub provider: Option<String>,
+    pub latest_blood_pressure: Option<Vital>,
+    pub latest_hba1c: Option<Vital>,
+    pub latest_bmi: Option<Vital>,
+    /// Newest first.
+    pub events: Vec<TimelineEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    pub patient_id: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub at: String,
+    pub user: String,
+    pub role: String,
+    pub purpose: String,
+    pub action: String,
+    pub patients: Vec<String>,
+    pub query: Option<String>,
+    pub outcome: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub checked: u64,
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}

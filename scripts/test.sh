@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of PHM Workstation: formatting, lints, UI type check, unit and integration
+# tests (real SQLCipher, real PostgreSQL in a temp dir, real keyring) and the end-to-end
+# tests that drive the real app window under Xvfb through tauri-driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-debian.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== UI type check"
+(cd ui && npx tsc --noEmit)
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-run --quiet
+# A throwaway, unlocked Secret Service keyring on a private session bus.
+XDG_DATA_HOME="$(mktemp -d)"
+export XDG_DATA_HOME
+dbus-run-session -- bash -c 'echo -n ci | gnome-keyring-daemon --unlock --components=secrets >/dev/null; cargo test --workspace'

@@ -1,0 +1,431 @@
+//! End to end: the real app window under Xvfb, driven through tauri-driver and
+//! WebKitWebDriver. One WebDriver session walks the care manager, privacy
+//! officer and clinician flows in order, since the driver ports are fixed.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const DRIVER_PORT: u16 = 4444;
+const NATIVE_PORT: u16 = 4445;
+
+/// A child started in its own process group, killed as a group on drop so no
+/// WebKitWebDriver or Xvfb outlives the test.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn start_xvfb() -> Option<Group> {
+    if std::env::var_os("DISPLAY").is_some() {
+        return None;
+    }
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("Xvfb starts (apt package xvfb)");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    std::env::set_var("DISPLAY", format!(":{}", line.trim()));
+    Some(Group(child))
+}
+
+fn wait_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < within, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Ok(p) = std::env::var("TAURI_DRIVER") {
+        return p.into();
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
+    let p = home.join("bin/tauri-driver");
+    if p.exists() {
+        p
+    } else {
+        PathBuf::from("tauri-driver")
+    }
+}
+
+async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Polls until `check` holds, or fails with `what`.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn sign_in(c: &Client, user: &str, purpose: &str) {
+    let u = c
+        .wait()
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    u.send_keys(user).await.unwrap();
+    let p = c.find(Locator::Css("#login-pass")).await.unwrap();
+    p.send_keys(&format!("demo-{user}")).await.unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let select = c
+        .wait()
+        .for_element(Locator::Css("#purpose-select"))
+        .await
+        .unwrap();
+    select.select_by_value(purpose).await.unwrap();
+    c.find(Locator::Css("#purpose-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Css("#logout")).await.unwrap();
+}
+
+async fn sign_out(c: &Client) {
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+}
+
+async fn screenshot(c: &Client, dir: &Path, name: &str) {
+    // Two frames, so the picture shows the latest DOM rather than the previous paint.
+    let _ = c
+        .execute_async(
+            "requestAnimationFrame(() => requestAnimationFrame(() => arguments[0]()))",
+            vec![],
+        )
+        .await;
+    if let Ok(Ok(png)) = tokio::time::timeout(Duration::from_secs(20), c.screenshot()).await {
+        std::fs::write(dir.join(name), png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn care_manager_privacy_officer_and_clinician_flows() {
+    let _xvfb = start_xvfb();
+    let data_dir = tempfile::tempdir().unwrap();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let driver = Group(
+        Command::new(tauri_driver())
+            .args([
+                "--port",
+                &DRIVER_PORT.to_string(),
+                "--native-port",
+                &NATIVE_PORT.to_string(),
+            ])
+            .env("PHM_DATA_DIR", data_dir.path())
+            .env("PHM_DEMO_PATIENTS", "400")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("tauri-driver starts (cargo install tauri-driver)"),
+    );
+    wait_port(DRIVER_PORT, Duration::from_secs(20));
+
+    let app = env!("CARGO_BIN_EXE_phm-workstation");
+    let mut caps = serde_json::Map::new();
+    caps.insert("tauri:options".into(), json!({ "application": app }));
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{DRIVER_PORT}"))
+        .await
+        .expect("WebDriver session");
+
+    // First launch: the demo panel is generated into the encrypted cache, then sign-in shows.
+    c.wait()
+        .at_most(Duration::from_secs(120))
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+
+    // A wrong passphrase is refused in plain words.
+    c.find(Locator::Css("#login-user"))
+        .await
+        .unwrap()
+        .send_keys("caremanager")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-pass"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("login error", || async {
+        !text(&c, "#login-error").await.is_empty()
+    })
+    .await;
+    assert!(text(&c, "#login-error")
+        .await
+        .to_lowercase()
+        .contains("passphrase"));
+    c.find(Locator::Css("#login-user"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+
+    // Care manager: filter the panel, open a timeline.
+    sign_in(&c, "caremanager", "TREAT").await;
+    c.wait()
+        .for_element(Locator::Css(".panel-row[data-patient-id]"))
+        .await
+        .unwrap();
+    let total_all = text(&c, "#panel-total").await;
+    assert!(
+        total_all.starts_with("400 "),
+        "whole panel shown: {total_all}"
+    );
+
+    c.find(Locator::Css("#filter-sex"))
+        .await
+        .unwrap()
+        .select_by_value("female")
+        .await
+        .unwrap();
+    until("female filter", || async {
+        let t = text(&c, "#panel-total").await;
+        t != total_all && !t.starts_with("Loading")
+    })
+    .await;
+    for row in c
+        .find_all(Locator::Css(".panel-row[data-patient-id] .c-sex"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(row.text().await.unwrap(), "female");
+    }
+    let first = c
+        .find(Locator::Css(".panel-row[data-patient-id]"))
+        .await
+        .unwrap();
+    let name = first
+        .find(Locator::Css(".c-name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let family: String = name
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .chars()
+        .take(4)
+        .collect();
+    c.find(Locator::Css("#filter-name"))
+        .await
+        .unwrap()
+        .send_keys(&family)
+        .await
+        .unwrap();
+    until("name filter", || async {
+        let rows = c
+            .find_all(Locator::Css(".panel-row[data-patient-id] .c-name"))
+            .await
+            .unwrap();
+        let mut all = !rows.is_empty();
+        for r in rows {
+            all &= r
+                .text()
+                .await
+                .unwrap()
+                .to_lowercase()
+                .contains(&family.to_lowercase());
+        }
+        all
+    })
+    .await;
+    screenshot(&c, &shots, "panel.png").await;
+
+    let row = c
+        .find(Locator::Css(".panel-row[data-patient-id]"))
+        .await
+        .unwrap();
+    let patient_id = row.attr("data-patient-id").await.unwrap().unwrap();
+    let row_name = row
+        .find(Locator::Css(".c-name"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    row.click().await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("#timeline-events li.event"))
+        .await
+        .unwrap();
+    assert_eq!(text(&c, "#timeline-name").await, row_name);
+    assert!(!c
+        .find_all(Locator::Css("#timeline-events li.event"))
+        .await
+        .unwrap()
+        .is_empty());
+    screenshot(&c, &shots, "timeline.png").await;
+    sign_out(&c).await;
+
+    // Privacy officer: finds that access in the audit trail, and the chain verifies.
+    sign_in(&c, "privacy", "HOPERAT").await;
+    c.wait()
+        .for_element(Locator::Css("#audit-table"))
+        .await
+        .unwrap();
+    assert!(c
+        .find(Locator::Css("#nav-panel"))
+        .await
+        .unwrap()
+        .attr("hidden")
+        .await
+        .unwrap()
+        .is_some());
+    c.find(Locator::Css("#audit-patient"))
+        .await
+        .unwrap()
+        .send_keys(&patient_id)
+        .await
+        .unwrap();
+    c.find(Locator::Css("#audit-search"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("audit rows for the patient", || async {
+        let rows = c
+            .find_all(Locator::Css("tr.audit-row[data-action='view_timeline']"))
+            .await
+            .unwrap();
+        let mut found = false;
+        for r in rows {
+            let user = r
+                .find(Locator::Css(".audit-user"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let who = r
+                .find(Locator::Css(".audit-patients"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            found |= user == "caremanager" && who.contains(&patient_id);
+        }
+        found
+    })
+    .await;
+    c.find(Locator::Css("#audit-verify"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until("chain verified", || async {
+        text(&c, "#audit-verify-result")
+            .await
+            .starts_with("Chain intact")
+    })
+    .await;
+    screenshot(&c, &shots, "audit.png").await;
+    sign_out(&c).await;
+
+    // Clinician: no audit screen, and Rust refuses the command even when called directly.
+    sign_in(&c, "clinician", "TREAT").await;
+    assert!(c
+        .find(Locator::Css("#nav-audit"))
+        .await
+        .unwrap()
+        .attr("hidden")
+        .await
+        .unwrap()
+        .is_some());
+    let refused = c
+        .execute_async(
+            "window.__TAURI_INTERNALS__.invoke('audit_list', { filter: { user: null, patientId: null, action: null, outcome: null, from: null, to: null, limit: 10 } })\
+               .then(() => arguments[0]('allowed'), (e) => arguments[0](e.code + ': ' + e.message))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let refused = refused.as_str().unwrap().to_string();
+    assert!(
+        refused.starts_with("denied: "),
+        "clinician refused the audit trail: {refused}"
+    );
+    sign_out(&c).await;
+
+    c.close().await.unwrap();
+    drop(driver);
+}
