@@ -1478,7 +1478,7 @@ impl<'a> Ctx<'a> {
         f: impl FnOnce() -> R<Value>,
     ) -> R<Value> {
         let d = self.depth.get();
-        if d > 200 {
+        if d > 100 {
             return err("evaluation recursion too deep");
         }
         let old_base = self.base.get();

@@ -122,3 +122,30 @@ fn measures_have_no_unsupported_nodes() {
         assert_eq!(p.unsupported_nodes(), Vec::<String>::new(), "{m}");
     }
 }
+
+/// Evaluation fits comfortably in a small thread stack (worker pools often use 2 MiB or less).
+#[test]
+fn evaluation_fits_in_a_small_stack() {
+    let (set, patients) =
+        load("StatinTherapyforthePreventionandTreatmentofCardiovascularDiseaseFHIR");
+    let p = set
+        .prepare(
+            "StatinTherapyforthePreventionandTreatmentofCardiovascularDiseaseFHIR",
+            Parameters::new(),
+        )
+        .unwrap();
+    let names = p.expression_names();
+    let refs: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn_scoped(s, || {
+                for pd in &patients {
+                    p.evaluate(pd, &refs).unwrap();
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    });
+}
