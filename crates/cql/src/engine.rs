@@ -1256,6 +1256,19 @@ impl<'a> Compiler<'a> {
                         };
                         vec![code, vs]
                     }
+                    Op::InCodeSystem | Op::AnyInCodeSystem => {
+                        let code = self.opt(j.get("code").or(j.get("codes")), sc)?;
+                        let cs = match (j.get("codesystem"), j.get("codesystemExpression")) {
+                            (Some(Json::Object(o)), _) => {
+                                let mut o = o.clone();
+                                o.insert("type".into(), Json::String("CodeSystemRef".into()));
+                                self.expr(&Json::Object(o), sc)?
+                            }
+                            (None, Some(e)) => self.expr(e, sc)?,
+                            _ => return Ok(self.unsupported(j, li, "malformed")),
+                        };
+                        vec![code, cs]
+                    }
                     Op::IndexOf => vec![
                         self.opt(j.get("source"), sc)?,
                         self.opt(j.get("element"), sc)?,

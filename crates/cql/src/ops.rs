@@ -174,6 +174,10 @@ ops!(
     GeometricMean,
     InValueSet,
     AnyInValueSet,
+    ExpandValueSet,
+    InCodeSystem,
+    AnyInCodeSystem,
+    Times,
     Error,
     Descendents,
     Children,
@@ -2076,6 +2080,47 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                 _ => Null,
             },
             _ => return e(format!("aggregate {op:?} requires a list")),
+        },
+        Op::ExpandValueSet => match a0 {
+            ValueSet(vs) => {
+                Value::list(vs.list.iter().map(|c| Code(Arc::new(c.clone()))).collect())
+            }
+            Null => Null,
+            _ => return e("ExpandValueSet requires a value set"),
+        },
+        Op::InCodeSystem | Op::AnyInCodeSystem => {
+            let id = match crate::engine::property(a1, "id") {
+                String(s) => s,
+                _ => return e("code system membership requires a code system"),
+            };
+            fn in_cs(v: &Value, id: &str) -> bool {
+                match v {
+                    Value::Code(c) => c.system.as_deref() == Some(id),
+                    Value::Concept(c) => c.codes.iter().any(|x| x.system.as_deref() == Some(id)),
+                    Value::List(l) => l.iter().any(|x| in_cs(x, id)),
+                    _ => false,
+                }
+            }
+            Boolean(in_cs(a0, &id))
+        }
+        Op::Times => match (a0, a1) {
+            (List(x), List(y)) => {
+                let mut out = Vec::with_capacity(x.len() * y.len());
+                for p in x.iter() {
+                    for q in y.iter() {
+                        let mut t: Vec<(Arc<str>, Value)> = match p {
+                            Tuple(t) => (**t).clone(),
+                            _ => vec![],
+                        };
+                        if let Tuple(u) = q {
+                            t.extend(u.iter().cloned());
+                        }
+                        out.push(Tuple(Arc::new(t)));
+                    }
+                }
+                Value::list(out)
+            }
+            _ => Null,
         },
         Op::InValueSet | Op::AnyInValueSet => match a1 {
             ValueSet(vs) => {

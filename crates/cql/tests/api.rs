@@ -149,3 +149,38 @@ fn evaluation_fits_in_a_small_stack() {
             .unwrap();
     });
 }
+
+/// Terminology operators on a hand-written ELM library with a value set supplied as a FHIR ValueSet.
+#[test]
+fn terminology_operators() {
+    let lit = |v: &str| serde_json::json!({"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}String", "value": v});
+    let lib = serde_json::json!({"library": {
+    "identifier": {"id": "Term", "version": "1"},
+    "codeSystems": {"def": [{"name": "LOINC", "id": "http://loinc.org"}]},
+    "valueSets": {"def": [{"name": "VS", "id": "http://example.org/vs"}]},
+    "codes": {"def": [{"name": "SBP", "id": "8480-6", "codeSystem": {"name": "LOINC"}}]},
+    "statements": {"def": [
+        {"name": "InVS", "context": "Unfiltered", "expression": {"type": "InValueSet", "code": {"type": "CodeRef", "name": "SBP"}, "valueset": {"name": "VS"}}},
+        {"name": "InCS", "context": "Unfiltered", "expression": {"type": "InCodeSystem", "code": {"type": "CodeRef", "name": "SBP"}, "codesystem": {"name": "LOINC"}}},
+        {"name": "Expand", "context": "Unfiltered", "expression": {"type": "ExpandValueSet", "operand": {"type": "ValueSetRef", "name": "VS"}}},
+        {"name": "StrInVS", "context": "Unfiltered", "expression": {"type": "InValueSet", "code": lit("nope"), "valueset": {"name": "VS"}}}
+    ]}}});
+    let mut set = LibrarySet::from_elm_json(&[lib]).unwrap();
+    set.add_valuesets(&[serde_json::json!({"resourceType": "ValueSet", "url": "http://example.org/vs",
+        "expansion": {"contains": [{"system": "http://loinc.org", "code": "8480-6"}, {"system": "http://loinc.org", "code": "8462-4"}]}})]);
+    let p = set.prepare("Term", Parameters::new()).unwrap();
+    assert!(p.evaluate_unfiltered("InVS").unwrap().is_true());
+    assert!(p.evaluate_unfiltered("InCS").unwrap().is_true());
+    assert_eq!(
+        p.evaluate_unfiltered("Expand")
+            .unwrap()
+            .to_json()
+            .as_array()
+            .map(|a| a.len()),
+        Some(2)
+    );
+    assert_eq!(
+        p.evaluate_unfiltered("StrInVS").unwrap().to_json(),
+        serde_json::json!(false)
+    );
+}
