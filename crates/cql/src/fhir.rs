@@ -105,11 +105,6 @@ impl Node {
     }
 }
 
-/// Element names whose FHIR type is `date`.
-fn is_date_element(key: &str) -> bool {
-    matches!(key, "birthDate" | "expirationDate")
-}
-
 /// Known types of common non-choice elements (enough for overload selection and `is` tests).
 fn element_type(key: &str, j: &J) -> Option<&'static str> {
     Some(match key {
@@ -565,8 +560,4 @@ pub fn fhirhelpers_call(name: &str, arg: &Value) -> Option<Result<Value, &'stati
         }),
         _ => return None,
     })
-}
-
-pub fn has_choice_type(key: &str) -> bool {
-    is_date_element(key)
 }

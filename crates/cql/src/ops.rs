@@ -1063,10 +1063,6 @@ fn aggregate(op: Op, l: &[Value]) -> R<Value> {
     })
 }
 
-fn precision_of(p: Option<Prec>) -> Option<Prec> {
-    p
-}
-
 fn collapse(list: &[Value], per: &Value) -> R<Value> {
     let mut ivs: Vec<Interval> = list
         .iter()
@@ -1754,7 +1750,7 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
                     )),
                 }
             } else {
-                let o = same_cmp(a0, a1, precision_of(prec));
+                let o = same_cmp(a0, a1, prec);
                 b(o.map(|o| match op {
                     Op::SameAs => o == Ordering::Equal,
                     Op::SameOrBefore => o != Ordering::Greater,
@@ -2314,9 +2310,4 @@ fn date_ctor(op: Op, a: &[Value], present: u8) -> R<Value> {
             prec: p.max(HOUR),
         }),
     })
-}
-
-#[allow(dead_code)]
-fn unused(_: Prec) -> Prec {
-    WEEK
 }
