@@ -1,7 +1,9 @@
 //! Import and query benchmark: SQLCipher vs plain SQLite (same schema, same
 //! bundled library opened without a key), then panel and timeline latency.
 //!
-//! `cargo bench -p cache` (50 000 patients); `PHM_BENCH_PATIENTS=5000` to change N.
+//! `cargo bench -p cache` (50 000 patients); `PHM_BENCH_PATIENTS=5000` to change N;
+//! `PHM_BENCH_SOURCE=synth` to use the project's generator (crates/synth,
+//! ~45 resources per patient) instead of the compact one in tests/common/gen.rs.
 
 #[path = "../tests/common/gen.rs"]
 mod gen;
@@ -33,6 +35,18 @@ fn write_panel(path: &Path, n: usize) -> u64 {
     count
 }
 
+fn write_synth(path: &Path, n: usize) -> u64 {
+    let g = synth::Generator::new(synth::SynthConfig::new(n as u64, 2026)).unwrap();
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut count = 0u64;
+    for r in g.resources() {
+        fhir::write_ndjson_line(&mut out, &r).unwrap();
+        count += 1;
+    }
+    out.flush().unwrap();
+    count
+}
+
 fn dir_size(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -55,7 +69,7 @@ fn import(c: &mut Cache, file: &Path, resources: u64, label: &str) -> f64 {
     rate
 }
 
-fn queries(n_patients: usize) -> Vec<(&'static str, PanelQuery)> {
+fn queries(n_patients: usize, pcp: &str) -> Vec<(&'static str, PanelQuery)> {
     let base = PanelQuery {
         limit: 50,
         as_of: Some("2026-11-23".into()),
@@ -92,7 +106,7 @@ fn queries(n_patients: usize) -> Vec<(&'static str, PanelQuery)> {
         (
             "provider + condition text, sort conditions",
             PanelQuery {
-                pcp_id: Some("pr7".into()),
+                pcp_id: Some(pcp.into()),
                 condition: Some("hypertens".into()),
                 sort: PanelSort::Conditions,
                 ..base.clone()
@@ -125,13 +139,31 @@ fn queries(n_patients: usize) -> Vec<(&'static str, PanelQuery)> {
 }
 
 fn bench_queries(c: &Cache, n_patients: usize, label: &str) {
-    let qs = queries(n_patients);
     let t = Instant::now();
-    c.panel(&qs[0].1).unwrap();
+    c.panel(&PanelQuery {
+        name: Some("ham".into()),
+        ..Default::default()
+    })
+    .unwrap();
     println!(
         "first panel query after open ({label}, loads the in-memory panel): {:.1} ms",
         t.elapsed().as_secs_f64() * 1000.0
     );
+    let providers = c.panel_providers().unwrap();
+    let pcp = providers[7 % providers.len()].0.clone();
+    let mut ids = Vec::new();
+    for off in (0..n_patients).step_by(1000) {
+        let page = c
+            .panel(&PanelQuery {
+                sort: PanelSort::Id,
+                offset: off as u32,
+                limit: 1000,
+                ..Default::default()
+            })
+            .unwrap();
+        ids.extend(page.rows.into_iter().map(|r| r.patient_id));
+    }
+    let qs = queries(n_patients, &pcp);
     for (_, q) in &qs {
         c.panel(q).unwrap(); // build each sort order once
     }
@@ -165,9 +197,9 @@ fn bench_queries(c: &Cache, n_patients: usize, label: &str) {
     let mut rng = gen::Rng::new(7);
     let mut t = Vec::new();
     for _ in 0..500 {
-        let id = format!("p{}", rng.below(n_patients as u64));
+        let id = &ids[rng.below(ids.len() as u64) as usize];
         let s = Instant::now();
-        c.timeline(&id, &[]).unwrap().unwrap();
+        c.timeline(id, &[]).unwrap().unwrap();
         t.push(s.elapsed());
     }
     t.sort();
@@ -178,10 +210,10 @@ fn bench_queries(c: &Cache, n_patients: usize, label: &str) {
     );
     let mut k = Vec::new();
     for _ in 0..500 {
-        let id = format!("p{}", rng.below(n_patients as u64));
+        let id = &ids[rng.below(ids.len() as u64) as usize];
         let s = Instant::now();
-        c.timeline(&id, &[EventKind::Observation]).unwrap().unwrap();
-        c.patient_summary(&id).unwrap().unwrap();
+        c.timeline(id, &[EventKind::Observation]).unwrap().unwrap();
+        c.patient_summary(id).unwrap().unwrap();
         k.push(s.elapsed());
     }
     k.sort();
@@ -201,9 +233,19 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let file = work.path().join("panel.ndjson");
     let t = Instant::now();
-    let resources = write_panel(&file, n);
+    let source = std::env::var("PHM_BENCH_SOURCE").unwrap_or_default();
+    let resources = if source == "synth" {
+        write_synth(&file, n)
+    } else {
+        write_panel(&file, n)
+    };
     println!(
-        "generated {n} patients, {resources} resources ({:.0} MB NDJSON) in {:.1} s",
+        "generated ({}) {n} patients, {resources} resources ({:.0} MB NDJSON) in {:.1} s",
+        if source == "synth" {
+            "crates/synth"
+        } else {
+            "tests/common/gen.rs"
+        },
         std::fs::metadata(&file).unwrap().len() as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );

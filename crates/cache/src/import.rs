@@ -415,6 +415,8 @@ struct Event {
     value_text: Option<String>,
     unit: Option<String>,
     status: Option<String>,
+    /// Every coding's code of a condition (e.g. ICD-10 and SNOMED), for the panel's code filter.
+    all_codes: Vec<String>,
 }
 
 /// Same rule as [`crate::query::ACTIVE_CONDITION`].
@@ -616,6 +618,7 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
                             if let Some(c) = code {
                                 agg.codes.insert(c.clone());
                             }
+                            agg.codes.extend(ev.all_codes.iter().cloned());
                         }
                         _ => {}
                     }
@@ -680,6 +683,11 @@ fn event_of(res: &Resource) -> Option<Event> {
                 .or_else(|| c.abatement_string.clone()),
             concept: concept(c.code.as_ref()),
             status: first_code(c.clinical_status.as_ref()),
+            all_codes: c
+                .code
+                .iter()
+                .flat_map(|cc| cc.coding.iter().filter_map(|x| x.code.clone()))
+                .collect(),
             ..Event::default()
         },
         Resource::Observation(o) => {
