@@ -5,6 +5,7 @@ pub mod attribute;
 pub mod etl;
 pub mod ingest;
 pub mod matching;
+pub mod measure;
 pub mod migrate;
 pub mod pgharness;
 pub mod serve;

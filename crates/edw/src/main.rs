@@ -7,6 +7,7 @@ const USAGE: &str = "usage:
   phm-edw match --db URL [--upper W] [--lower W]
   phm-edw attribute --db URL [--as-of YYYY-MM-DD]
   phm-edw etl --db URL
+  phm-edw measure --db URL --period YEAR --package FILE|DIR   (eCQM bundles)
   phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
@@ -149,6 +150,22 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
             let r = edw::etl::run(&mut c).map_err(e)?;
             println!("{}", r.summary());
+            Ok(())
+        }
+        "measure" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "period", "package"])?;
+            let year: i32 = num(&a, "period", 0)?;
+            if !(1900..=2200).contains(&year) {
+                return Err("--period YEAR is required (e.g. --period 2025)".into());
+            }
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let pkg = std::path::PathBuf::from(a.req("package")?);
+            let r = edw::measure::run(&mut c, &pkg, year).map_err(e)?;
+            println!(
+                "{{\"measures\":{},\"persons\":{},\"results\":{},\"open_gaps\":{},\"errors\":{}}}",
+                r.measures, r.persons, r.results, r.open_gaps, r.errors
+            );
             Ok(())
         }
         "serve" => {
