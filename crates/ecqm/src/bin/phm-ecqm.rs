@@ -236,6 +236,7 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     let mut evaluations = 0u64;
     let t1 = Instant::now();
     let mut last = Instant::now();
+    let mut first_batch = true;
     let opts = a.opts;
     let gaps = matches!(a.report, Some((ReportKind::Gaps, _)));
 
@@ -245,6 +246,13 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
             ..ReadOptions::default()
         },
         |batch: Vec<PatientItem>| {
+            if first_batch && !a.quiet {
+                first_batch = false;
+                eprintln!(
+                    "phm-ecqm: first batch of patients ready after {:.1}s (NDJSON is grouped by patient first)",
+                    t1.elapsed().as_secs_f64()
+                );
+            }
             // Per patient: load once, evaluate every measure.
             let outcomes = evaluate_batch(&measures, &batch, opts, gaps);
             let mut per_patient = Vec::with_capacity(outcomes.len());
