@@ -41,6 +41,28 @@ pub struct ReportContext {
     /// Overrides the Measure's improvement notation for gaps (for packages
     /// whose coded notation is wrong; see `MeasureDef::warnings`).
     pub improvement_override: Option<ImprovementNotation>,
+    /// Per-measure overrides (by Measure name, id or CMS id such as
+    /// `122FHIR`); they win over `improvement_override`.
+    pub improvement_by_measure: BTreeMap<String, ImprovementNotation>,
+}
+
+impl ReportContext {
+    pub fn new(period: Period, date: String) -> Self {
+        ReportContext {
+            period,
+            date,
+            improvement_override: None,
+            improvement_by_measure: BTreeMap::new(),
+        }
+    }
+
+    fn override_for(&self, m: &MeasureDef) -> Option<ImprovementNotation> {
+        [Some(&m.name), Some(&m.id), m.cms_id.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|k| self.improvement_by_measure.get(k).copied())
+            .or(self.improvement_override)
+    }
 }
 
 fn population_code(code: PopulationCode) -> Json {
@@ -48,12 +70,14 @@ fn population_code(code: PopulationCode) -> Json {
 }
 
 fn improvement(m: &MeasureDef, ctx: &ReportContext) -> Option<ImprovementNotation> {
-    ctx.improvement_override
+    ctx.override_for(m)
         .or_else(|| m.groups.first().and_then(|g| g.improvement_notation))
 }
 
-fn group_improvement(g: &GroupDef, ctx: &ReportContext) -> ImprovementNotation {
-    ctx.improvement_override
+/// The notation used for a group's gaps: per-measure override, global
+/// override, the group's, else `increase`.
+pub fn group_improvement(m: &MeasureDef, g: &GroupDef, ctx: &ReportContext) -> ImprovementNotation {
+    ctx.override_for(m)
         .or(g.improvement_notation)
         .unwrap_or(ImprovementNotation::Increase)
 }
@@ -521,7 +545,7 @@ pub fn gaps_bundle(
             let Some(res) = r.groups.iter().find(|x| x.id == g.id) else {
                 continue;
             };
-            let notation = group_improvement(g, ctx);
+            let notation = group_improvement(m, g, ctx);
             let Some(status) = gap_status(&res.populations, notation, period_over) else {
                 continue;
             };
@@ -595,11 +619,10 @@ mod tests {
     use PopulationCode::*;
 
     fn ctx() -> ReportContext {
-        ReportContext {
-            period: Period::new("2025-01-01", "2025-12-31").unwrap(),
-            date: "2026-01-15T00:00:00Z".into(),
-            improvement_override: None,
-        }
+        ReportContext::new(
+            Period::new("2025-01-01", "2025-12-31").unwrap(),
+            "2026-01-15T00:00:00Z".into(),
+        )
     }
 
     fn result(pid: &str, flags: [bool; 5]) -> PatientResult {

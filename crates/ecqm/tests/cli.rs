@@ -174,7 +174,9 @@ fn eval_bundles_and_ndjson_agree_with_expected() {
             "--as-of",
             "2026-02-01",
             "--improvement-notation",
-            "increase",
+            "decrease",
+            "--improvement-notation",
+            &format!("{MEASURE}=increase"),
             "--quiet",
         ]);
         assert_eq!(code, 0, "{kind}: {err}");

@@ -4,7 +4,7 @@
 //! phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE.ndjson|FILE.json
 //!     [--period-start D --period-end D] --out results.jsonl
 //!     [--report summary|subject-list|individual|gaps --report-out FILE]
-//!     [--threads N] [--sde] [--stratifiers] [--improvement-notation increase|decrease]
+//!     [--threads N] [--sde] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...]
 //!     [--as-of YYYY-MM-DD] [--batch N] [--quiet]
 //! ```
 //! Exit status: 0 ok, 2 usage or input error, 3 when some patient
@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
 [--report summary|subject-list|individual|gaps --report-out FILE] [--threads N] [--sde] \
-[--stratifiers] [--improvement-notation increase|decrease] [--as-of YYYY-MM-DD] [--batch N] [--single-pass] [--quiet]";
+[--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--single-pass] [--quiet]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ReportKind {
@@ -50,6 +50,7 @@ struct Args {
     threads: Option<usize>,
     opts: EvalOptions,
     improvement: Option<ImprovementNotation>,
+    improvement_by_measure: std::collections::BTreeMap<String, ImprovementNotation>,
     as_of: Option<String>,
     batch: usize,
     quiet: bool,
@@ -72,6 +73,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         threads: None,
         opts: EvalOptions::default(),
         improvement: None,
+        improvement_by_measure: Default::default(),
         as_of: None,
         batch: 256,
         quiet: false,
@@ -102,11 +104,21 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--stratifiers" => a.opts.stratifiers = true,
             "--single-pass" => a.opts.single_pass = true,
             "--improvement-notation" => {
+                // `increase`, or `MEASURE=increase` (name, id or CMS id; repeatable)
                 let v = val()?;
-                a.improvement =
-                    Some(ImprovementNotation::parse(&v).ok_or_else(|| {
-                        format!("--improvement-notation {v:?}: increase or decrease")
-                    })?)
+                let (who, what) = match v.split_once('=') {
+                    Some((w, n)) => (Some(w.to_string()), n),
+                    None => (None, v.as_str()),
+                };
+                let n = ImprovementNotation::parse(what).ok_or_else(|| {
+                    format!("--improvement-notation {v:?}: [MEASURE=]increase|decrease")
+                })?;
+                match who {
+                    Some(w) => {
+                        a.improvement_by_measure.insert(w, n);
+                    }
+                    None => a.improvement = Some(n),
+                }
             }
             "--as-of" => a.as_of = Some(val()?),
             "--quiet" => a.quiet = true,
@@ -209,10 +221,11 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
             t0.elapsed().as_secs_f64()
         );
     }
-    let ctx_for = |m: &PreparedMeasure| ReportContext {
-        period: m.period.clone(),
-        date: now_utc(),
-        improvement_override: a.improvement,
+    let ctx_for = |m: &PreparedMeasure| {
+        let mut c = ReportContext::new(m.period.clone(), now_utc());
+        c.improvement_override = a.improvement;
+        c.improvement_by_measure = a.improvement_by_measure.clone();
+        c
     };
     let as_of = a
         .as_of
