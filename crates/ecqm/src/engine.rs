@@ -240,3 +240,28 @@ pub fn evaluate_batch(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_measure_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<PreparedMeasure>();
+        check::<MeasurePackage>();
+    }
+
+    #[test]
+    fn package_errors_are_clear() {
+        let e = MeasurePackage::from_json(&serde_json::json!({"resourceType": "Bundle"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no Measure"), "{e}");
+        let e = MeasurePackage::load(Path::new("/nonexistent/m.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/m.json"), "{e}");
+        assert!(MeasurePackage::load_all(Path::new("/nonexistent")).is_err());
+    }
+}
