@@ -79,13 +79,31 @@ fn tauri_driver() -> PathBuf {
     }
 }
 
+/// The text of every element matching `css`, read in one script so a list
+/// re-rendering between WebDriver calls cannot leave a stale reference.
+async fn texts(c: &Client, css: &str) -> Vec<String> {
+    let v = c
+        .execute(
+            "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent)",
+            vec![json!(css)],
+        )
+        .await
+        .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 async fn text(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
         .unwrap()
-        .text()
+        .prop("textContent")
         .await
         .unwrap()
+        .unwrap_or_default()
 }
 
 /// Polls until `check` holds, or fails with `what`.
@@ -258,27 +276,13 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         t != total_all && !t.starts_with("Loading")
     })
     .await;
-    for row in c
-        .find_all(Locator::Css(".panel-row[data-patient-id] .c-sex"))
-        .await
-        .unwrap()
-    {
-        assert_eq!(row.text().await.unwrap(), "female");
+    for sex in texts(&c, ".panel-row[data-patient-id] .c-sex").await {
+        assert_eq!(sex, "female");
     }
-    let first = c
-        .find(Locator::Css(".panel-row[data-patient-id]"))
-        .await
-        .unwrap();
-    let name = first
-        .find(Locator::Css(".c-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let name = texts(&c, ".panel-row[data-patient-id] .c-name").await[0].clone();
     let family: String = name
-        .split_whitespace()
-        .last()
+        .split([',', ' '])
+        .next()
         .unwrap()
         .chars()
         .take(4)
@@ -290,47 +294,38 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .await
         .unwrap();
     until("name filter", || async {
-        let rows = c
-            .find_all(Locator::Css(".panel-row[data-patient-id] .c-name"))
-            .await
-            .unwrap();
-        let mut all = !rows.is_empty();
-        for r in rows {
-            all &= r
-                .text()
-                .await
-                .unwrap()
-                .to_lowercase()
-                .contains(&family.to_lowercase());
-        }
-        all
+        let names = texts(&c, ".panel-row[data-patient-id] .c-name").await;
+        !names.is_empty()
+            && names
+                .iter()
+                .all(|n| n.to_lowercase().contains(&family.to_lowercase()))
     })
     .await;
     screenshot(&c, &shots, "panel.png").await;
 
-    let row = c
-        .find(Locator::Css(".panel-row[data-patient-id]"))
+    let ids = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.panel-row[data-patient-id]')).map(e => [e.dataset.patientId, e.querySelector('.c-name').textContent])",
+            vec![],
+        )
         .await
         .unwrap();
-    let patient_id = row.attr("data-patient-id").await.unwrap().unwrap();
-    let row_name = row
-        .find(Locator::Css(".c-name"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    row.click().await.unwrap();
+    let patient_id = ids[0][0].as_str().unwrap().to_string();
+    let row_name = ids[0][1].as_str().unwrap().to_string();
+    c.find(Locator::Css(&format!(
+        ".panel-row[data-patient-id='{patient_id}']"
+    )))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
     c.wait()
         .for_element(Locator::Css("#timeline-events li.event"))
         .await
         .unwrap();
     assert_eq!(text(&c, "#timeline-name").await, row_name);
-    assert!(!c
-        .find_all(Locator::Css("#timeline-events li.event"))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(!texts(&c, "#timeline-events li.event").await.is_empty());
     screenshot(&c, &shots, "timeline.png").await;
     sign_out(&c).await;
 
@@ -361,29 +356,16 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .await
         .unwrap();
     until("audit rows for the patient", || async {
-        let rows = c
-            .find_all(Locator::Css("tr.audit-row[data-action='view_timeline']"))
-            .await
-            .unwrap();
-        let mut found = false;
-        for r in rows {
-            let user = r
-                .find(Locator::Css(".audit-user"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let who = r
-                .find(Locator::Css(".audit-patients"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            found |= user == "caremanager" && who.contains(&patient_id);
-        }
-        found
+        let users = texts(&c, "tr.audit-row[data-action='view_timeline'] .audit-user").await;
+        let patients = texts(
+            &c,
+            "tr.audit-row[data-action='view_timeline'] .audit-patients",
+        )
+        .await;
+        users
+            .iter()
+            .zip(&patients)
+            .any(|(u, p)| u == "caremanager" && p.contains(&patient_id))
     })
     .await;
     c.find(Locator::Css("#audit-verify"))

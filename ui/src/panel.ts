@@ -61,7 +61,8 @@ export function panelView(onOpen: (id: string) => void, onError: (e: unknown) =>
     h("option", { value: "unknown" }, "Unknown"),
   );
   const providerSelect = h("select", { id: "filter-provider", "aria-label": "Primary care provider" }, h("option", { value: "" }, "Any provider"));
-  const conditionSelect = h("select", { id: "filter-condition", "aria-label": "Condition" }, h("option", { value: "" }, "Any condition"));
+  const conditionList = h("datalist", { id: "condition-options" });
+  const conditionSelect = h("input", { id: "filter-condition", type: "search", list: "condition-options", placeholder: "Condition or code", "aria-label": "Active condition" });
   const clearButton = h("button", { id: "filter-clear", type: "button", class: "secondary" }, "Clear");
 
   const readFilters = () => {
@@ -77,7 +78,8 @@ export function panelView(onOpen: (id: string) => void, onError: (e: unknown) =>
   nameInput.addEventListener("input", readFiltersSoon);
   ageMin.addEventListener("input", readFiltersSoon);
   ageMax.addEventListener("input", readFiltersSoon);
-  for (const s of [sexSelect, providerSelect, conditionSelect]) s.addEventListener("change", readFilters);
+  for (const s of [sexSelect, providerSelect]) s.addEventListener("change", readFilters);
+  conditionSelect.addEventListener("input", readFiltersSoon);
   clearButton.addEventListener("click", () => {
     nameInput.value = ageMin.value = ageMax.value = "";
     sexSelect.value = providerSelect.value = conditionSelect.value = "";
@@ -197,7 +199,7 @@ export function panelView(onOpen: (id: string) => void, onError: (e: unknown) =>
     try {
       const facets: Facets = await api.facets();
       for (const p of facets.providers) providerSelect.append(h("option", { value: p.id }, p.name));
-      for (const c of facets.conditions) conditionSelect.append(h("option", { value: c }, c));
+      for (const c of facets.conditions) conditionList.append(h("option", { value: c }));
     } catch (e) {
       onError(e);
     }
@@ -206,7 +208,7 @@ export function panelView(onOpen: (id: string) => void, onError: (e: unknown) =>
   const root = h(
     "section",
     { id: "panel-view", class: "view" },
-    h("div", { class: "toolbar" }, nameInput, ageMin, ageMax, sexSelect, providerSelect, conditionSelect, clearButton, totalLabel),
+    h("div", { class: "toolbar" }, nameInput, ageMin, ageMax, sexSelect, providerSelect, conditionSelect, conditionList, clearButton, totalLabel),
     h("div", { class: "panel-table", role: "table", "aria-label": "Panel" }, header, scroller),
   );
   root.addEventListener("keydown", (ev) => {

@@ -90,11 +90,6 @@ const COMMANDS: [(&str, Action, Call); 5] = [
 ];
 
 fn some_patient(ws: &Workstation) -> String {
-    let f = fixture_user_independent_patient(ws);
-    f
-}
-
-fn fixture_user_independent_patient(ws: &Workstation) -> String {
     // The quality analyst may list the panel; use it to find a patient id.
     sign_in(ws, Role::QualityAnalyst);
     let id = ws
