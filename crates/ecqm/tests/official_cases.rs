@@ -198,3 +198,32 @@ fn official_cases_ratchet() {
         println!("ratchet: {passed} passed > {ratchet} in tests/ratchet.txt; raise it");
     }
 }
+
+/// The measurement period is a real parameter: moving it ten years back
+/// changes who is in the initial population.
+#[test]
+fn measurement_period_is_applied() {
+    let ecqm_dir = shared_dir().join("ecqm");
+    let name = "CervicalCancerScreeningFHIR";
+    let pkg = MeasurePackage::load(&ecqm_dir.join(format!("measures/{name}.json"))).unwrap();
+    let cases = json_files(&ecqm_dir.join("cases").join(name));
+    let ip_count = |start: &str, end: &str| {
+        let m = pkg
+            .prepare(&ecqm::Period::new(start, end).unwrap())
+            .unwrap();
+        cases
+            .iter()
+            .filter(|c| {
+                let rec = PatientItem::File(c.to_path_buf()).load().unwrap();
+                let r = m.evaluate(&rec, EvalOptions::default()).unwrap();
+                r.groups[0]
+                    .populations
+                    .is(ecqm::PopulationCode::InitialPopulation)
+            })
+            .count()
+    };
+    let now = ip_count("2025-01-01", "2025-12-31");
+    let then = ip_count("2015-01-01", "2015-12-31");
+    assert!(now > 0);
+    assert_ne!(now, then, "IP with the 2015 period should differ");
+}
