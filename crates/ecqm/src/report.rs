@@ -514,6 +514,36 @@ fn gap_reason(
     }
 }
 
+/// Flat gap rows for a worklist: one per group where the patient has a gap
+/// status, with the reason. `{patient, measure, title, cms_id, group,
+/// status, improvement_notation, reason, populations}`.
+pub fn gap_rows(m: &MeasureDef, r: &PatientResult, ctx: &ReportContext, as_of: &str) -> Vec<Json> {
+    let period_over = as_of > ctx.period.end_date();
+    let mut rows = Vec::new();
+    for g in &m.groups {
+        let Some(res) = r.groups.iter().find(|x| x.id == g.id) else {
+            continue;
+        };
+        let notation = group_improvement(m, g, ctx);
+        let Some(status) = gap_status(&res.populations, notation, period_over) else {
+            continue;
+        };
+        rows.push(json!({
+            "patient": r.patient_id,
+            "measure": m.name,
+            "title": m.title,
+            "cms_id": m.cms_id,
+            "group": g.id,
+            "status": status.code(),
+            "improvement_notation": notation.code(),
+            "reason": gap_reason(m, g, status, notation),
+            "populations": res.populations,
+            "period": {"start": ctx.period.start, "end": ctx.period.end},
+        }));
+    }
+    rows
+}
+
 /// The DEQM STU5 gaps-in-care Bundle (type document) for one patient over
 /// several measures: a Composition with one section per measure (focus: the
 /// individual MeasureReport; entries: its DetectedIssues), the reports, one
@@ -812,6 +842,17 @@ mod tests {
             section["focus"]["reference"]
         );
         assert!(di["detail"].as_str().unwrap().contains("not met"));
+        let rows = gap_rows(&m, &open, &ctx(), "2026-01-15");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["status"], "open-gap");
+        assert_eq!(rows[0]["populations"]["numerator"], 0);
+        assert!(gap_rows(
+            &m,
+            &result("p9", [true, true, true, false, false]),
+            &ctx(),
+            "2026-01-15"
+        )
+        .is_empty());
         // every fullUrl unique
         let mut urls: Vec<&str> = entries
             .iter()

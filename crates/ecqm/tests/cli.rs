@@ -153,7 +153,7 @@ fn eval_bundles_and_ndjson_agree_with_expected() {
     assert_eq!(a, b);
 
     // Individual reports and gaps.
-    for kind in ["individual", "gaps", "subject-list"] {
+    for kind in ["individual", "gaps", "subject-list", "worklist"] {
         let rep = d.join(format!("{kind}.out"));
         let (code, err) = run(&[
             "eval",
@@ -207,6 +207,13 @@ fn eval_bundles_and_ndjson_agree_with_expected() {
                     .collect();
                 assert!(statuses.iter().any(|s| s == "open-gap"));
                 assert!(statuses.iter().any(|s| s == "closed-gap"));
+            }
+            "worklist" => {
+                let rows = lines(&rep);
+                assert!(rows.iter().any(|r| r["status"] == "open-gap"));
+                assert!(rows
+                    .iter()
+                    .all(|r| r["reason"].is_string() && r["measure"] == MEASURE));
             }
             _ => {
                 let s: Json = serde_json::from_slice(&std::fs::read(&rep).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 //! ```text
 //! phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE.ndjson|FILE.json
 //!     [--period-start D --period-end D] --out results.jsonl
-//!     [--report summary|subject-list|individual|gaps --report-out FILE]
+//!     [--report summary|subject-list|individual|gaps|worklist --report-out FILE]
 //!     [--threads N] [--sde] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...]
 //!     [--as-of YYYY-MM-DD] [--batch N] [--quiet]
 //! ```
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ecqm::engine::{evaluate_batch, MeasurePackage, PreparedMeasure};
 use ecqm::patients::{PatientItem, PatientSource, ReadOptions};
 use ecqm::period::{now_utc, Period};
-use ecqm::report::{gaps_bundle, individual_report, safe_id, ReportContext, Summary};
+use ecqm::report::{gap_rows, gaps_bundle, individual_report, safe_id, ReportContext, Summary};
 use ecqm::{EcqmError, EvalOptions, ImprovementNotation};
 use serde_json::{json, Value as Json};
 
@@ -30,7 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
-[--report summary|subject-list|individual|gaps --report-out FILE] [--threads N] [--sde] \
+[--report summary|subject-list|individual|gaps|worklist --report-out FILE] [--threads N] [--sde] \
 [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--single-pass] [--quiet]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,7 @@ enum ReportKind {
     SubjectList,
     Individual,
     Gaps,
+    Worklist,
 }
 
 struct Args {
@@ -92,6 +93,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     "subject-list" => ReportKind::SubjectList,
                     "individual" => ReportKind::Individual,
                     "gaps" => ReportKind::Gaps,
+                    "worklist" => ReportKind::Worklist,
                     o => return Err(format!("unknown report kind {o:?}")),
                 })
             }
@@ -138,10 +140,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         (None, None) => None,
         _ => return Err("--report and --report-out go together".into()),
     };
-    if a.report
-        .as_ref()
-        .is_some_and(|(k, _)| *k != ReportKind::Summary && *k != ReportKind::SubjectList)
-    {
+    if matches!(
+        a.report,
+        Some((ReportKind::Individual | ReportKind::Gaps, _))
+    ) {
         // individual reports and gaps show stratifiers and SDEs too
         a.opts.stratifiers = true;
         a.opts.supplemental_data = true;
@@ -299,6 +301,13 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
                     out.write_all(b"\n").map_err(io_err(&a.out))?;
                     if let Some(mi) = measures.iter().position(|m| m.def.name == r.measure) {
                         summaries[mi].add(r);
+                        if let (Some(ReportKind::Worklist), Some(w)) =
+                            (a.report.as_ref().map(|r| r.0), report_out.as_mut())
+                        {
+                            for row in gap_rows(&measures[mi].def, r, &ctx_for(&measures[mi]), &as_of) {
+                                write_line(w, &row, a)?;
+                            }
+                        }
                         if let (Some(ReportKind::Individual), Some(w)) =
                             (a.report.as_ref().map(|r| r.0), report_out.as_mut())
                         {
