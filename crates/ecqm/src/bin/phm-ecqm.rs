@@ -206,8 +206,24 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     let packages = MeasurePackage::load_all(&a.measure)?;
     let mut measures: Vec<PreparedMeasure> = Vec::with_capacity(packages.len());
     for p in &packages {
-        for w in &p.def.warnings {
-            eprintln!("phm-ecqm: warning: {w}");
+        let d = &p.def;
+        let overridden = a.improvement.is_some()
+            || [Some(&d.name), Some(&d.id), d.cms_id.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|k| a.improvement_by_measure.contains_key(k));
+        let shown: Vec<&String> = d
+            .warnings
+            .iter()
+            .filter(|w| !(overridden && w.contains("improvementNotation")))
+            .collect();
+        if let Some(first) = shown.first() {
+            let more = if shown.len() > 1 {
+                format!(" (and {} similar)", shown.len() - 1)
+            } else {
+                String::new()
+            };
+            eprintln!("phm-ecqm: warning: {first}{more}");
         }
         let period = match &a.period {
             Some((s, e)) => Period::new(s, e)?,
@@ -261,10 +277,10 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
             ..ReadOptions::default()
         },
         |batch: Vec<PatientItem>| {
-            if first_batch && !a.quiet {
+            if first_batch && !a.quiet && matches!(source, PatientSource::Ndjson(_)) {
                 first_batch = false;
                 eprintln!(
-                    "phm-ecqm: first batch of patients ready after {:.1}s (NDJSON is grouped by patient first)",
+                    "phm-ecqm: NDJSON grouped by patient; first batch ready after {:.1}s",
                     t1.elapsed().as_secs_f64()
                 );
             }
