@@ -33,6 +33,11 @@ const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 /// Part of the file format: every open must use the same value.
 pub const PAGE_SIZE: u32 = 16384;
 
+/// Page authentication: HMAC-SHA256 (hardware-accelerated by SHA-NI on
+/// current x86-64 CPUs) instead of SQLCipher 4's default HMAC-SHA512.
+/// Part of the file format, like [`PAGE_SIZE`].
+pub const HMAC_ALGORITHM: &str = "HMAC_SHA256";
+
 impl Cache {
     /// Opens (creating if missing) the encrypted cache at `path` with `key`.
     ///
@@ -183,7 +188,8 @@ impl Cache {
 
 fn apply_key(conn: &Connection, key: &CacheKey) -> Result<(), CacheError> {
     let mut pragma = format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {PAGE_SIZE};",
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {PAGE_SIZE}; \
+         PRAGMA cipher_hmac_algorithm = {HMAC_ALGORITHM};",
         key.to_hex()
     );
     let r = conn.execute_batch(&pragma);

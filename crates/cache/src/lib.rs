@@ -20,7 +20,7 @@ mod query;
 
 pub use accounts::{Account, LoginResult};
 pub use audit::AuditFilter;
-pub use db::{Cache, PAGE_SIZE};
+pub use db::{Cache, HMAC_ALGORITHM, PAGE_SIZE};
 pub use import::{ImportProgress, ImportSummary, PROGRESS_EVERY};
 pub use key::{
     init_keyring_backend, CacheKey, KeyError, KeyStore, KeyringBackend, KEYRING_SERVICE,

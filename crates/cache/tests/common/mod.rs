@@ -52,9 +52,10 @@ pub fn import_lines(cache: &mut Cache, lines: &[String]) -> cache::ImportSummary
 pub fn raw_conn(path: &Path, key: &CacheKey) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).unwrap();
     c.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {};",
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
         key.to_hex(),
-        cache::PAGE_SIZE
+        cache::PAGE_SIZE,
+        cache::HMAC_ALGORITHM
     ))
     .unwrap();
     c
