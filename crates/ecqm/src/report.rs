@@ -560,6 +560,15 @@ pub fn gaps_bundle(
     as_of: &str,
 ) -> Json {
     let period_over = as_of > ctx.period.end_date();
+    // References inside the document resolve to entries: the Patient's and
+    // the Organization's fullUrl when they are in the Bundle.
+    let patient_url = format!("urn:uuid:{}", uuid_from(&["patient", patient_id]));
+    let patient_ref = if patient.is_some() {
+        patient_url.clone()
+    } else {
+        format!("Patient/{patient_id}")
+    };
+    let org_url = "urn:uuid:00000000-0000-4000-a000-000000000001";
     let comp_id = uuid_from(&["composition", patient_id, &ctx.date, &ctx.period.start]);
     let mut entries: Vec<Json> = Vec::new();
     let mut sections = Vec::new();
@@ -592,7 +601,7 @@ pub fn gaps_bundle(
                     {"system": GAP_STATUS_SYSTEM, "code": status.code(), "display": status.display()}]}}],
                 "status": if status == GapStatus::Prospective { "preliminary" } else { "final" },
                 "code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CAREGAP", "display": "Care Gaps"}]},
-                "patient": {"reference": format!("Patient/{patient_id}")},
+                "patient": {"reference": patient_ref},
                 "identifiedDateTime": ctx.date,
                 "detail": gap_reason(m, g, status, notation),
                 "evidence": [{"detail": [{"reference": rep_url}]}],
@@ -615,20 +624,18 @@ pub fn gaps_bundle(
         "meta": {"profile": [DEQM_GAPS_COMPOSITION]},
         "status": "final",
         "type": {"coding": [{"system": "http://loinc.org", "code": "96315-7", "display": "Gaps in care report"}]},
-        "subject": {"reference": format!("Patient/{patient_id}")},
+        "subject": {"reference": patient_ref},
         "date": ctx.date,
-        "author": [{"reference": REPORTER}],
+        "author": [{"reference": org_url}],
         "title": "Gaps in Care Report",
         "section": sections,
     });
     let mut all = vec![json!({"fullUrl": format!("urn:uuid:{comp_id}"), "resource": composition})];
     if let Some(p) = patient {
-        all.push(json!({"fullUrl": format!("urn:uuid:{}", uuid_from(&["patient", patient_id])), "resource": p}));
+        all.push(json!({"fullUrl": patient_url, "resource": p}));
     }
-    all.push(
-        json!({"fullUrl": "urn:uuid:00000000-0000-4000-a000-000000000001", "resource": {
-        "resourceType": "Organization", "id": "phm-workstation", "name": "PHM Workstation"}}),
-    );
+    all.push(json!({"fullUrl": org_url, "resource": {
+        "resourceType": "Organization", "id": "phm-workstation", "name": "PHM Workstation"}}));
     all.extend(entries);
     json!({
         "resourceType": "Bundle",
@@ -836,7 +843,10 @@ mod tests {
             "open-gap"
         );
         assert_eq!(di["code"]["coding"][0]["code"], "CAREGAP");
-        assert_eq!(di["patient"]["reference"], "Patient/p1");
+        assert!(di["patient"]["reference"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:uuid:"));
         assert_eq!(
             di["evidence"][0]["detail"][0]["reference"],
             section["focus"]["reference"]
@@ -853,6 +863,19 @@ mod tests {
             "2026-01-15"
         )
         .is_empty());
+        // the Composition's subject and author, and the patient, resolve in the Bundle
+        assert_eq!(
+            find(comp["subject"]["reference"].as_str().unwrap()).unwrap()["resourceType"],
+            "Patient"
+        );
+        assert_eq!(
+            find(comp["author"][0]["reference"].as_str().unwrap()).unwrap()["resourceType"],
+            "Organization"
+        );
+        assert_eq!(
+            find(di["patient"]["reference"].as_str().unwrap()).unwrap()["id"],
+            "p1"
+        );
         // every fullUrl unique
         let mut urls: Vec<&str> = entries
             .iter()
