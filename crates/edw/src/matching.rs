@@ -19,6 +19,9 @@ pub struct Params {
     pub lower: f64,
     /// Blocks larger than this are skipped (reported), to bound pair counts.
     pub max_block: usize,
+    /// A phone number shared by more records than this is not identifying
+    /// (switchboards, test numbers): its block is skipped.
+    pub max_phone_block: usize,
 }
 
 impl Default for Params {
@@ -26,7 +29,8 @@ impl Default for Params {
         Params {
             upper: 14.0,
             lower: 6.0,
-            max_block: 2000,
+            max_block: 500,
+            max_phone_block: 20,
         }
     }
 }
@@ -380,7 +384,12 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     keys.sort();
     for k in keys {
         let members = &blocks[k];
-        if members.len() > p.max_block {
+        let cap = if k.starts_with('p') {
+            p.max_phone_block
+        } else {
+            p.max_block
+        };
+        if members.len() > cap {
             rep.skipped_blocks += 1;
             continue;
         }
@@ -420,20 +429,25 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     }
 
     tx.execute("DELETE FROM edw.match_link WHERE method <> 'manual'", &[])?;
-    let ins = tx.prepare(
-        "INSERT INTO edw.match_link (a_id, b_id, method, score) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    let la: Vec<i64> = links.iter().map(|l| l.0.min(l.1)).collect();
+    let lb: Vec<i64> = links.iter().map(|l| l.0.max(l.1)).collect();
+    let lm: Vec<&str> = links.iter().map(|l| l.2).collect();
+    let ls: Vec<Option<f64>> = links.iter().map(|l| l.3).collect();
+    tx.execute(
+        "INSERT INTO edw.match_link (a_id, b_id, method, score)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::float8[]) ON CONFLICT DO NOTHING",
+        &[&la, &lb, &lm, &ls],
     )?;
-    for (a, b, m, s) in &links {
-        tx.execute(&ins, &[&a.min(b), &a.max(b), m, s])?;
-    }
     tx.execute("DELETE FROM edw.match_review WHERE status = 'open'", &[])?;
-    let insr = tx.prepare(
-        "INSERT INTO edw.match_review (a_id, b_id, score) VALUES ($1, $2, $3)
+    let ra: Vec<i64> = review.iter().map(|r| r.0.min(r.1)).collect();
+    let rb: Vec<i64> = review.iter().map(|r| r.0.max(r.1)).collect();
+    let rs: Vec<f64> = review.iter().map(|r| r.2).collect();
+    tx.execute(
+        "INSERT INTO edw.match_review (a_id, b_id, score)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::float8[])
          ON CONFLICT (a_id, b_id) DO UPDATE SET score = EXCLUDED.score",
+        &[&ra, &rb, &rs],
     )?;
-    for (a, b, s) in &review {
-        tx.execute(&insr, &[&a.min(b), &a.max(b), s])?;
-    }
 
     // 3. clusters -> persons (stable ids).
     let mut clusters: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -444,30 +458,59 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     let mut roots: Vec<usize> = clusters.keys().copied().collect();
     roots.sort_unstable();
     let mut used = std::collections::HashSet::new();
-    let upd = tx.prepare("UPDATE edw.source_patient SET person_id = $2, change_no = nextval('edw.change_seq') WHERE id = $1")?;
-    let newp = tx.prepare("INSERT INTO edw.person DEFAULT VALUES RETURNING id")?;
+    // Pass 1: keep an existing person id per cluster where possible; count new ones.
+    let mut assigned: Vec<(usize, Option<i64>)> = Vec::with_capacity(roots.len());
     for root in roots {
         let members = &clusters[&root];
         let mut existing: Vec<i64> = members.iter().filter_map(|&i| recs[i].person_id).collect();
         existing.sort_unstable();
         existing.dedup();
-        let pid = match existing.into_iter().find(|x| !used.contains(x)) {
-            Some(x) => x,
-            None => {
-                rep.new_persons += 1;
-                tx.query_one(&newp, &[])?.get(0)
-            }
+        let pid = existing.into_iter().find(|x| !used.contains(x));
+        if let Some(x) = pid {
+            used.insert(x);
+        }
+        assigned.push((root, pid));
+    }
+    // Pass 2: allocate all new person ids in one statement (in cluster order).
+    let need = assigned.iter().filter(|a| a.1.is_none()).count() as i64;
+    let new_ids: Vec<i64> = tx
+        .query(
+            "INSERT INTO edw.person (id)
+             SELECT nextval(pg_get_serial_sequence('edw.person', 'id')) FROM generate_series(1, $1::bigint)
+             RETURNING id",
+            &[&need],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut new_ids = {
+        let mut v = new_ids;
+        v.sort_unstable();
+        v.into_iter()
+    };
+    rep.new_persons = need as usize;
+    let (mut upd_ids, mut upd_pids) = (Vec::new(), Vec::new());
+    for (root, pid) in assigned {
+        let pid = match pid {
+            Some(p) => p,
+            None => new_ids.next().expect("allocated above"),
         };
         used.insert(pid);
-        for &i in members {
+        for &i in &clusters[&root] {
             if recs[i].person_id != Some(pid) {
-                tx.execute(&upd, &[&recs[i].id, &pid])?;
+                upd_ids.push(recs[i].id);
+                upd_pids.push(pid);
                 if recs[i].person_id.is_some() {
                     rep.reassigned_records += 1;
                 }
             }
         }
     }
+    tx.execute(
+        "UPDATE edw.source_patient s SET person_id = u.pid, change_no = nextval('edw.change_seq')
+         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, pid) WHERE s.id = u.id",
+        &[&upd_ids, &upd_pids],
+    )?;
     rep.persons = used.len();
     // Persons left without records and not referenced elsewhere are removed.
     tx.execute(
