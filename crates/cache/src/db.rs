@@ -53,24 +53,27 @@ impl Cache {
         }
         // Check the key on a read-only, immutable view of the main file:
         // SQLite then neither opens nor checkpoints an existing -wal file, nor
-        // touches -shm, so a wrong key changes no byte on disk.
+        // touches -shm, so a wrong key changes no byte on disk. An immutable
+        // view takes no locks, so a page being rewritten by another connection
+        // at that instant could read torn: retry before calling the key wrong.
         if std::fs::metadata(path)
             .map(|m| m.len() > 0)
             .unwrap_or(false)
         {
-            let probe = Connection::open_with_flags(
-                immutable_uri(path),
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_URI
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(|e| CacheError::Io {
-                file: path.display().to_string(),
-                reason: crate::db_error_message(&e),
-            })?;
-            apply_key(&probe, key)?;
-            check_key(&probe)?;
+            let mut attempt = 0;
+            loop {
+                match probe_key(path, key) {
+                    Err(CacheError::WrongKey) if attempt < 2 => {
+                        attempt += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    other => break other?,
+                }
+            }
         }
+        // cipher_memory_security stays at SQLCipher's default (off): wiping
+        // every SQLite allocation costs throughput, and the PHI it would
+        // protect is in this process's Rust memory anyway once displayed.
         let conn = connect(path)?;
         apply_key(&conn, key)?;
         check_key(&conn)?;
@@ -184,6 +187,22 @@ impl Cache {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Opens `path` immutable and read-only and checks `key` on its page 1.
+fn probe_key(path: &Path, key: &CacheKey) -> Result<(), CacheError> {
+    let probe = Connection::open_with_flags(
+        immutable_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| CacheError::Io {
+        file: path.display().to_string(),
+        reason: crate::db_error_message(&e),
+    })?;
+    apply_key(&probe, key)?;
+    check_key(&probe)
 }
 
 fn apply_key(conn: &Connection, key: &CacheKey) -> Result<(), CacheError> {

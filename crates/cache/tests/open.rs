@@ -166,3 +166,33 @@ fn settings_round_trip() {
     c.set_setting("a", "2").unwrap();
     assert_eq!(c.setting("a").unwrap().as_deref(), Some("2"));
 }
+
+#[test]
+fn right_key_open_succeeds_while_another_connection_writes_and_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let k = key();
+    drop(Cache::open(&path, &k).unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, k, stop) = (path.clone(), k.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let c = Cache::open(&path, &k).unwrap();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.set_setting("n", &i.to_string()).unwrap();
+                if i % 20 == 0 {
+                    c.checkpoint().unwrap();
+                }
+                i += 1;
+            }
+            i
+        })
+    };
+    for _ in 0..40 {
+        let c = Cache::open(&path, &k).expect("the right key must open during writes");
+        assert!(c.setting("n").is_ok());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+}
