@@ -181,7 +181,7 @@ fn right_key_open_succeeds_while_another_connection_writes_and_checkpoints() {
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 c.set_setting("n", &i.to_string()).unwrap();
-                if i % 20 == 0 {
+                if i.is_multiple_of(20) {
                     c.checkpoint().unwrap();
                 }
                 i += 1;
