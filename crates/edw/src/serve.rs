@@ -251,11 +251,160 @@ async fn read_patient(
     }
 }
 
+/// `POST /worklist-actions`: a workstation writes back one worklist action.
+/// Body: `{"workstation_id", "event_id", "person_id", "action", "acted_at", "note"?}`.
+/// Idempotent per (workstation_id, event_id): 201 when stored, 200 when already present.
+async fn post_worklist_action(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let c = match db(&app).await {
+        Ok(c) => c,
+        Err(_) => {
+            return outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "database unavailable",
+            )
+        }
+    };
+    let audit_w = |actor: &'static str, status: StatusCode, id: String| {
+        let c = &c;
+        async move {
+            c.execute(
+                "INSERT INTO audit.phi_access (actor, action, resource_type, resource_id, outcome, client)
+                 VALUES ($1, 'write', 'WorklistAction', $2, $3, $4)",
+                &[&actor, &id, &(status.as_u16() as i32), &peer.ip().to_string()],
+            )
+            .await
+        }
+    };
+    if !app.token_ok(&headers) {
+        if audit_w("anonymous", StatusCode::UNAUTHORIZED, String::new())
+            .await
+            .is_err()
+        {
+            return outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "audit write failed",
+            );
+        }
+        return outcome(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "missing or invalid bearer token",
+        );
+    }
+    let v: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                &format!("body is not JSON: {e}"),
+            )
+        }
+    };
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(serde_json::Value::as_str)
+            .filter(|x| !x.trim().is_empty())
+    };
+    let (Some(ws), Some(ev), Some(action), Some(acted_at)) = (
+        s("workstation_id"),
+        s("event_id"),
+        s("action"),
+        s("acted_at"),
+    ) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "workstation_id, event_id, action and acted_at are required strings",
+        );
+    };
+    let Some(person) = v.get("person_id").and_then(serde_json::Value::as_i64) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "person_id (integer) is required",
+        );
+    };
+    if crate::validate::check_datetime(acted_at).is_err() || !acted_at.contains('T') {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "acted_at must be a FHIR dateTime with time zone",
+        );
+    }
+    let note = s("note");
+    let r = c
+        .execute(
+            "INSERT INTO edw.worklist_action (workstation_id, event_id, person_id, action, note, acted_at)
+             SELECT $1, $2, p.id, $3, $4, $5::text::timestamptz FROM edw.person p WHERE p.id = $6
+             ON CONFLICT (workstation_id, event_id) DO NOTHING",
+            &[&ws, &ev, &action, &note, &acted_at, &person],
+        )
+        .await;
+    let status = match r {
+        Ok(1) => StatusCode::CREATED,
+        Ok(_) => {
+            let exists = c
+                .query_opt(
+                    "SELECT 1 FROM edw.worklist_action WHERE workstation_id = $1 AND event_id = $2",
+                    &[&ws, &ev],
+                )
+                .await
+                .map(|r| r.is_some())
+                .unwrap_or(false);
+            if exists {
+                StatusCode::OK
+            } else {
+                StatusCode::NOT_FOUND
+            }
+        }
+        Err(_) => {
+            return outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "insert failed",
+            )
+        }
+    };
+    if audit_w(
+        "static-token",
+        status,
+        format!("{ws}/{ev}").chars().take(64).collect(),
+    )
+    .await
+    .is_err()
+    {
+        return outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "audit write failed",
+        );
+    }
+    match status {
+        StatusCode::NOT_FOUND => outcome(status, "not-found", "no such person"),
+        _ => json(
+            status,
+            serde_json::json!({"workstation_id": ws, "event_id": ev}),
+        ),
+    }
+}
+
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/fhir/Patient/{id}", get(read_patient))
+        .route(
+            "/worklist-actions",
+            axum::routing::post(post_worklist_action),
+        )
         .with_state(app)
 }
 

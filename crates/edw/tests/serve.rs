@@ -13,6 +13,16 @@ impl Drop for Server {
 }
 
 fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    request(port, "GET", path, token, "")
+}
+
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let auth = token
@@ -20,7 +30,8 @@ fn get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
         .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut buf = String::new();
@@ -148,6 +159,75 @@ fn serve_health_ready_and_authenticated_audited_patient_read() {
             ("static-token".to_string(), 404),
         ]
     );
+    // Worklist write-back: validated, idempotent per (workstation, event), audited.
+    let good = format!(
+        r#"{{"workstation_id":"ws-1","event_id":"ev-1","person_id":{pid},"action":"outreach-called","acted_at":"2026-01-05T10:00:00Z"}}"#
+    );
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", None, &good)
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", Some(token), &good)
+            .unwrap()
+            .0,
+        201
+    );
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", Some(token), &good)
+            .unwrap()
+            .0,
+        200
+    );
+    let (st, body) = request(
+        port,
+        "POST",
+        "/worklist-actions",
+        Some(token),
+        r#"{"workstation_id":"ws-1"}"#,
+    )
+    .unwrap();
+    assert_eq!(st, 400);
+    assert!(body.contains("required"), "{body}");
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", Some(token), "{")
+            .unwrap()
+            .0,
+        400
+    );
+    let bad_time = good
+        .replace("2026-01-05T10:00:00Z", "2026-01-05T10:00:00")
+        .replace("ev-1", "ev-2");
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", Some(token), &bad_time)
+            .unwrap()
+            .0,
+        400
+    );
+    let nobody = good
+        .replace(&format!(":{pid},"), ":999999,")
+        .replace("ev-1", "ev-3");
+    assert_eq!(
+        request(port, "POST", "/worklist-actions", Some(token), &nobody)
+            .unwrap()
+            .0,
+        404
+    );
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM edw.worklist_action", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let writes: i64 = c
+        .query_one(
+            "SELECT count(*) FROM audit.phi_access WHERE action = 'write'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(writes, 4, "401, 201, 200, 404 audited");
     // Rows land in a monthly partition, not the default one.
     let in_default: i64 = c
         .query_one("SELECT count(*) FROM audit.phi_access_default", &[])
