@@ -142,6 +142,7 @@ impl PgHarness {
         if run_as_other {
             ensure_user()?;
         }
+        sweep_stale(&bin, run_as_other);
         // Short path: the unix socket path must stay under ~100 bytes.
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let dir = PathBuf::from(format!("/tmp/pgh-{}-{}", std::process::id(), n));
@@ -272,6 +273,36 @@ impl PgHarness {
             .map_err(|e| HarnessError(format!("create database: {e}")))?;
         Ok(self.url(name))
     }
+}
+
+/// Stop and delete servers left by harness processes that died without running
+/// `Drop` (e.g. a test binary killed with SIGKILL): `/tmp/pgh-<pid>-<n>` whose pid is gone.
+fn sweep_stale(bin: &Path, run_as_other: bool) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(rd) = std::fs::read_dir("/tmp") else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("pgh-") else {
+                continue;
+            };
+            let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+                continue;
+            }
+            let h = PgHarness {
+                dir: e.path(),
+                bin: bin.to_path_buf(),
+                run_as_other,
+                port: None,
+            };
+            drop(h); // Drop stops the server (if any) and removes the directory.
+        }
+    });
 }
 
 fn path_str(p: &Path) -> Result<&str, HarnessError> {
