@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde_json::Value as Json;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use std::sync::Arc;
 
 type R<T> = Result<T, CqlError>;
@@ -203,24 +204,33 @@ impl LibrarySet {
         for li in 0..nlibs {
             c.compile_lib(li)?;
         }
+        // content identity of each library (before parameters): name, version, the ELM itself,
+        // the value sets it declares (with their expansions) and what it includes
+        let base: Vec<u64> = c.libs.iter().map(|p| self.lib_content_hash(p)).collect();
+        let includes: Vec<Vec<(String, usize)>> = c
+            .libs
+            .iter()
+            .map(|p| {
+                let mut v: Vec<(String, usize)> =
+                    p.includes.iter().map(|(a, i)| (a.clone(), *i)).collect();
+                v.sort();
+                v
+            })
+            .collect();
         let libs: Vec<CLib> = c
             .libs
             .into_iter()
             .map(|p| p.done.expect("compiled"))
             .collect();
-        let mut prepared = Prepared {
-            libs,
-            main: 0,
-            memo_len: 0,
-        };
-        let mut n = 0;
+        let mut prepared = Prepared { libs, main: 0 };
         for l in prepared.libs.iter_mut() {
+            let mut n = 0;
             for d in l.defs.iter_mut().filter(|d| !d.is_function) {
                 d.memo_slot = n;
                 n += 1;
             }
+            l.memo_len = n;
         }
-        prepared.memo_len = n;
         // parameters: provided values (by name, for every library) else defaults; the main library
         // (index 0) is resolved first
         for li in 0..prepared.libs.len() {
@@ -245,8 +255,85 @@ impl LibrarySet {
                 prepared.libs[li].params[pi].1 = v;
             }
         }
+        // a library's definitions have the same values for one patient wherever its key is equal:
+        // same content, same parameter values, and the same for everything it includes
+        let mut keys: Vec<Option<LibKey>> = vec![None; prepared.libs.len()];
+        for li in 0..prepared.libs.len() {
+            lib_key(li, &base, &includes, &prepared.libs, &mut keys, 0)?;
+        }
+        for (l, k) in prepared.libs.iter_mut().zip(keys) {
+            l.key = k.expect("keyed");
+        }
         Ok(prepared)
     }
+
+    fn lib_content_hash(&self, p: &PreLib) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let src = &self.libs[p.src];
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        src.name.hash(&mut h);
+        src.version.hash(&mut h);
+        serde_json::to_vec(&*src.elm)
+            .unwrap_or_default()
+            .hash(&mut h);
+        let mut vs: Vec<(&String, &Arc<ValueSetData>)> = p.vs_index.iter().collect();
+        vs.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, d) in vs {
+            name.hash(&mut h);
+            d.url.hash(&mut h);
+            d.list.len().hash(&mut h);
+            for c in &d.list {
+                (&c.code, &c.system, &c.version).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// Identity of a compiled library for sharing memoized definitions across [`Prepared`]s:
+/// (name, content hash including the included libraries, hash of parameter values).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LibKey {
+    name: String,
+    content: u64,
+    params: u64,
+}
+
+fn lib_key(
+    li: usize,
+    base: &[u64],
+    includes: &[Vec<(String, usize)>],
+    libs: &[CLib],
+    keys: &mut Vec<Option<LibKey>>,
+    depth: usize,
+) -> R<LibKey> {
+    use std::hash::{Hash, Hasher};
+    if let Some(k) = &keys[li] {
+        return Ok(k.clone());
+    }
+    if depth > 64 {
+        return err("library includes are cyclic");
+    }
+    let mut content = std::collections::hash_map::DefaultHasher::new();
+    let mut params = std::collections::hash_map::DefaultHasher::new();
+    base[li].hash(&mut content);
+    for (n, v) in &libs[li].params {
+        n.hash(&mut params);
+        format!("{v:?}").hash(&mut params);
+    }
+    for (alias, i) in &includes[li] {
+        let k = lib_key(*i, base, includes, libs, keys, depth + 1)?;
+        alias.hash(&mut content);
+        k.hash(&mut content);
+        k.hash(&mut params);
+    }
+    let k = LibKey {
+        name: libs[li].name.clone(),
+        content: content.finish(),
+        params: params.finish(),
+    };
+    keys[li] = Some(k.clone());
+    Ok(k)
 }
 
 // ---------------------------------------------------------------------------
@@ -421,7 +508,7 @@ struct Def {
     operand_types: Vec<TypeSpec>,
     is_function: bool,
     patient_context: bool,
-    /// index into the per-evaluation memo (expression definitions only)
+    /// index into its library's per-evaluation memo (expression definitions only)
     memo_slot: usize,
 }
 
@@ -431,13 +518,15 @@ pub(crate) struct CLib {
     def_index: HashMap<String, usize>,
     params: Vec<(String, Value)>,
     param_defaults: Vec<Option<Arc<Expr>>>,
+    /// number of memoized definitions (expression definitions)
+    memo_len: usize,
+    key: LibKey,
 }
 
 /// A compiled library set, ready to evaluate. `Send + Sync`.
 pub struct Prepared {
     libs: Vec<CLib>,
     main: usize,
-    memo_len: usize,
 }
 
 struct PreLib {
@@ -709,6 +798,12 @@ impl<'a> Compiler<'a> {
             def_index,
             params,
             param_defaults,
+            memo_len: 0,
+            key: LibKey {
+                name: String::new(),
+                content: 0,
+                params: 0,
+            },
         });
         Ok(())
     }
@@ -1446,7 +1541,8 @@ impl IntoLit for Value {
 pub(crate) struct Ctx<'a> {
     p: &'a Prepared,
     patient: Option<&'a PatientData>,
-    memo: RefCell<Vec<Option<Value>>>,
+    /// per library (same index as `p.libs`); shared with other `Prepared`s through a [`PatientMemo`]
+    memo: Vec<Memo>,
     stack: RefCell<Vec<Value>>,
     base: std::cell::Cell<usize>,
     depth: std::cell::Cell<usize>,
@@ -1458,10 +1554,19 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 
 impl<'a> Ctx<'a> {
     fn new(p: &'a Prepared, patient: Option<&'a PatientData>) -> Ctx<'a> {
+        let memo = p
+            .libs
+            .iter()
+            .map(|l| Rc::new(RefCell::new(vec![None; l.memo_len])))
+            .collect();
+        Ctx::with_memo(p, patient, memo)
+    }
+
+    fn with_memo(p: &'a Prepared, patient: Option<&'a PatientData>, memo: Vec<Memo>) -> Ctx<'a> {
         Ctx {
             p,
             patient,
-            memo: RefCell::new(vec![None; p.memo_len]),
+            memo,
             stack: RefCell::new(Vec::with_capacity(64)),
             base: std::cell::Cell::new(0),
             depth: std::cell::Cell::new(0),
@@ -1513,7 +1618,7 @@ impl<'a> Ctx<'a> {
 
     fn eval_def(&self, lib: usize, def: usize) -> R<Value> {
         let d = &self.p.libs[lib].defs[def];
-        if let Some(Some(v)) = self.memo.borrow().get(d.memo_slot) {
+        if let Some(Some(v)) = self.memo[lib].borrow().get(d.memo_slot) {
             return Ok(v.clone());
         }
         let Some(e) = &d.expr else {
@@ -1537,7 +1642,7 @@ impl<'a> Ctx<'a> {
                 }
                 err
             })?;
-        if let Some(m) = self.memo.borrow_mut().get_mut(d.memo_slot) {
+        if let Some(m) = self.memo[lib].borrow_mut().get_mut(d.memo_slot) {
             *m = Some(v.clone());
         }
         Ok(v)
@@ -2230,6 +2335,26 @@ impl Prepared {
         }
     }
 
+    /// A session whose memoized definitions are shared, through `memo`, with every other session of
+    /// the same patient on any `Prepared` that uses an identical library (same name, ELM content,
+    /// value sets, parameter values and included libraries), e.g. FHIRHelpers or a shared
+    /// measure library across measures. Not `Send`; one per thread.
+    pub fn session_shared<'a>(&'a self, memo: &PatientMemo<'a>) -> Session<'a> {
+        let mut libs = memo.libs.borrow_mut();
+        let m = self
+            .libs
+            .iter()
+            .map(|l| {
+                libs.entry(l.key.clone())
+                    .or_insert_with(|| Rc::new(RefCell::new(vec![None; l.memo_len])))
+                    .clone()
+            })
+            .collect();
+        Session {
+            ctx: Ctx::with_memo(self, Some(memo.patient), m),
+        }
+    }
+
     /// Evaluate one definition without patient data (context Unfiltered; spec tests).
     pub fn evaluate_unfiltered(&self, name: &str) -> R<Value> {
         let ctx = Ctx::new(self, None);
@@ -2375,6 +2500,25 @@ fn collect_unsupported(e: &Expr, out: &mut Vec<String>) {
             go(code);
             go(severity);
             go(message);
+        }
+    }
+}
+
+type Memo = Rc<RefCell<Vec<Option<Value>>>>;
+
+/// One patient's memoized definition values, shared by the sessions of several [`Prepared`]s
+/// (see [`Prepared::session_shared`]). Keyed by library identity and parameter values, so only
+/// identical libraries share. Not `Send`; one per patient and thread.
+pub struct PatientMemo<'a> {
+    patient: &'a PatientData,
+    libs: RefCell<HashMap<LibKey, Memo>>,
+}
+
+impl<'a> PatientMemo<'a> {
+    pub fn new(patient: &'a PatientData) -> PatientMemo<'a> {
+        PatientMemo {
+            patient,
+            libs: RefCell::new(HashMap::new()),
         }
     }
 }

@@ -16,6 +16,65 @@ pub enum J {
     Obj(Arc<[(Arc<str>, J)]>),
 }
 
+/// Parses JSON text straight into a [`J`], with the same result as `J::from_json` of a
+/// `serde_json::Value` (object keys sorted, a repeated key keeps its last value, numbers rendered
+/// as `serde_json::Number` renders them) but without building the intermediate value.
+impl<'de> serde::Deserialize<'de> for J {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<J, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = J;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON")
+            }
+            fn visit_unit<E>(self) -> Result<J, E> {
+                Ok(J::Null)
+            }
+            fn visit_none<E>(self) -> Result<J, E> {
+                Ok(J::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<J, E> {
+                Ok(J::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<J, E> {
+                Ok(J::Num(Arc::from(serde_json::Number::from(n).to_string())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<J, E> {
+                Ok(J::Num(Arc::from(serde_json::Number::from(n).to_string())))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<J, E> {
+                Ok(match serde_json::Number::from_f64(n) {
+                    Some(n) => J::Num(Arc::from(n.to_string())),
+                    None => J::Null,
+                })
+            }
+            fn visit_str<E>(self, s: &str) -> Result<J, E> {
+                Ok(J::Str(Arc::from(s)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<J, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(x) = a.next_element::<J>()? {
+                    v.push(x);
+                }
+                Ok(J::Arr(v.into()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<J, A::Error> {
+                let mut v: Vec<(Arc<str>, J)> = Vec::new();
+                while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let x = a.next_value::<J>()?;
+                    v.push((Arc::from(&*k), x));
+                }
+                // as serde_json's Map (a BTreeMap): sorted keys, the last of repeated keys wins
+                v.reverse();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v.dedup_by(|later, earlier| later.0 == earlier.0);
+                Ok(J::Obj(v.into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl J {
     pub fn from_json(v: &serde_json::Value) -> J {
         match v {
@@ -560,4 +619,25 @@ pub fn fhirhelpers_call(name: &str, arg: &Value) -> Option<Result<Value, &'stati
         }),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod deserialize_tests {
+    use super::J;
+
+    #[test]
+    fn direct_parse_equals_from_json() {
+        for text in [
+            r#"{"resourceType":"Observation","z":1,"a":[1.0,-2,3.5e2,18446744073709551615,1e300],"k":"x","k":"y","n":null,"b":true,"o":{"b":{},"a":[]}}"#,
+            r#"[{"valueQuantity":{"value":0.1,"unit":"mg"}},"s\u00e9",false,12345678901234567890]"#,
+        ] {
+            let direct: J = serde_json::from_str(text).unwrap();
+            let via: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                format!("{direct:?}"),
+                format!("{:?}", J::from_json(&via)),
+                "{text}"
+            );
+        }
+    }
 }

@@ -19,7 +19,7 @@ mod regex;
 pub mod units;
 pub mod value;
 
-pub use engine::{LibrarySet, Prepared, Session};
+pub use engine::{LibrarySet, PatientMemo, Prepared, Session};
 pub use value::{Code, Concept, Interval, Quantity, Value};
 
 use std::collections::HashMap;
@@ -87,6 +87,24 @@ impl PatientData {
             by.entry(rt.to_string())
                 .or_default()
                 .push(Value::Resource(node));
+        }
+        Ok(PatientData {
+            by_type: by.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+        })
+    }
+
+    /// From resources already parsed into [`fhir::J`] (e.g. `serde_json::from_str::<fhir::J>` of
+    /// NDJSON lines, with no intermediate `serde_json::Value`). Same result as `from_resources`.
+    pub fn from_nodes(resources: Vec<fhir::J>) -> Result<PatientData, CqlError> {
+        let mut by: HashMap<String, Vec<Value>> = HashMap::new();
+        for r in resources {
+            let Some(rt) = r.get("resourceType").and_then(|t| t.str()) else {
+                return Err(CqlError::new("a resource has no resourceType"));
+            };
+            let rt = rt.to_string();
+            by.entry(rt)
+                .or_default()
+                .push(Value::Resource(fhir::Node::new(r, None)));
         }
         Ok(PatientData {
             by_type: by.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),

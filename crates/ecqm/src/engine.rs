@@ -120,14 +120,18 @@ pub struct PreparedMeasure {
     prepared: cql::Prepared,
 }
 
-impl Evaluator for PreparedMeasure {
-    type Patient = cql::PatientData;
+/// One measure bound to one patient's evaluation session: definitions are memoized across the
+/// population, stratifier and SDE calls, and (through a shared [`cql::PatientMemo`]) across
+/// measures that use identical libraries with identical parameters.
+struct Bound<'a> {
+    session: cql::Session<'a>,
+}
 
-    fn truths(&self, patient: &cql::PatientData, expressions: &[&str]) -> Result<Vec<bool>> {
-        let vals = self
-            .prepared
-            .evaluate(patient, expressions)
-            .map_err(engine_err)?;
+impl Evaluator for Bound<'_> {
+    type Patient = ();
+
+    fn truths(&self, _: &(), expressions: &[&str]) -> Result<Vec<bool>> {
+        let vals = self.session.evaluate(expressions).map_err(engine_err)?;
         vals.iter()
             .zip(expressions)
             .map(|(v, e)| match v {
@@ -144,10 +148,10 @@ impl Evaluator for PreparedMeasure {
             .collect()
     }
 
-    fn values(&self, patient: &cql::PatientData, expressions: &[&str]) -> Result<Vec<Json>> {
+    fn values(&self, _: &(), expressions: &[&str]) -> Result<Vec<Json>> {
         Ok(self
-            .prepared
-            .evaluate(patient, expressions)
+            .session
+            .evaluate(expressions)
             .map_err(engine_err)?
             .iter()
             .map(cql::Value::to_json)
@@ -163,7 +167,21 @@ impl PreparedMeasure {
         patient_id: &str,
         opts: EvalOptions,
     ) -> Result<PatientResult> {
-        evaluate_patient(&self.def, self, data, patient_id, opts)
+        self.evaluate_memo(&cql::PatientMemo::new(data), patient_id, opts)
+    }
+
+    /// Evaluates one patient, sharing memoized library definitions with the other measures
+    /// evaluated with the same `memo` (one per patient; see [`cql::PatientMemo`]).
+    pub fn evaluate_memo(
+        &self,
+        memo: &cql::PatientMemo<'_>,
+        patient_id: &str,
+        opts: EvalOptions,
+    ) -> Result<PatientResult> {
+        let bound = Bound {
+            session: self.prepared.session_shared(memo),
+        };
+        evaluate_patient(&self.def, &bound, &(), patient_id, opts)
     }
 
     /// Converts and evaluates one patient.
@@ -209,7 +227,7 @@ pub fn evaluate_batch(
                     format!("patient #{}", &crate::report::safe_id(&[id])[..10])
                 }
             };
-            let mut record = match item.load() {
+            let (id, nodes) = match item.load_nodes() {
                 Ok(r) => r,
                 Err(e) => {
                     return PatientOutcome {
@@ -221,19 +239,22 @@ pub fn evaluate_batch(
                 }
             };
             let patient = if keep_patient {
-                record.resources.first().cloned()
+                nodes.first().map(cql::fhir::J::to_json)
             } else {
                 None
             };
-            let results = patient_data(std::mem::take(&mut record.resources)).map(|data| {
-                measures
-                    .iter()
-                    .map(|m| m.evaluate_data(&data, &record.id, opts))
-                    .collect()
-            });
+            let results = cql::PatientData::from_nodes(nodes)
+                .map_err(engine_err)
+                .map(|data| {
+                    let memo = cql::PatientMemo::new(&data);
+                    measures
+                        .iter()
+                        .map(|m| m.evaluate_memo(&memo, &id, opts))
+                        .collect()
+                });
             PatientOutcome {
                 label,
-                patient_id: Some(record.id),
+                patient_id: Some(id),
                 patient,
                 results,
             }

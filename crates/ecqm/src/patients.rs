@@ -83,6 +83,44 @@ impl PatientItem {
     }
 }
 
+impl PatientItem {
+    /// Reads the patient straight into engine resources (`cql::fhir::J`): NDJSON lines are parsed
+    /// without an intermediate `serde_json::Value`. Same resources, order and errors as
+    /// [`PatientItem::load`]; the Patient resource first.
+    pub fn load_nodes(&self) -> Result<(String, Vec<cql::fhir::J>)> {
+        match self {
+            PatientItem::File(_) => {
+                let r = self.load()?;
+                let nodes = r.resources.iter().map(cql::fhir::J::from_json).collect();
+                Ok((r.id, nodes))
+            }
+            PatientItem::Lines { id, lines } => {
+                let mut resources = Vec::with_capacity(lines.len());
+                for (i, l) in lines.iter().enumerate() {
+                    let v: cql::fhir::J = serde_json::from_str(l).map_err(|e| {
+                        EcqmError::Patients(format!(
+                            "Patient/{id}: resource line {} is not valid JSON ({e})",
+                            i + 1
+                        ))
+                    })?;
+                    resources.push(v);
+                }
+                let is_patient = |v: &cql::fhir::J| {
+                    v.get("resourceType").and_then(|t| t.str()) == Some("Patient")
+                };
+                if let Some(pos) = resources.iter().position(is_patient) {
+                    resources.swap(0, pos);
+                } else {
+                    return Err(EcqmError::Patients(format!(
+                        "Patient/{id} is referenced but not present in Patient.ndjson"
+                    )));
+                }
+                Ok((id.clone(), resources))
+            }
+        }
+    }
+}
+
 fn is_patient(v: &Json) -> bool {
     v.get("resourceType").and_then(Json::as_str) == Some("Patient")
 }

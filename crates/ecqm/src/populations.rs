@@ -10,7 +10,7 @@ use crate::package::{GroupDef, MeasureDef, PopulationCode, Scoring};
 
 /// What the population layer needs from an expression engine. The cql
 /// adapter implements it; tests use a table-driven fake.
-pub trait Evaluator: Sync {
+pub trait Evaluator {
     type Patient: ?Sized + Sync;
     /// Evaluates boolean-basis criteria: `true`/`false`, null counts as false.
     /// Anything else (a list, a number) is an error.
