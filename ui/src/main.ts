@@ -174,4 +174,16 @@ document.addEventListener("keydown", (ev) => {
 });
 window.addEventListener("unhandledrejection", (ev) => onError(ev.reason));
 
+// Lock the screen after the idle timeout even if no command runs; Rust enforces
+// the same timeout on every command regardless of what the screen does.
+let lastActivity = Date.now();
+for (const ev of ["keydown", "mousedown", "mousemove", "wheel"]) {
+  document.addEventListener(ev, () => (lastActivity = Date.now()), { passive: true });
+}
+window.setInterval(() => {
+  if (session && Date.now() - lastActivity > session.idleTimeoutSecs * 1000) {
+    void api.lock().finally(() => onError({ code: "session_locked", message: "The session was locked after a period of inactivity. Sign in again to continue." }));
+  }
+}, 15_000);
+
 void showStartup();

@@ -265,8 +265,13 @@ fn audit_verification_reports_an_altered_row() {
 /// A second connection to the same encrypted file, as a tamperer with the key would have.
 fn rusqlite_open(f: &Fixture) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(&f.path).unwrap();
-    c.execute_batch(&format!("PRAGMA key = \"x'{}'\";", f.key.to_hex()))
-        .unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
+        f.key.to_hex(),
+        cache::PAGE_SIZE,
+        cache::HMAC_ALGORITHM
+    ))
+    .unwrap();
     c
 }
 

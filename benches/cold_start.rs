@@ -1,0 +1,202 @@
+//! Cold start of the real app on a large encrypted cache, through WebDriver:
+//! launch → sign-in shown (cache opened), and sign-in submitted → first panel
+//! page shown. The first launch also times generating the demo panel.
+//!
+//! Run (needs a session bus and an unlocked keyring, like the e2e test):
+//!   XDG_DATA_HOME=$(mktemp -d) dbus-run-session -- bash -c \
+//!     'echo -n b | gnome-keyring-daemon --unlock --components=secrets >/dev/null; \
+//!      PHM_BENCH_PATIENTS=50000 cargo bench --bench cold_start'
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const PORT: u16 = 4454;
+
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as i32;
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(300));
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+fn xvfb() -> Option<Group> {
+    if std::env::var_os("DISPLAY").is_some() {
+        return None;
+    }
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x800x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("Xvfb");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    std::env::set_var("DISPLAY", format!(":{}", line.trim()));
+    Some(Group(child))
+}
+
+fn driver(data_dir: &Path, patients: u64) -> Group {
+    let home = std::env::var("HOME").unwrap();
+    let bin = PathBuf::from(home).join(".cargo/bin/tauri-driver");
+    let g = Group(
+        Command::new(bin)
+            .args([
+                "--port",
+                &PORT.to_string(),
+                "--native-port",
+                &(PORT + 1).to_string(),
+            ])
+            .env("PHM_DATA_DIR", data_dir)
+            .env("PHM_DEMO_PATIENTS", patients.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("tauri-driver"),
+    );
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", PORT)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "driver did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g
+}
+
+async fn launch() -> (Client, Instant) {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": env!("CARGO_BIN_EXE_phm-workstation") }),
+    );
+    let t0 = Instant::now();
+    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{PORT}"))
+        .await
+        .expect("WebDriver session");
+    (c, t0)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let patients: u64 = std::env::var("PHM_BENCH_PATIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
+    let runs: usize = std::env::var("PHM_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let _x = xvfb();
+    let dir = tempfile::tempdir().unwrap();
+    let _d = driver(dir.path(), patients);
+
+    // First launch: generate the demo panel into the encrypted cache.
+    let (c, t0) = launch().await;
+    c.wait()
+        .at_most(Duration::from_secs(1800))
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    println!(
+        "first launch, {patients} patients generated and imported: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    c.close().await.unwrap();
+
+    let mut to_signin = Vec::new();
+    let mut to_page = Vec::new();
+    for _ in 0..runs {
+        let (c, t0) = launch().await;
+        let user = c
+            .wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::Css("#login-user"))
+            .await
+            .unwrap();
+        to_signin.push(t0.elapsed());
+        user.send_keys("caremanager").await.unwrap();
+        c.find(Locator::Css("#login-pass"))
+            .await
+            .unwrap()
+            .send_keys("demo-caremanager")
+            .await
+            .unwrap();
+        c.find(Locator::Css("#login-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let purpose = c
+            .wait()
+            .for_element(Locator::Css("#purpose-select"))
+            .await
+            .unwrap();
+        purpose.select_by_value("TREAT").await.unwrap();
+        let t1 = Instant::now();
+        c.find(Locator::Css("#purpose-submit"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait()
+            .at_most(Duration::from_secs(60))
+            .for_element(Locator::Css(".panel-row[data-patient-id]"))
+            .await
+            .unwrap();
+        to_page.push(t1.elapsed());
+        c.close().await.unwrap();
+    }
+    to_signin.sort();
+    to_page.sort();
+    let med = |v: &[Duration]| ms(v[v.len() / 2]);
+    println!("runs: {runs}, panel: {patients} patients");
+    println!(
+        "launch -> sign-in shown (cache opened): median {:.0} ms, min {:.0}, max {:.0}",
+        med(&to_signin),
+        ms(to_signin[0]),
+        ms(*to_signin.last().unwrap())
+    );
+    println!(
+        "purpose chosen -> first panel page shown: median {:.0} ms, min {:.0}, max {:.0}",
+        med(&to_page),
+        ms(to_page[0]),
+        ms(*to_page.last().unwrap())
+    );
+    println!(
+        "cold start to first panel page (sum of medians, excluding typing): {:.0} ms",
+        med(&to_signin) + med(&to_page)
+    );
+}
