@@ -5,7 +5,7 @@
 //!     [--period-start D --period-end D] --out results.jsonl
 //!     [--report summary|subject-list|individual|gaps|worklist --report-out FILE]
 //!     [--threads N] [--sde] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...]
-//!     [--as-of YYYY-MM-DD] [--batch N] [--quiet]
+//!     [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--quiet]
 //! ```
 //! Exit status: 0 ok, 2 usage or input error, 3 when some patient
 //! evaluations failed (their result lines are missing; the rest is written).
@@ -31,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
 [--report summary|subject-list|individual|gaps|worklist --report-out FILE] [--threads N] [--sde] \
-[--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--single-pass] [--quiet]";
+[--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--single-pass] [--quiet]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ReportKind {
@@ -54,6 +54,8 @@ struct Args {
     improvement_by_measure: std::collections::BTreeMap<String, ImprovementNotation>,
     as_of: Option<String>,
     batch: usize,
+    /// NDJSON larger than this is grouped through on-disk buckets of about this size
+    group_memory: u64,
     quiet: bool,
 }
 
@@ -77,6 +79,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         improvement_by_measure: Default::default(),
         as_of: None,
         batch: 256,
+        group_memory: ReadOptions::default().max_in_memory_bytes,
         quiet: false,
     };
     while let Some(flag) = it.next() {
@@ -102,6 +105,12 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 a.threads = Some(val()?.parse().map_err(|_| "--threads needs a number")?)
             }
             "--batch" => a.batch = val()?.parse().map_err(|_| "--batch needs a number")?,
+            "--group-memory" => {
+                let mb: u64 = val()?
+                    .parse()
+                    .map_err(|_| "--group-memory needs a number of MB")?;
+                a.group_memory = mb.max(1) << 20;
+            }
             "--sde" => a.opts.supplemental_data = true,
             "--stratifiers" => a.opts.stratifiers = true,
             "--single-pass" => a.opts.single_pass = true,
@@ -274,7 +283,7 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     let stats = source.for_each_batch(
         &ReadOptions {
             batch_size: a.batch,
-            ..ReadOptions::default()
+            max_in_memory_bytes: a.group_memory,
         },
         |batch: Vec<PatientItem>| {
             if first_batch && !a.quiet && matches!(source, PatientSource::Ndjson(_)) {
