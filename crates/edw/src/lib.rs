@@ -8,6 +8,7 @@ pub mod matching;
 pub mod measure;
 pub mod migrate;
 pub mod pgharness;
+pub mod quality;
 pub mod serve;
 pub mod stats;
 pub mod testdata;

@@ -40,6 +40,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "inline_date_functions",
         include_str!("../../../migrations/edw/0007_inline_date_functions.sql"),
     ),
+    (
+        8,
+        "quality_queries",
+        include_str!("../../../migrations/edw/0008_quality_queries.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {
