@@ -15,6 +15,9 @@ pub struct Cache {
     pub(crate) panel_mem: std::cell::RefCell<Option<crate::query::PanelMem>>,
     path: PathBuf,
     encrypted: bool,
+    /// The key, kept to open the replacement file of an import and to reopen
+    /// after swapping it in (`None` for the plain benchmark baseline).
+    key: Option<CacheKey>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -84,7 +87,7 @@ impl Cache {
             // Linked against plain SQLite: the key pragma was ignored.
             return Err(CacheError::Db("SQLCipher is not available".into()));
         }
-        Cache::finish(conn, path, true)
+        Cache::finish(conn, path, Some(key.clone()))
     }
 
     /// Opens a PLAIN (unencrypted) SQLite database with the same schema.
@@ -94,10 +97,137 @@ impl Cache {
     pub fn open_plaintext_for_benchmark(path: impl AsRef<Path>) -> Result<Cache, CacheError> {
         let path = path.as_ref();
         let conn = connect(path)?;
-        Cache::finish(conn, path, false)
+        Cache::finish(conn, path, None)
     }
 
-    fn finish(mut conn: Connection, path: &Path, encrypted: bool) -> Result<Cache, CacheError> {
+    fn finish(conn: Connection, path: &Path, key: Option<CacheKey>) -> Result<Cache, CacheError> {
+        let encrypted = key.is_some();
+        let conn = configure(conn, encrypted)?;
+        Ok(Cache {
+            conn,
+            panel_mem: std::cell::RefCell::new(None),
+            path: path.to_owned(),
+            encrypted,
+            key,
+        })
+    }
+
+    /// `<cache>.import`: where an import builds the replacement database.
+    pub(crate) fn import_path(&self) -> PathBuf {
+        sidecar(&self.path, ".import")
+    }
+
+    /// Creates a fresh database at `path` (removing any leftover of a killed
+    /// import) with this cache's key and cipher settings and the current
+    /// schema. No journal and no syncs: the file is only used once complete,
+    /// flushed by [`Cache::swap_in`]; an incomplete one is deleted.
+    pub(crate) fn create_fresh(&self, path: &Path) -> Result<Connection, CacheError> {
+        remove_db_files(path)?;
+        let mut conn = connect(path)?;
+        match &self.key {
+            Some(k) => apply_key(&conn, k)?,
+            None => conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?,
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA foreign_keys = ON;",
+        )?;
+        migrate::migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Closes the current connection; true if that removed the WAL, i.e. no
+    /// other connection has the cache open (then its file can be replaced).
+    /// Reopens in any case.
+    pub(crate) fn close_alone(&mut self) -> Result<bool, CacheError> {
+        self.close_conn()?;
+        let alone = !sidecar(&self.path, "-wal").exists();
+        self.reopen()?;
+        Ok(alone)
+    }
+
+    fn close_conn(&mut self) -> Result<(), CacheError> {
+        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        old.close().map_err(|(_, e)| CacheError::from(e))
+    }
+
+    fn reopen(&mut self) -> Result<(), CacheError> {
+        let conn = connect(&self.path)?;
+        if let Some(k) = &self.key {
+            apply_key(&conn, k)?;
+            check_key(&conn)?;
+        }
+        self.conn = configure(conn, self.encrypted)?;
+        Ok(())
+    }
+
+    /// Atomically replaces the cache file with the complete database at
+    /// `fresh` (closed): flush it, close the current connection (SQLite
+    /// checkpoints and deletes the WAL), rename, flush the directory, reopen.
+    /// A crash before the rename leaves the previous file; after it, the new
+    /// one. If another connection still holds the cache (its WAL remains),
+    /// nothing is replaced and the import fails.
+    pub(crate) fn swap_in(&mut self, fresh: &Path) -> Result<(), CacheError> {
+        let io = |p: &Path, e: std::io::Error| CacheError::Io {
+            file: p.display().to_string(),
+            reason: e.kind().to_string(),
+        };
+        std::fs::File::open(fresh)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(fresh, e))?;
+        self.close_conn()?;
+        if sidecar(&self.path, "-wal").exists() {
+            let _ = remove_db_files(fresh);
+            self.reopen()?;
+            return Err(CacheError::Import(
+                "the cache is open in another connection; import not applied".into(),
+            ));
+        }
+        let renamed = std::fs::rename(fresh, &self.path).map_err(|e| io(fresh, e));
+        if renamed.is_ok() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+            }
+        } else {
+            let _ = remove_db_files(fresh);
+        }
+        self.reopen()?;
+        *self.panel_mem.get_mut() = None;
+        renamed
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes a database file and its journal/WAL/shm, if present.
+pub(crate) fn remove_db_files(path: &Path) -> Result<(), CacheError> {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let p = sidecar(path, suffix);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(CacheError::Io {
+                    file: p.display().to_string(),
+                    reason: e.kind().to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// WAL, `synchronous=NORMAL`, in-memory temp store, foreign keys, default
+/// page cache, busy timeout, pending migrations.
+fn configure(mut conn: Connection, encrypted: bool) -> Result<Connection, CacheError> {
+    {
         if !encrypted {
             // Same page size as the encrypted cache (no effect on an existing file).
             conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE}"))?;
@@ -120,14 +250,11 @@ impl Cache {
         ))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         migrate::migrate(&mut conn)?;
-        Ok(Cache {
-            conn,
-            panel_mem: std::cell::RefCell::new(None),
-            path: path.to_owned(),
-            encrypted,
-        })
+        Ok(conn)
     }
+}
 
+impl Cache {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

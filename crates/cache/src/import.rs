@@ -192,27 +192,81 @@ impl Cache {
             }
         };
         // A larger page cache during the import means fewer pages spilled to
-        // the WAL and encrypted more than once. Only if the default is in use.
+        // disk and encrypted more than once. Only if the default is in use.
         let cache_size: i64 = self.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
-        let bump = cache_size == DEFAULT_CACHE_SIZE;
-        if bump {
+        let import_cache_size = if cache_size == DEFAULT_CACHE_SIZE {
+            IMPORT_CACHE_SIZE
+        } else {
+            cache_size
+        };
+        // The import builds a fresh database file and swaps it in, so the
+        // previous panel's pages are never read (decrypted) to be freed.
+        // Only possible when no other connection has the cache open.
+        let result = if self.close_alone()? {
+            self.replace_by_swap(import_cache_size, total, progress, feed, &phase)
+        } else {
             self.conn
-                .execute_batch(&format!("PRAGMA cache_size = {IMPORT_CACHE_SIZE}"))?;
-        }
-        let result = self.replace_all_inner(total, progress, feed, phase);
-        if bump {
-            self.conn
-                .execute_batch(&format!("PRAGMA cache_size = {DEFAULT_CACHE_SIZE}"))?;
-        }
+                .execute_batch(&format!("PRAGMA cache_size = {import_cache_size}"))?;
+            self.replace_in_place(total, progress, feed, &phase)
+        };
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = {cache_size}"))?;
         result
     }
 
-    fn replace_all_inner<F, G>(
+    /// Imports into `<cache>.import` (same key), copies accounts, audit and
+    /// settings into it, then swaps it in: a crash at any point leaves either
+    /// the previous file or the complete new one.
+    fn replace_by_swap<F, G>(
+        &mut self,
+        cache_size: i64,
+        total: Option<u64>,
+        progress: F,
+        feed: G,
+        phase: &impl Fn(&str),
+    ) -> Result<ImportSummary, CacheError>
+    where
+        F: FnMut(ImportProgress),
+        G: FnOnce(&mut Writer<'_, '_, F>) -> Result<(), CacheError>,
+    {
+        let fresh_path = self.import_path();
+        let built = (|| {
+            let mut fresh = self.create_fresh(&fresh_path)?;
+            fresh.execute_batch(&format!("PRAGMA cache_size = {cache_size}"))?;
+            let tx = fresh.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            copy_kept_tables(&self.conn, &tx)?;
+            phase("clear");
+            let out = fill(&tx, total, progress, feed, phase)?;
+            tx.commit()?;
+            phase("commit");
+            fresh.execute_batch("PRAGMA optimize")?;
+            fresh.close().map_err(|(_, e)| CacheError::from(e))?;
+            Ok::<_, CacheError>(out)
+        })();
+        let (summary, mut progress) = match built {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = crate::db::remove_db_files(&fresh_path);
+                return Err(e);
+            }
+        };
+        self.swap_in(&fresh_path)?;
+        phase("swap");
+        progress(ImportProgress {
+            resources: summary.resources,
+            total,
+            done: true,
+        });
+        Ok(summary)
+    }
+
+    /// Replaces the clinical tables in the cache itself, in one transaction.
+    fn replace_in_place<F, G>(
         &mut self,
         total: Option<u64>,
         progress: F,
         feed: G,
-        phase: impl Fn(&str),
+        phase: &impl Fn(&str),
     ) -> Result<ImportSummary, CacheError>
     where
         F: FnMut(ImportProgress),
@@ -226,38 +280,7 @@ impl Cache {
         // committed (the new one, or the old one if this import fails).
         *self.panel_mem.get_mut() = None;
         phase("clear");
-        let mut w = Writer {
-            tx: &tx,
-            patient_ids: Default::default(),
-            aggs: Default::default(),
-            summary: ImportSummary::default(),
-            total,
-            progress,
-        };
-        feed(&mut w)?;
-        phase("insert");
-        let orphans = w.orphan_events();
-        if orphans > 0 {
-            return Err(CacheError::Import(format!(
-                "{orphans} clinical resource(s) refer to patients that are not in the import"
-            )));
-        }
-        phase("orphans");
-        w.write_aggregates()?;
-        tx.execute_batch(PANEL_SQL)?;
-        tx.execute_batch("DROP TABLE temp.panel_agg")?;
-        phase("panel");
-        let now = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms());
-        tx.execute(
-            "INSERT INTO settings(key, value) VALUES ('last_import_at', ?1)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [&now],
-        )?;
-        let Writer {
-            summary,
-            mut progress,
-            ..
-        } = w;
+        let (summary, mut progress) = fill(&tx, total, progress, feed, phase)?;
         tx.commit()?;
         phase("commit");
         self.conn.execute_batch("PRAGMA optimize")?;
@@ -269,6 +292,74 @@ impl Cache {
         });
         Ok(summary)
     }
+}
+
+/// Tables kept across imports (not clinical content).
+const KEPT_TABLES: &[&str] = &["accounts", "audit", "settings"];
+
+/// Copies [`KEPT_TABLES`] row for row (same columns, same rowids) from the
+/// current cache into the replacement.
+fn copy_kept_tables(from: &rusqlite::Connection, to: &Transaction<'_>) -> Result<(), CacheError> {
+    for table in KEPT_TABLES {
+        let mut read = from.prepare(&format!("SELECT * FROM main.{table}"))?;
+        let n = read.column_count();
+        let placeholders = vec!["?"; n].join(",");
+        let mut write = to.prepare(&format!("INSERT INTO main.{table} VALUES ({placeholders})"))?;
+        let mut rows = read.query([])?;
+        while let Some(row) = rows.next()? {
+            let values = (0..n)
+                .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            write.execute(rusqlite::params_from_iter(values))?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams the resources into the (empty) clinical tables of `tx` and builds
+/// the panel list. Returns the summary and the progress callback.
+fn fill<F, G>(
+    tx: &Transaction<'_>,
+    total: Option<u64>,
+    progress: F,
+    feed: G,
+    phase: &impl Fn(&str),
+) -> Result<(ImportSummary, F), CacheError>
+where
+    F: FnMut(ImportProgress),
+    G: FnOnce(&mut Writer<'_, '_, F>) -> Result<(), CacheError>,
+{
+    let mut w = Writer {
+        tx,
+        patient_ids: Default::default(),
+        aggs: Default::default(),
+        summary: ImportSummary::default(),
+        total,
+        progress,
+    };
+    feed(&mut w)?;
+    phase("insert");
+    let orphans = w.orphan_events();
+    if orphans > 0 {
+        return Err(CacheError::Import(format!(
+            "{orphans} clinical resource(s) refer to patients that are not in the import"
+        )));
+    }
+    phase("orphans");
+    w.write_aggregates()?;
+    tx.execute_batch(PANEL_SQL)?;
+    tx.execute_batch("DROP TABLE temp.panel_agg")?;
+    phase("panel");
+    let now = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms());
+    tx.execute(
+        "INSERT INTO settings(key, value) VALUES ('last_import_at', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [&now],
+    )?;
+    let Writer {
+        summary, progress, ..
+    } = w;
+    Ok((summary, progress))
 }
 
 fn io_err(path: &Path, e: &std::io::Error) -> CacheError {

@@ -248,8 +248,17 @@ fn kill_9_mid_import_keeps_the_previous_panel() {
     let path = dir.path().join("c.db");
     let k = key();
     let before = previous_panel(&path, &k);
+    // Uncommitted pages go to the WAL (import in place) or to the replacement
+    // file `c.db.import` (import by swap): watch both.
     let wal = dir.path().join("c.db-wal");
-    let wal_before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let fresh = dir.path().join("c.db.import");
+    let on_disk = || {
+        [&wal, &fresh]
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
+    };
+    let wal_before = on_disk();
 
     let data = tempfile::tempdir().unwrap();
     let big = data.path().join("big.ndjson");
@@ -278,7 +287,7 @@ fn kill_9_mid_import_keeps_the_previous_panel() {
         assert_ne!(line, "finished", "the import finished before it was killed");
         if let Some(n) = line.strip_prefix("progress ") {
             seen = n.parse().unwrap();
-            wal_mid = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            wal_mid = on_disk();
             // Well into the import, with uncommitted pages already in the WAL.
             if seen >= 15_000 && wal_mid > wal_before + 256 * 1024 {
                 break;
@@ -298,4 +307,49 @@ fn kill_9_mid_import_keeps_the_previous_panel() {
     let (_, small) = gen::panel(4, 9);
     common::import_lines(&mut c, &small);
     assert_eq!(c.patient_count().unwrap(), 4);
+}
+
+/// An import builds a replacement file and swaps it in: accounts, the audit
+/// trail (chain intact, appends continue it) and settings are carried over,
+/// a leftover replacement file from a killed import is ignored, and nothing
+/// of the replacement remains afterwards.
+#[test]
+fn import_keeps_accounts_audit_and_settings() {
+    use access::{Action, AuditEntry, Outcome, PurposeOfUse, Role};
+    let entry = |i: u32| AuditEntry {
+        at: format!("2026-11-{:02}T10:00:00.000Z", i),
+        user: "alice".into(),
+        role: Some(Role::CareManager),
+        purpose: Some(PurposeOfUse::Treatment),
+        action: Action::ViewPanel,
+        patient_ids: vec![format!("p{i}")],
+        query: None,
+        outcome: Outcome::Allowed,
+        detail: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let k = key();
+    let mut c = Cache::open(&path, &k).unwrap();
+    common::import_lines(&mut c, &gen::panel(5, 1).1);
+    c.create_account("alice", "Alice", Role::CareManager, "correct horse battery")
+        .unwrap();
+    c.set_setting("keep", "me").unwrap();
+    for i in 1..=3 {
+        c.audit_append(entry(i)).unwrap();
+    }
+    // Garbage where a killed import would have left its replacement file.
+    std::fs::write(dir.path().join("c.db.import"), b"leftover").unwrap();
+    common::import_lines(&mut c, &gen::panel(7, 2).1);
+    assert_eq!(c.patient_count().unwrap(), 7);
+    assert_eq!(c.audit_verify().unwrap(), 3);
+    assert_eq!(c.audit_append(entry(4)).unwrap().seq, 4);
+    assert_eq!(c.account("alice").unwrap().unwrap().display_name, "Alice");
+    assert_eq!(c.setting("keep").unwrap().as_deref(), Some("me"));
+    assert!(c.setting("last_import_at").unwrap().is_some());
+    assert!(!dir.path().join("c.db.import").exists());
+    drop(c);
+    let c = Cache::open(&path, &k).unwrap();
+    assert_eq!(c.audit_verify().unwrap(), 4);
+    assert_eq!(c.patient_count().unwrap(), 7);
 }
