@@ -290,16 +290,18 @@ impl PanelMem {
             .query_map([], |r| {
                 let conditions: String = r.get(8)?;
                 let codes: String = r.get(9)?;
-                let pair = (codes, conditions.to_lowercase());
-                let cond = match distinct.get(&pair) {
+                // Few distinct pairs: lowercase each once, not once per row.
+                let key = (codes, conditions);
+                let cond = match distinct.get(&key) {
                     Some(&i) => i,
                     None => {
                         let i = cond_distinct.len() as u32;
-                        cond_distinct.push(pair.clone());
-                        distinct.insert(pair, i);
+                        cond_distinct.push((key.0.clone(), key.1.to_lowercase()));
+                        distinct.insert(key.clone(), i);
                         i
                     }
                 };
+                let conditions = key.1;
                 Ok(MemRow {
                     patient_id: r.get(0)?,
                     name: r.get(1)?,
