@@ -21,6 +21,9 @@ pub struct Options {
     pub source: String,
     pub chunk: usize,
     pub progress: bool,
+    /// Validate the next chunk on a helper thread while the current one merges
+    /// (default). `false` runs everything on the caller's thread (for profiling).
+    pub pipeline: bool,
 }
 
 impl Options {
@@ -29,6 +32,7 @@ impl Options {
             source: source.to_string(),
             chunk: 5000,
             progress: false,
+            pipeline: true,
         }
     }
 }
@@ -44,6 +48,42 @@ pub struct FileReport {
     pub lines: i64,
     pub loaded: i64,
     pub quarantined: i64,
+}
+
+/// Where ingest time goes (process-wide, cumulative wall seconds per phase); read by the
+/// bench via [`profile`] and reset with [`reset_profile`]. Phases: 0 stage COPY,
+/// 1 fetch staged lines, 2 validate (Rust), 3 COPY into mi + ANALYZE, 4 duplicate and
+/// reference checks (SQL), 5 3NF merge SQL, 6 quarantine + restart point + commit.
+pub const PHASES: [&str; 7] = [
+    "stage COPY",
+    "fetch staged lines",
+    "validate (Rust: parse + checks + hash)",
+    "COPY into mi + ANALYZE",
+    "duplicate/reference checks (SQL)",
+    "3NF merge SQL",
+    "quarantine + restart point + commit",
+];
+static PROFILE: [std::sync::atomic::AtomicU64; 7] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 7];
+
+fn prof(phase: usize, since: Instant) -> Instant {
+    let now = Instant::now();
+    PROFILE[phase].fetch_add(
+        (now - since).as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    now
+}
+
+/// Seconds spent per phase (same order as [`PHASES`]) since the last reset.
+pub fn profile() -> [f64; 7] {
+    std::array::from_fn(|i| PROFILE[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9)
+}
+
+pub fn reset_profile() {
+    for p in &PROFILE {
+        p.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// NDJSON files under the given paths, in merge order (referenced types first).
@@ -231,6 +271,7 @@ fn stage_file(
         &[&batch_id, &n],
     )?;
     tx.commit()?;
+    prof(0, t0);
     if opts.progress {
         eprintln!(
             "ingest: {name}: staged {n} lines in {:.1}s",
@@ -608,6 +649,76 @@ static SPECS: &[TypeSpec] = &[
     },
 ];
 
+/// Validate one chunk of staged lines in Rust; returns the COPY payload for temp table
+/// mi and the supported types present (in merge order). Chunks are independent
+/// (duplicates across chunks are found in SQL), so the next chunk is validated on a
+/// second thread while the current one merges.
+fn validate_chunk(rows: &[postgres::Row]) -> Result<(Vec<u8>, Vec<&'static str>)> {
+    let t = Instant::now();
+    let mut buf = Vec::with_capacity(rows.len() * 600);
+    let mut seen: HashMap<(String, String), i64> = HashMap::new();
+    let mut types: Vec<&'static str> = Vec::new();
+    for row in rows {
+        let line_no: i64 = row.get(0);
+        let raw: &str = row.get(1);
+        let bad_utf8: bool = row.get(2);
+        let res = if bad_utf8 {
+            Err(validate::Invalid {
+                resource_type: None,
+                resource_id: None,
+                reason: "line is not valid UTF-8".into(),
+            })
+        } else {
+            validate_line(raw)
+        };
+        let (rtype, rid, body, hash, reason) = match res {
+            Ok(v) => {
+                let key = (v.resource_type.clone(), v.id.clone());
+                if let Some(first) = seen.get(&key) {
+                    let reason = format!("duplicate resource id in file (first at line {first})");
+                    (Some(v.resource_type), Some(v.id), None, None, Some(reason))
+                } else {
+                    seen.insert(key, line_no);
+                    if let Some(t) = validate::SUPPORTED.iter().find(|t| **t == v.resource_type) {
+                        if !types.contains(t) {
+                            types.push(t);
+                        }
+                    }
+                    let hash = crate::migrate::hex(&Sha256::digest(raw.trim().as_bytes()));
+                    (
+                        Some(v.resource_type),
+                        Some(v.id),
+                        Some(v.body.to_string()),
+                        Some(hash),
+                        None,
+                    )
+                }
+            }
+            Err(inv) => (
+                inv.resource_type,
+                inv.resource_id,
+                None,
+                None,
+                Some(inv.reason),
+            ),
+        };
+        write!(buf, "{line_no}\t")?;
+        copy_field(rtype.as_deref(), &mut buf);
+        buf.push(b'\t');
+        copy_field(rid.as_deref(), &mut buf);
+        buf.push(b'\t');
+        copy_field(body.as_deref(), &mut buf);
+        buf.push(b'\t');
+        copy_field(hash.as_deref(), &mut buf);
+        buf.push(b'\t');
+        copy_field(reason.as_deref(), &mut buf);
+        buf.push(b'\n');
+    }
+    types.sort_by_key(|t| validate::type_rank(t));
+    prof(2, t);
+    Ok((buf, types))
+}
+
 fn merge_batch(
     client: &mut postgres::Client,
     batch_id: i64,
@@ -635,93 +746,49 @@ fn merge_batch(
     }
     let start_line = through;
     let merge_t0 = Instant::now();
-    loop {
-        let rows = client.query(
+    let fetch = |client: &mut postgres::Client, after: i64| {
+        client.query(
             "SELECT line_no, raw, bad_utf8 FROM staging.raw_line
              WHERE batch_id = $1 AND line_no > $2 ORDER BY line_no LIMIT $3",
-            &[&batch_id, &through, &(opts.chunk as i64)],
-        )?;
-        if rows.is_empty() {
-            break;
-        }
+            &[&batch_id, &after, &(opts.chunk as i64)],
+        )
+    };
+    let tp = Instant::now();
+    let mut rows = fetch(client, through)?;
+    prof(1, tp);
+    let mut pending: Option<(Vec<u8>, Vec<&'static str>)> = None;
+    while !rows.is_empty() {
         let last: i64 = rows[rows.len() - 1].get(0);
-        // Validate in Rust; build the COPY payload for temp table mi.
-        let mut buf = Vec::with_capacity(rows.len() * 600);
-        let mut seen: HashMap<(String, String), i64> = HashMap::new();
-        let mut types: Vec<&str> = Vec::new();
-        for row in &rows {
-            let line_no: i64 = row.get(0);
-            let raw: &str = row.get(1);
-            let bad_utf8: bool = row.get(2);
-            let res = if bad_utf8 {
-                Err(validate::Invalid {
-                    resource_type: None,
-                    resource_id: None,
-                    reason: "line is not valid UTF-8".into(),
-                })
-            } else {
-                validate_line(raw)
-            };
-            let (rtype, rid, body, hash, reason) = match res {
-                Ok(v) => {
-                    let key = (v.resource_type.clone(), v.id.clone());
-                    if let Some(first) = seen.get(&key) {
-                        let reason =
-                            format!("duplicate resource id in file (first at line {first})");
-                        (Some(v.resource_type), Some(v.id), None, None, Some(reason))
-                    } else {
-                        seen.insert(key, line_no);
-                        if let Some(t) = validate::SUPPORTED.iter().find(|t| **t == v.resource_type)
-                        {
-                            if !types.contains(t) {
-                                types.push(t);
-                            }
-                        }
-                        let hash = crate::migrate::hex(&Sha256::digest(raw.trim().as_bytes()));
-                        (
-                            Some(v.resource_type),
-                            Some(v.id),
-                            Some(v.body.to_string()),
-                            Some(hash),
-                            None,
-                        )
-                    }
-                }
-                Err(inv) => (
-                    inv.resource_type,
-                    inv.resource_id,
-                    None,
-                    None,
-                    Some(inv.reason),
-                ),
-            };
-            write!(buf, "{line_no}\t")?;
-            copy_field(rtype.as_deref(), &mut buf);
-            buf.push(b'\t');
-            copy_field(rid.as_deref(), &mut buf);
-            buf.push(b'\t');
-            copy_field(body.as_deref(), &mut buf);
-            buf.push(b'\t');
-            copy_field(hash.as_deref(), &mut buf);
-            buf.push(b'\t');
-            copy_field(reason.as_deref(), &mut buf);
-            buf.push(b'\n');
-        }
-        types.sort_by_key(|t| validate::type_rank(t));
-
-        let mut tx = client.transaction()?;
-        let mut w = tx.copy_in("COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN")?;
-        w.write_all(&buf)?;
-        w.finish()?;
-        // Fresh statistics for the planner (temp tables are never auto-analysed).
-        tx.batch_execute("ANALYZE mi")?;
-        for t in &types {
-            let spec = SPECS
-                .iter()
-                .find(|s| s.rtype == *t)
-                .expect("spec for supported type");
-            if let Some(table) = spec.table {
-                tx.execute(
+        // Validated on the helper thread during the previous chunk's merge (the
+        // first chunk: here).
+        let (buf, types) = match pending.take() {
+            Some(v) => v,
+            None => validate_chunk(&rows)?,
+        };
+        let tp = Instant::now();
+        let next = fetch(client, last)?;
+        let tp = prof(1, tp);
+        let (res, validated) = std::thread::scope(|s| {
+            let helper =
+                (opts.pipeline && !next.is_empty()).then(|| s.spawn(|| validate_chunk(&next)));
+            let res = (|| -> Result<(i64, i64)> {
+                let mut tx = client.transaction()?;
+                let mut w =
+                    tx.copy_in("COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN")?;
+                w.write_all(&buf)?;
+                w.finish()?;
+                // Fresh statistics for the planner (temp tables are never auto-analysed).
+                // Only the columns the merge filters and joins on: no plan uses statistics
+                // on the jsonb bodies, and computing them reads every body again.
+                tx.batch_execute("ANALYZE mi (line_no, rtype, rid, reason)")?;
+                let mut tp = prof(3, tp);
+                for t in &types {
+                    let spec = SPECS
+                        .iter()
+                        .find(|s| s.rtype == *t)
+                        .expect("spec for supported type");
+                    if let Some(table) = spec.table {
+                        tx.execute(
                     &format!(
                         "UPDATE mi SET reason = 'duplicate resource id in file (first at line ' || t.line_no || ')'
                          FROM edw.{table} t
@@ -730,13 +797,13 @@ fn merge_batch(
                     ),
                     &[&opts.source, &batch_id, t],
                 )?;
-            }
-            let mut refs: Vec<(&str, &str)> = spec.required_refs.to_vec();
-            if let Some(p) = spec.patient_path {
-                refs.push((p, "source_patient"));
-            }
-            for (path, table) in refs {
-                tx.execute(
+                    }
+                    let mut refs: Vec<(&str, &str)> = spec.required_refs.to_vec();
+                    if let Some(p) = spec.patient_path {
+                        refs.push((p, "source_patient"));
+                    }
+                    for (path, table) in refs {
+                        tx.execute(
                     &format!(
                         "UPDATE mi SET reason = 'unresolved reference {path}: no such resource from this source'
                          WHERE mi.reason IS NULL AND mi.rtype = $2 AND NOT EXISTS (
@@ -745,36 +812,47 @@ fn merge_batch(
                     ),
                     &[&opts.source, t],
                 )?;
-            }
-            for sql in spec.sql {
-                let r = if sql.contains("$2") {
-                    tx.execute(*sql, &[&opts.source, &batch_id])
-                } else {
-                    tx.execute(*sql, &[&opts.source])
-                };
-                r.map_err(|e| {
-                    Error::msg(format!(
-                        "merge of {t} lines {}..={last} of {name} failed: {}",
-                        through + 1,
-                        crate::db_err(&e)
-                    ))
-                })?;
-            }
-        }
-        let q = tx.execute(
+                    }
+                    tp = prof(4, tp);
+                    for sql in spec.sql {
+                        let r = if sql.contains("$2") {
+                            tx.execute(*sql, &[&opts.source, &batch_id])
+                        } else {
+                            tx.execute(*sql, &[&opts.source])
+                        };
+                        r.map_err(|e| {
+                            Error::msg(format!(
+                                "merge of {t} lines {}..={last} of {name} failed: {}",
+                                through + 1,
+                                crate::db_err(&e)
+                            ))
+                        })?;
+                    }
+                    tp = prof(5, tp);
+                }
+                let q = tx.execute(
             "INSERT INTO edw.quarantine (batch_id, line_no, source, file_name, resource_type, resource_id, reason)
              SELECT $1, line_no, $2, $3, rtype, rid, reason FROM mi WHERE reason IS NOT NULL
              ON CONFLICT (batch_id, line_no) DO NOTHING",
             &[&batch_id, &opts.source, &name],
         )? as i64;
-        let chunk_lines = rows.len() as i64;
-        let loaded = chunk_lines - q;
-        tx.execute(
+                let chunk_lines = rows.len() as i64;
+                let loaded = chunk_lines - q;
+                tx.execute(
             "UPDATE staging.load_batch SET merged_through = $2, loaded_count = loaded_count + $3,
                     quarantined_count = quarantined_count + $4 WHERE id = $1",
             &[&batch_id, &last, &loaded, &q],
         )?;
-        tx.commit()?;
+                tx.commit()?;
+                prof(6, tp);
+                Ok((loaded, q))
+            })();
+            let validated = helper.map(|h| h.join().expect("validator thread panicked"));
+            (res, validated)
+        });
+        let (loaded, q) = res?;
+        pending = validated.transpose()?;
+        rows = next;
         through = last;
         rep.loaded += loaded;
         rep.quarantined += q;

@@ -1,0 +1,54 @@
+//! Ingest only, with the per-phase profile (see `edw::ingest::PHASES`):
+//!
+//!   cargo run --release -p edw --example ingest_profile -- --patients 20000 [--dir DIR]
+//!
+//! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk.
+//! With `--dir` an existing phm-synth output is used (and kept) instead of generating one.
+use std::time::Instant;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let patients: u64 = get("--patients")
+        .map(|v| v.parse().expect("--patients N"))
+        .unwrap_or(20_000);
+    let pg = edw::pgharness::PgHarness::start().expect("postgres");
+    let url = pg.create_db("prof").expect("db");
+    let mut c = edw::connect(&url).expect("connect");
+    edw::migrate::migrate(&mut c).expect("migrate");
+    let (dir, keep) = match get("--dir") {
+        Some(d) => (std::path::PathBuf::from(d), true),
+        None => {
+            let dir = std::env::temp_dir().join(format!("edw-prof-{}", std::process::id()));
+            let g = synth::Generator::new(synth::SynthConfig::new(patients, 1)).expect("synth");
+            synth::write_ndjson_dir(&g, &dir, 2, &mut |_| {}).expect("synth write");
+            (dir, false)
+        }
+    };
+    let mut opts = edw::ingest::Options::new("synth");
+    if let Some(n) = get("--chunk") {
+        opts.chunk = n.parse().expect("--chunk N");
+    }
+    opts.pipeline = !args.iter().any(|a| a == "--serial");
+    edw::ingest::reset_profile();
+    let t = Instant::now();
+    let reps = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("ingest");
+    let secs = t.elapsed().as_secs_f64();
+    let lines: i64 = reps.iter().map(|r| r.lines).sum();
+    let loaded: i64 = reps.iter().map(|r| r.loaded).sum();
+    println!(
+        "{lines} lines ({loaded} loaded) in {secs:.1} s = {:.0} resources/s",
+        loaded as f64 / secs
+    );
+    for (name, s) in edw::ingest::PHASES.iter().zip(edw::ingest::profile()) {
+        println!("  {name:<42} {s:>7.1} s  {:>5.1} %", 100.0 * s / secs);
+    }
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
