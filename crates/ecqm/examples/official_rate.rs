@@ -17,6 +17,10 @@ use ecqm::patients::{PatientItem, PatientRecord};
 use ecqm::{EvalOptions, Period};
 use serde_json::Value as Json;
 
+// as in phm-ecqm
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
