@@ -191,6 +191,22 @@ impl PreparedMeasure {
     }
 }
 
+/// Evaluates one patient against every measure: converts the record once and shares one
+/// [`cql::PatientMemo`] across the measures (common libraries are evaluated once). Same results
+/// as calling [`PreparedMeasure::evaluate`] per measure, in measure order.
+pub fn evaluate_all(
+    measures: &[PreparedMeasure],
+    record: &PatientRecord,
+    opts: EvalOptions,
+) -> Result<Vec<Result<PatientResult>>> {
+    let data = patient_data(record.resources.clone())?;
+    let memo = cql::PatientMemo::new(&data);
+    Ok(measures
+        .iter()
+        .map(|m| m.evaluate_memo(&memo, &record.id, opts))
+        .collect())
+}
+
 /// Converts a patient's resources to engine data.
 pub fn patient_data(resources: Vec<Json>) -> Result<cql::PatientData> {
     cql::PatientData::from_resources(resources).map_err(engine_err)

@@ -77,4 +77,18 @@ fn shared_memo_equals_separate_evaluation() {
         }
     }
     assert!(checked > 0);
+    // the one-patient convenience gives the same
+    let f = &files(&dir.join("cases").join(&pkgs[0].def.name))[0];
+    let rec = PatientItem::File(f.clone()).load().expect("case");
+    let all = ecqm::engine::evaluate_all(&measures, &rec, opts).expect("convert");
+    for (m, r) in measures.iter().zip(all) {
+        let alone = m.evaluate(&rec, opts);
+        assert_eq!(
+            r.map(|r| serde_json::to_string(&r).unwrap())
+                .map_err(|e| e.to_string()),
+            alone
+                .map(|r| serde_json::to_string(&r).unwrap())
+                .map_err(|e| e.to_string())
+        );
+    }
 }
