@@ -148,9 +148,14 @@ impl Cache {
         Ok(alone)
     }
 
+    /// Closes the connection (leaving a placeholder until [`Cache::reopen`]);
+    /// if SQLite refuses, the connection stays in place.
     fn close_conn(&mut self) -> Result<(), CacheError> {
         let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
-        old.close().map_err(|(_, e)| CacheError::from(e))
+        old.close().map_err(|(conn, e)| {
+            self.conn = conn;
+            CacheError::from(e)
+        })
     }
 
     fn reopen(&mut self) -> Result<(), CacheError> {

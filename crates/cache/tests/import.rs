@@ -353,3 +353,23 @@ fn import_keeps_accounts_audit_and_settings() {
     assert_eq!(c.audit_verify().unwrap(), 4);
     assert_eq!(c.patient_count().unwrap(), 7);
 }
+
+/// With a second connection open on the cache, the file cannot be replaced:
+/// the import runs in place (one transaction) and both connections see it.
+#[test]
+fn import_with_another_connection_open_runs_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let k = key();
+    let mut a = Cache::open(&path, &k).unwrap();
+    common::import_lines(&mut a, &gen::panel(5, 1).1);
+    let b = Cache::open(&path, &k).unwrap();
+    assert_eq!(b.patient_count().unwrap(), 5);
+    common::import_lines(&mut a, &gen::panel(8, 2).1);
+    assert_eq!(a.patient_count().unwrap(), 8);
+    assert_eq!(b.patient_count().unwrap(), 8);
+    assert!(!dir.path().join("c.db.import").exists());
+    drop(b);
+    drop(a);
+    assert_eq!(Cache::open(&path, &k).unwrap().patient_count().unwrap(), 8);
+}
