@@ -7,100 +7,22 @@
 //!     'echo -n b | gnome-keyring-daemon --unlock --components=secrets >/dev/null; \
 //!      PHM_BENCH_PATIENTS=50000 cargo bench --bench cold_start'
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+#[path = "../tests/support/window.rs"]
+mod window;
+
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use fantoccini::{Client, Locator};
+use window::{launch_app, start_driver, start_xvfb};
 
 const PORT: u16 = 4454;
 
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let pgid = self.0.id() as i32;
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        std::thread::sleep(Duration::from_millis(300));
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn xvfb() -> Option<Group> {
-    if std::env::var_os("DISPLAY").is_some() {
-        return None;
-    }
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1280x800x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("Xvfb");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    std::env::set_var("DISPLAY", format!(":{}", line.trim()));
-    Some(Group(child))
-}
-
-fn driver(data_dir: &Path, patients: u64) -> Group {
-    let home = std::env::var("HOME").unwrap();
-    let bin = PathBuf::from(home).join(".cargo/bin/tauri-driver");
-    let g = Group(
-        Command::new(bin)
-            .args([
-                "--port",
-                &PORT.to_string(),
-                "--native-port",
-                &(PORT + 1).to_string(),
-            ])
-            .env("PHM_DATA_DIR", data_dir)
-            .env("PHM_DEMO_PATIENTS", patients.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("tauri-driver"),
-    );
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", PORT)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "driver did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    g
-}
-
 async fn launch() -> (Client, Instant) {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({ "application": env!("CARGO_BIN_EXE_phm-workstation") }),
-    );
     let t0 = Instant::now();
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{PORT}"))
-        .await
-        .expect("WebDriver session");
-    (c, t0)
+    (
+        launch_app(PORT, env!("CARGO_BIN_EXE_phm-workstation")).await,
+        t0,
+    )
 }
 
 fn ms(d: Duration) -> f64 {
@@ -117,9 +39,9 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let _x = xvfb();
+    let _x = start_xvfb();
     let dir = tempfile::tempdir().unwrap();
-    let _d = driver(dir.path(), patients);
+    let _d = start_driver(PORT, dir.path(), patients);
 
     // First launch: generate the demo panel into the encrypted cache.
     let (c, t0) = launch().await;

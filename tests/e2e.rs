@@ -2,82 +2,17 @@
 //! WebKitWebDriver. One WebDriver session walks the care manager, privacy
 //! officer and clinician flows in order, since the driver ports are fixed.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
+#[path = "support/window.rs"]
+mod window;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::json;
+use window::{launch_app, start_driver, start_xvfb};
 
 const DRIVER_PORT: u16 = 4444;
-const NATIVE_PORT: u16 = 4445;
-
-/// A child started in its own process group, killed as a group on drop so no
-/// WebKitWebDriver or Xvfb outlives the test.
-struct Group(Child);
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let pgid = self.0.id() as i32;
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        std::thread::sleep(Duration::from_millis(300));
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn start_xvfb() -> Option<Group> {
-    if std::env::var_os("DISPLAY").is_some() {
-        return None;
-    }
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1280x800x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("Xvfb starts (apt package xvfb)");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    std::env::set_var("DISPLAY", format!(":{}", line.trim()));
-    Some(Group(child))
-}
-
-fn wait_port(port: u16, within: Duration) {
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < within, "port {port} did not open");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn tauri_driver() -> PathBuf {
-    if let Ok(p) = std::env::var("TAURI_DRIVER") {
-        return p.into();
-    }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo"));
-    let p = home.join("bin/tauri-driver");
-    if p.exists() {
-        p
-    } else {
-        PathBuf::from("tauri-driver")
-    }
-}
 
 /// The text of every element matching `css`, read in one script so a list
 /// re-rendering between WebDriver calls cannot leave a stale reference.
@@ -185,32 +120,8 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     std::fs::create_dir_all(&shots).unwrap();
 
-    let driver = Group(
-        Command::new(tauri_driver())
-            .args([
-                "--port",
-                &DRIVER_PORT.to_string(),
-                "--native-port",
-                &NATIVE_PORT.to_string(),
-            ])
-            .env("PHM_DATA_DIR", data_dir.path())
-            .env("PHM_DEMO_PATIENTS", "400")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("tauri-driver starts (cargo install tauri-driver)"),
-    );
-    wait_port(DRIVER_PORT, Duration::from_secs(20));
-
-    let app = env!("CARGO_BIN_EXE_phm-workstation");
-    let mut caps = serde_json::Map::new();
-    caps.insert("tauri:options".into(), json!({ "application": app }));
-    let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{DRIVER_PORT}"))
-        .await
-        .expect("WebDriver session");
+    let driver = start_driver(DRIVER_PORT, data_dir.path(), 400);
+    let c = launch_app(DRIVER_PORT, env!("CARGO_BIN_EXE_phm-workstation")).await;
 
     // First launch: the demo panel is generated into the encrypted cache, then sign-in shows.
     c.wait()
