@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "quality_queries",
         include_str!("../../../migrations/edw/0008_quality_queries.sql"),
     ),
+    (
+        9,
+        "panel_sized_top_conditions",
+        include_str!("../../../migrations/edw/0009_panel_sized_top_conditions.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

@@ -19,6 +19,8 @@ fn quality_queries_return_independently_computed_figures() {
     let _ = std::fs::remove_dir_all(&tmp);
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     edw::attribute::run(&mut c, Some("2025-12-31")).unwrap();
+    // An older period too: queries must use each person's latest period only.
+    edw::attribute::run(&mut c, Some("2024-06-30")).unwrap();
 
     // Care gaps: 5 measures, status and month from a fixed pattern over person ids.
     let persons: Vec<i64> = c
@@ -50,16 +52,26 @@ fn quality_queries_return_independently_computed_figures() {
     }
     edw::etl::run(&mut c).unwrap();
 
-    // Independent inputs: current attribution per person (one period here) and teams.
+    // Independent inputs: current attribution per person (rows in period order, so the
+    // latest period wins) and teams.
     let attr: HashMap<i64, (i64, Option<i64>)> = c
         .query(
-            "SELECT person_id, practitioner_id, care_team_id FROM edw.attribution",
+            "SELECT person_id, practitioner_id, care_team_id FROM edw.attribution
+             ORDER BY period_end, id",
             &[],
         )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), (r.get(1), r.get(2))))
         .collect();
+    let periods: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT period_end) FROM edw.attribution",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(periods, 2);
     assert!(attr.len() >= 20, "attributed: {}", attr.len());
     let prov_key: HashMap<i64, i64> = c
         .query(
