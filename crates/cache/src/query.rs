@@ -538,6 +538,26 @@ impl Cache {
         })
     }
 
+    /// Every distinct active-condition name on the panel with its patient
+    /// count, most common first (for the condition filter's suggestions).
+    pub fn panel_conditions(&self) -> Result<Vec<(String, u64)>, CacheError> {
+        let mut counts: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT conditions, count(*) FROM panel_row WHERE conditions <> '' GROUP BY conditions",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let set: String = r.get(0)?;
+            let n = r.get::<_, i64>(1)? as u64;
+            for name in set.split("; ").filter(|c| !c.is_empty()) {
+                *counts.entry(name.to_owned()).or_default() += n;
+            }
+        }
+        let mut out: Vec<(String, u64)> = counts.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
     /// Every PCP on the panel: `(practitioner id, name, patient count)`, by name.
     pub fn panel_providers(&self) -> Result<Vec<(String, Option<String>, u64)>, CacheError> {
         let mut stmt = self.conn.prepare_cached(

@@ -18,9 +18,14 @@ pub fn facets(c: &Cache) -> Result<Facets, WsError> {
             id,
         })
         .collect();
+    let conditions = c
+        .panel_conditions()?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     Ok(Facets {
         providers,
-        conditions: Vec::new(),
+        conditions,
     })
 }
 

@@ -169,6 +169,38 @@ fn a_timeline_records_the_patient_and_the_panel_records_the_rows_shown() {
 }
 
 #[test]
+fn facets_list_the_panel_providers_and_conditions() {
+    let f = fixture(40);
+    sign_in(&f.ws, Role::Clinician);
+    let facets = f.ws.panel_facets().unwrap();
+    assert!(!facets.providers.is_empty());
+    assert!(!facets.conditions.is_empty());
+    // Every suggested condition filters to at least one patient, every provider too.
+    for condition in &facets.conditions {
+        let q = PanelQuery {
+            condition: Some(condition.clone()),
+            ..Default::default()
+        };
+        assert!(
+            f.ws.panel_query(&q).unwrap().total > 0,
+            "condition suggestion matches"
+        );
+    }
+    let mut total = 0;
+    for p in &facets.providers {
+        let q = PanelQuery {
+            provider: Some(p.id.clone()),
+            ..Default::default()
+        };
+        total += f.ws.panel_query(&q).unwrap().total;
+    }
+    assert_eq!(
+        total, 40,
+        "every patient has exactly one of the listed providers"
+    );
+}
+
+#[test]
 fn commands_need_a_session_and_a_purpose() {
     let f = fixture(5);
     assert_eq!(
