@@ -773,6 +773,9 @@ fn merge_batch(
                 (opts.pipeline && !next.is_empty()).then(|| s.spawn(|| validate_chunk(&next)));
             let res = (|| -> Result<(i64, i64)> {
                 let mut tx = client.transaction()?;
+                // JIT compilation (on by default in Debian's PostgreSQL 15) costs more than
+                // these per-chunk statements run for.
+                tx.batch_execute("SET LOCAL jit = off")?;
                 let mut w =
                     tx.copy_in("COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN")?;
                 w.write_all(&buf)?;
@@ -790,10 +793,17 @@ fn merge_batch(
                     if let Some(table) = spec.table {
                         tx.execute(
                     &format!(
-                        "UPDATE mi SET reason = 'duplicate resource id in file (first at line ' || t.line_no || ')'
-                         FROM edw.{table} t
-                         WHERE mi.reason IS NULL AND mi.rtype = $3 AND t.source = $1 AND t.source_id = mi.rid
-                           AND t.batch_id = $2 AND t.line_no < mi.line_no"
+                        // One index probe per mi row (LATERAL ... LIMIT 1 is never turned
+                        // into a join over the whole table): the planner's statistics on
+                        // tables being loaded lag, and a hash or merge join read all of
+                        // edw.{table} for every chunk (quadratic in the load).
+                        "UPDATE mi SET reason = 'duplicate resource id in file (first at line ' || d.first || ')'
+                         FROM (SELECT m.line_no, f.first FROM mi m CROSS JOIN LATERAL (
+                                 SELECT t.line_no AS first FROM edw.{table} t
+                                 WHERE t.source = $1 AND t.source_id = m.rid
+                                   AND t.batch_id = $2 AND t.line_no < m.line_no LIMIT 1) f
+                               WHERE m.reason IS NULL AND m.rtype = $3) d
+                         WHERE mi.line_no = d.line_no"
                     ),
                     &[&opts.source, &batch_id, t],
                 )?;
@@ -805,10 +815,12 @@ fn merge_batch(
                     for (path, table) in refs {
                         tx.execute(
                     &format!(
+                        // A scalar subquery: one index probe per row, whatever the
+                        // (lagging) statistics say; see the duplicate check above.
                         "UPDATE mi SET reason = 'unresolved reference {path}: no such resource from this source'
-                         WHERE mi.reason IS NULL AND mi.rtype = $2 AND NOT EXISTS (
+                         WHERE mi.reason IS NULL AND mi.rtype = $2 AND (
                            SELECT 1 FROM edw.{table} x WHERE x.source = $1
-                             AND x.source_id = edw.ref_id(mi.b->'{path}'->>'reference'))"
+                             AND x.source_id = edw.ref_id(mi.b->'{path}'->>'reference') LIMIT 1) IS NULL"
                     ),
                     &[&opts.source, t],
                 )?;
