@@ -8,7 +8,7 @@
 //! rewritten to the person's primary record so the engine sees one patient.
 
 use crate::{Error, Result};
-use ecqm::engine::MeasurePackage;
+use ecqm::engine::{MeasurePackage, PreparedMeasure};
 use ecqm::{EvalOptions, ImprovementNotation, PatientRecord, Period, PopulationCode};
 use serde_json::Value;
 use std::path::Path;
@@ -50,7 +50,107 @@ fn rewrite_patient_refs(v: &mut Value, primary: &str) {
     }
 }
 
+/// Rows fetched from the cursor per round trip.
+const FETCH_ROWS: i32 = 20_000;
+/// Persons evaluated (in parallel) and written per batch.
+const CHUNK_PERSONS: usize = 4_000;
+
+struct Writer {
+    up: postgres::Statement,
+    gap: postgres::Statement,
+    period_start: String,
+    period_end: String,
+}
+
+/// Evaluates every measure for a chunk of persons in parallel, then writes the
+/// results measure by measure.
+fn evaluate_chunk(
+    tx: &mut postgres::Transaction<'_>,
+    w: &Writer,
+    measures: &[PreparedMeasure],
+    people: &[(i64, PatientRecord)],
+    rep: &mut Report,
+) -> Result<()> {
+    use rayon::prelude::*;
+    if people.is_empty() {
+        return Ok(());
+    }
+    let outcomes: Vec<_> = people
+        .par_iter()
+        .map(|(_, rec)| ecqm::engine::evaluate_all(measures, rec, EvalOptions::default()))
+        .collect();
+    rep.persons += people.len();
+    for (mi, m) in measures.iter().enumerate() {
+        let improvement = m.def.groups.first().and_then(|g| g.improvement_notation);
+        let mut mid = String::new();
+        let (mut rp, mut rpop, mut rn): (Vec<i64>, Vec<&'static str>, Vec<i32>) =
+            Default::default();
+        let (mut gp, mut gs): (Vec<i64>, Vec<&'static str>) = Default::default();
+        for ((pid, _), outcome) in people.iter().zip(&outcomes) {
+            let res = match outcome {
+                Ok(per_measure) => match &per_measure[mi] {
+                    Ok(res) => res,
+                    Err(_) => {
+                        rep.errors += 1;
+                        continue;
+                    }
+                },
+                Err(_) => {
+                    rep.errors += 1;
+                    continue;
+                }
+            };
+            let Some(g) = res.groups.first() else {
+                continue;
+            };
+            mid.clone_from(&res.measure);
+            for (code, member) in &g.populations.0 {
+                rp.push(*pid);
+                rpop.push(code.code());
+                rn.push(*member as i32);
+                rep.results += 1;
+            }
+            let p = &g.populations;
+            if p.is(PopulationCode::Denominator)
+                && !p.is(PopulationCode::DenominatorExclusion)
+                && !p.is(PopulationCode::DenominatorException)
+            {
+                let met = p.is(PopulationCode::Numerator);
+                let open = match improvement {
+                    Some(ImprovementNotation::Decrease) => met,
+                    _ => !met,
+                };
+                rep.open_gaps += open as u64;
+                gp.push(*pid);
+                gs.push(if open { "open" } else { "closed" });
+            }
+        }
+        if !rp.is_empty() {
+            tx.execute(
+                &w.up,
+                &[&rp, &mid, &w.period_start, &w.period_end, &rpop, &rn],
+            )?;
+        }
+        if !gp.is_empty() {
+            tx.execute(&w.gap, &[&gp, &mid, &w.period_start, &gs])?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run(c: &mut postgres::Client, package: &Path, year: i32) -> Result<Report> {
+    run_in_chunks(c, package, year, CHUNK_PERSONS)
+}
+
+/// As [`run`], evaluating `chunk` persons at a time (tests use small chunks to
+/// cross chunk boundaries).
+pub fn run_in_chunks(
+    c: &mut postgres::Client,
+    package: &Path,
+    year: i32,
+    chunk: usize,
+) -> Result<Report> {
+    let chunk = chunk.max(1);
     let pkgs = MeasurePackage::load_all(package)
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
     let period = Period::new(&format!("{year}-01-01"), &format!("{year}-12-31"))
@@ -64,110 +164,77 @@ pub fn run(c: &mut postgres::Client, package: &Path, year: i32) -> Result<Report
         measures: prepared.len(),
         ..Default::default()
     };
-    // Group rows per person (the query is ordered by person).
-    let rows = c.query(SQL, &[])?;
-    let mut people: Vec<(i64, PatientRecord)> = Vec::new();
-    for row in &rows {
-        let pid: i64 = row.get(0);
-        let kind: i32 = row.get(2);
-        let mut v: Value = serde_json::from_str(row.get(3))
-            .map_err(|e| Error::msg(format!("stored resource is not JSON: {e}")))?;
-        if people.last().map(|p| p.0) != Some(pid) {
-            // First row of a person is its primary Patient (kind 0, lowest record id).
-            let id = v
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            people.push((
-                pid,
-                PatientRecord {
-                    id,
-                    resources: Vec::new(),
-                },
-            ));
-        }
-        let rec = &mut people.last_mut().expect("pushed above").1;
-        if kind == 0 && v.get("id").and_then(Value::as_str) != Some(rec.id.as_str()) {
-            continue; // other source records' Patient resources: demographics come from the primary
-        }
-        rewrite_patient_refs(&mut v, &rec.id.clone());
-        rec.resources.push(v);
-    }
-    rep.persons = people.len();
     let period_start = format!("{year}-01-01");
+    let period_end = format!("{year}-12-31");
     let mut tx = c.transaction()?;
     // Writes are batched per measure (one statement per array batch, not one round
     // trip per row): at 12 measures x 50 populations per person the round trips were
     // most of the run.
-    let up = tx.prepare(
-        "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count)
-         SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n
-         FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n)
-         ON CONFLICT (measure_id, period_start, person_id, population) DO UPDATE
-           SET count = EXCLUDED.count, computed_at = now(), change_no = nextval('edw.change_seq')
-         WHERE measure_result.count <> EXCLUDED.count",
-    )?;
-    let gap = tx.prepare(
-        "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at)
-         SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END
-         FROM unnest($1::bigint[], $4::text[]) AS u(p, s)
-         ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
-           SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = nextval('edw.change_seq')
-         WHERE care_gap.status <> EXCLUDED.status",
-    )?;
-    let period_end = format!("{year}-12-31");
-    const BATCH: usize = 20_000;
-    for m in &prepared {
-        let improvement = m.def.groups.first().and_then(|g| g.improvement_notation);
-        let mut mid = String::new();
-        let (mut rp, mut rpop, mut rn): (Vec<i64>, Vec<&'static str>, Vec<i32>) =
-            Default::default();
-        let (mut gp, mut gs): (Vec<i64>, Vec<&'static str>) = Default::default();
-        for (i, (pid, rec)) in people.iter().enumerate() {
-            match m.evaluate(rec, EvalOptions::default()) {
-                Err(_) => rep.errors += 1,
-                Ok(res) => {
-                    if let Some(g) = res.groups.first() {
-                        mid = res.measure.clone();
-                        for (code, member) in &g.populations.0 {
-                            rp.push(*pid);
-                            rpop.push(code.code());
-                            rn.push(*member as i32);
-                            rep.results += 1;
-                        }
-                        let p = &g.populations;
-                        if p.is(PopulationCode::Denominator)
-                            && !p.is(PopulationCode::DenominatorExclusion)
-                            && !p.is(PopulationCode::DenominatorException)
-                        {
-                            let met = p.is(PopulationCode::Numerator);
-                            let open = match improvement {
-                                Some(ImprovementNotation::Decrease) => met,
-                                _ => !met,
-                            };
-                            rep.open_gaps += open as u64;
-                            gp.push(*pid);
-                            gs.push(if open { "open" } else { "closed" });
-                        }
-                    }
+    let writer = Writer {
+        up: tx.prepare(
+            "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count)
+             SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n
+             FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n)
+             ON CONFLICT (measure_id, period_start, person_id, population) DO UPDATE
+               SET count = EXCLUDED.count, computed_at = now(), change_no = nextval('edw.change_seq')
+             WHERE measure_result.count <> EXCLUDED.count",
+        )?,
+        gap: tx.prepare(
+            "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at)
+             SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END
+             FROM unnest($1::bigint[], $4::text[]) AS u(p, s)
+             ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
+               SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = nextval('edw.change_seq')
+             WHERE care_gap.status <> EXCLUDED.status",
+        )?,
+        period_start,
+        period_end,
+    };
+    // Stream persons through a cursor (the query is ordered by person) so memory
+    // holds one chunk, not the warehouse; each chunk is evaluated in parallel, every
+    // measure of a person sharing one memo (FHIRHelpers etc. computed once).
+    let portal = tx.bind(SQL, &[])?;
+    let mut people: Vec<(i64, PatientRecord)> = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, FETCH_ROWS)?;
+        let done = rows.is_empty();
+        for row in &rows {
+            let pid: i64 = row.get(0);
+            let kind: i32 = row.get(2);
+            let mut v: Value = serde_json::from_str(row.get(3))
+                .map_err(|e| Error::msg(format!("stored resource is not JSON: {e}")))?;
+            if people.last().map(|p| p.0) != Some(pid) {
+                if people.len() >= chunk {
+                    // A new person starts: everyone gathered so far is complete.
+                    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep)?;
+                    people.clear();
                 }
+                // First row of a person is its primary Patient (kind 0, lowest record id).
+                let id = v
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                people.push((
+                    pid,
+                    PatientRecord {
+                        id,
+                        resources: Vec::new(),
+                    },
+                ));
             }
-            if rp.len() >= BATCH || gp.len() >= BATCH || i + 1 == people.len() {
-                if !rp.is_empty() {
-                    tx.execute(&up, &[&rp, &mid, &period_start, &period_end, &rpop, &rn])?;
-                }
-                if !gp.is_empty() {
-                    tx.execute(&gap, &[&gp, &mid, &period_start, &gs])?;
-                }
-                rp.clear();
-                rpop.clear();
-                rn.clear();
-                gp.clear();
-                gs.clear();
+            let rec = &mut people.last_mut().expect("pushed above").1;
+            if kind == 0 && v.get("id").and_then(Value::as_str) != Some(rec.id.as_str()) {
+                continue; // other source records' Patient resources: demographics come from the primary
             }
+            rewrite_patient_refs(&mut v, &rec.id.clone());
+            rec.resources.push(v);
+        }
+        if done {
+            break;
         }
     }
+    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep)?;
     tx.commit()?;
     Ok(rep)
 }
