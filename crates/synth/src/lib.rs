@@ -22,7 +22,7 @@
 
 pub mod codes;
 mod generator;
-mod names;
+pub mod names;
 mod rng;
 mod write;
 
