@@ -261,11 +261,14 @@ fn parse_improvement(
     })?;
     if let Some(d) = display.and_then(ImprovementNotation::parse) {
         if d != parsed {
+            // A coding that says both directions states neither: treat it as absent
+            // (gaps and reports then default to `increase`) and say so.
             warnings.push(format!(
-                "{at}: improvementNotation code is \"{}\" but its display says \"{}\"; the code is used (override with an explicit improvement notation if the display is right)",
+                "{at}: improvementNotation code is \"{}\" but its display says \"{}\"; it is ignored and `increase` assumed (set an explicit improvement notation for the measure where that is wrong)",
                 parsed.code(),
                 d.code()
             ));
+            return Ok(None);
         }
     }
     Ok(Some(parsed))
@@ -585,10 +588,7 @@ mod tests {
         b["entry"][0]["resource"]["group"][0]["extension"][1]["valueCodeableConcept"] =
             json!({"coding":[{"code":"decrease","display":"increase"}]});
         let m = parse_measure_bundle(&b).unwrap();
-        assert_eq!(
-            m.groups[0].improvement_notation,
-            Some(ImprovementNotation::Decrease)
-        );
+        assert_eq!(m.groups[0].improvement_notation, None);
         assert_eq!(m.warnings.len(), 1);
     }
 }

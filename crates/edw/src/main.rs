@@ -154,14 +154,25 @@ fn run(argv: Vec<String>) -> Result<(), String> {
         }
         "measure" => {
             let a = Args::parse(rest, &[])?;
-            a.check(&["db", "period", "package"])?;
+            a.check(&["db", "period", "package", "improvement-notation"])?;
             let year: i32 = num(&a, "period", 0)?;
             if !(1900..=2200).contains(&year) {
                 return Err("--period YEAR is required (e.g. --period 2025)".into());
             }
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
             let pkg = std::path::PathBuf::from(a.req("package")?);
-            let r = edw::measure::run(&mut c, &pkg, year).map_err(e)?;
+            let overrides = edw::measure::parse_improvement_overrides(
+                a.get("improvement-notation").unwrap_or(""),
+            )
+            .map_err(e)?;
+            let r = edw::measure::run_in_chunks(
+                &mut c,
+                &pkg,
+                year,
+                edw::measure::CHUNK_PERSONS,
+                &overrides,
+            )
+            .map_err(e)?;
             println!(
                 "{{\"measures\":{},\"persons\":{},\"results\":{},\"open_gaps\":{},\"errors\":{}}}",
                 r.measures, r.persons, r.results, r.open_gaps, r.errors

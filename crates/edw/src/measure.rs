@@ -53,7 +53,7 @@ fn rewrite_patient_refs(v: &mut Value, primary: &str) {
 /// Rows fetched from the cursor per round trip.
 const FETCH_ROWS: i32 = 20_000;
 /// Persons evaluated (in parallel) and written per batch.
-const CHUNK_PERSONS: usize = 4_000;
+pub const CHUNK_PERSONS: usize = 4_000;
 
 struct Writer {
     up: postgres::Statement,
@@ -70,6 +70,7 @@ fn evaluate_chunk(
     measures: &[PreparedMeasure],
     people: &[(i64, PatientRecord)],
     rep: &mut Report,
+    overrides: &[(String, ImprovementNotation)],
 ) -> Result<()> {
     use rayon::prelude::*;
     if people.is_empty() {
@@ -81,7 +82,7 @@ fn evaluate_chunk(
         .collect();
     rep.persons += people.len();
     for (mi, m) in measures.iter().enumerate() {
-        let improvement = m.def.groups.first().and_then(|g| g.improvement_notation);
+        let improvement = improvement_for(m, overrides);
         let mut mid = String::new();
         let (mut rp, mut rpop, mut rn): (Vec<i64>, Vec<&'static str>, Vec<i32>) =
             Default::default();
@@ -139,7 +140,37 @@ fn evaluate_chunk(
 }
 
 pub fn run(c: &mut postgres::Client, package: &Path, year: i32) -> Result<Report> {
-    run_in_chunks(c, package, year, CHUNK_PERSONS)
+    run_in_chunks(c, package, year, CHUNK_PERSONS, &[])
+}
+
+/// Parses `MEASURE=increase|decrease[,MEASURE=...]`: the improvement notation to
+/// use for a measure (by name, id or CMS id) whose package states none or a
+/// contradictory one.
+pub fn parse_improvement_overrides(s: &str) -> Result<Vec<(String, ImprovementNotation)>> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (m, v) = p.split_once('=').ok_or_else(|| {
+                Error::msg("--improvement-notation takes MEASURE=increase|decrease[,...]")
+            })?;
+            let v = ImprovementNotation::parse(v).ok_or_else(|| {
+                Error::msg("--improvement-notation values are increase or decrease")
+            })?;
+            Ok((m.trim().to_owned(), v))
+        })
+        .collect()
+}
+
+fn improvement_for(
+    m: &PreparedMeasure,
+    overrides: &[(String, ImprovementNotation)],
+) -> Option<ImprovementNotation> {
+    let d = &m.def;
+    overrides
+        .iter()
+        .find(|(k, _)| *k == d.name || *k == d.id || d.cms_id.as_deref() == Some(k.as_str()))
+        .map(|(_, v)| *v)
+        .or_else(|| d.groups.first().and_then(|g| g.improvement_notation))
 }
 
 /// As [`run`], evaluating `chunk` persons at a time (tests use small chunks to
@@ -149,6 +180,7 @@ pub fn run_in_chunks(
     package: &Path,
     year: i32,
     chunk: usize,
+    overrides: &[(String, ImprovementNotation)],
 ) -> Result<Report> {
     let chunk = chunk.max(1);
     let pkgs = MeasurePackage::load_all(package)
@@ -206,7 +238,7 @@ pub fn run_in_chunks(
             if people.last().map(|p| p.0) != Some(pid) {
                 if people.len() >= chunk {
                     // A new person starts: everyone gathered so far is complete.
-                    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep)?;
+                    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep, overrides)?;
                     people.clear();
                 }
                 // First row of a person is its primary Patient (kind 0, lowest record id).
@@ -234,7 +266,7 @@ pub fn run_in_chunks(
             break;
         }
     }
-    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep)?;
+    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep, overrides)?;
     tx.commit()?;
     Ok(rep)
 }

@@ -27,7 +27,7 @@ fn measure_results_from_edw_match_direct_engine_run() {
     .unwrap();
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     // Chunks of 7 persons: results must not depend on where chunks split.
-    let rep = edw::measure::run_in_chunks(&mut c, &pkg, 2025, 7).unwrap();
+    let rep = edw::measure::run_in_chunks(&mut c, &pkg, 2025, 7, &[]).unwrap();
     assert_eq!(rep.errors, 0);
     assert_eq!(rep.persons, 120);
 
@@ -81,5 +81,29 @@ fn measure_results_from_edw_match_direct_engine_run() {
         .unwrap()
         .get(0);
     assert_eq!(before, after);
+
+    // Gap status follows the improvement notation. The package's coding says
+    // "decrease" with the display "increase": it is ignored and `increase`
+    // assumed; an explicit override by CMS id flips it.
+    let count =
+        |c: &mut postgres::Client, sql: &str| -> i64 { c.query_one(sql, &[]).unwrap().get(0) };
+    let open = "SELECT count(*) FROM edw.care_gap WHERE status = 'open'";
+    let total = count(&mut c, "SELECT count(*) FROM edw.care_gap");
+    let met = count(
+        &mut c,
+        "SELECT count(*) FROM edw.care_gap g JOIN edw.measure_result r
+           ON r.person_id = g.person_id AND r.measure_id = g.measure_id
+          AND r.period_start = g.period_start AND r.population = 'numerator' AND r.count = 1",
+    );
+    assert!(
+        met > 0 && met < total,
+        "both gap states occur ({met} of {total})"
+    );
+    assert_eq!(count(&mut c, open), total - met);
+    let overrides = edw::measure::parse_improvement_overrides("122FHIR=decrease").unwrap();
+    edw::measure::run_in_chunks(&mut c, &pkg, 2025, 50, &overrides).unwrap();
+    assert_eq!(count(&mut c, open), met);
+    assert!(edw::measure::parse_improvement_overrides("122FHIR=sideways").is_err());
+    assert!(edw::measure::parse_improvement_overrides("decrease").is_err());
     let _ = std::fs::remove_dir_all(&tmp);
 }
