@@ -13,7 +13,7 @@ mod window;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
-use window::{launch_app, start_driver, start_xvfb};
+use window::{launch_app, start_driver, start_xvfb, submit_login};
 
 const PORT: u16 = 4454;
 
@@ -60,26 +60,13 @@ async fn main() {
     let mut to_page = Vec::new();
     for _ in 0..runs {
         let (c, t0) = launch().await;
-        let user = c
-            .wait()
+        c.wait()
             .at_most(Duration::from_secs(60))
             .for_element(Locator::Css("#login-user"))
             .await
             .unwrap();
         to_signin.push(t0.elapsed());
-        user.send_keys("caremanager").await.unwrap();
-        c.find(Locator::Css("#login-pass"))
-            .await
-            .unwrap()
-            .send_keys("demo-caremanager")
-            .await
-            .unwrap();
-        c.find(Locator::Css("#login-submit"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        submit_login(&c, "caremanager", "demo-caremanager").await;
         let purpose = c
             .wait()
             .for_element(Locator::Css("#purpose-select"))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
-use window::{launch_app, start_driver, start_xvfb};
+use window::{choose_purpose, launch_app, start_driver, start_xvfb, submit_login};
 
 const DRIVER_PORT: u16 = 4444;
 
@@ -58,32 +58,8 @@ where
 }
 
 async fn sign_in(c: &Client, user: &str, purpose: &str) {
-    let u = c
-        .wait()
-        .for_element(Locator::Css("#login-user"))
-        .await
-        .unwrap();
-    u.send_keys(user).await.unwrap();
-    let p = c.find(Locator::Css("#login-pass")).await.unwrap();
-    p.send_keys(&format!("demo-{user}")).await.unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let select = c
-        .wait()
-        .for_element(Locator::Css("#purpose-select"))
-        .await
-        .unwrap();
-    select.select_by_value(purpose).await.unwrap();
-    c.find(Locator::Css("#purpose-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_login(c, user, &format!("demo-{user}")).await;
+    choose_purpose(c, purpose).await;
     c.wait().for_element(Locator::Css("#logout")).await.unwrap();
 }
 
@@ -131,24 +107,7 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .unwrap();
 
     // A wrong passphrase is refused in plain words.
-    c.find(Locator::Css("#login-user"))
-        .await
-        .unwrap()
-        .send_keys("caremanager")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-pass"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit_login(&c, "caremanager", "wrong").await;
     until("login error", || async {
         !text(&c, "#login-error").await.is_empty()
     })

@@ -1,6 +1,9 @@
 //! Starting the real app window for tests and benchmarks: Xvfb, tauri-driver
 //! (which starts WebKitWebDriver and the app) and a WebDriver session.
 
+// Included by several test and bench targets; each uses a different subset.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
@@ -8,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 /// A child started in its own process group, killed as a group on drop so no
@@ -108,4 +111,38 @@ pub async fn launch_app(port: u16, app: &str) -> Client {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("WebDriver session")
+}
+
+/// Fills and submits the sign-in form (waits for it first).
+pub async fn submit_login(c: &Client, user: &str, passphrase: &str) {
+    let field = c
+        .wait()
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    field.send_keys(user).await.unwrap();
+    let pass = c.find(Locator::Css("#login-pass")).await.unwrap();
+    pass.send_keys(passphrase).await.unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Picks the session's purpose of use on the screen after sign-in and continues.
+pub async fn choose_purpose(c: &Client, purpose: &str) {
+    let select = c
+        .wait()
+        .for_element(Locator::Css("#purpose-select"))
+        .await
+        .unwrap();
+    select.select_by_value(purpose).await.unwrap();
+    c.find(Locator::Css("#purpose-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }

@@ -305,7 +305,7 @@ impl Workstation {
 
     /// Locks the screen at once (as the idle timeout would).
     pub fn lock(&self) {
-        *self.session_slot() = None;
+        self.logout();
     }
 
     /// The gate every data command passes: a live session with a purpose, and a
@@ -339,10 +339,10 @@ impl Workstation {
                 Outcome::Denied,
             )
             .with_detail("role does not allow this action");
-            let (role, session) = (s.role, s.clone());
+            let role = s.role;
             drop(slot);
             self.audit(entry)?;
-            tracing::warn!(role = %session.role, action = ?action, "refused by role");
+            tracing::warn!(role = %role, action = ?action, "refused by role");
             return Err(WsError::denied(role, action));
         }
         if action.returns_phi() && s.purpose.is_none() {
