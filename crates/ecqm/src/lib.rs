@@ -16,6 +16,9 @@ pub mod populations;
 pub mod report;
 pub mod scoring;
 
+/// The engine's version (part of `phm-edw measure`'s run fingerprint).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub use error::{EcqmError, Result};
 pub use package::{
     parse_measure_bundle, GroupDef, ImprovementNotation, MeasureDef, PopulationCode,

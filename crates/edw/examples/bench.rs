@@ -20,27 +20,56 @@ fn main() {
     let url = pg.create_db("bench").expect("db");
     let mut c = edw::connect(&url).expect("connect");
     edw::migrate::migrate(&mut c).expect("migrate");
-    let dir = std::env::temp_dir().join(format!("edw-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let t = Instant::now();
+    let base = std::env::temp_dir().join(format!("edw-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    // --slices S: generate and ingest S slices of patients one after the other (each
+    // its own files, deleted once loaded), then the Groups, so that 1 M patients never
+    // need ~24 GB of NDJSON on disk at once. Slice 0 is kept for the re-ingest check.
+    let slices: u64 = get("--slices")
+        .map(|v| v.parse().expect("--slices S"))
+        .unwrap_or(1)
+        .max(1);
     let g = synth::Generator::new(synth::SynthConfig::new(patients, 1)).expect("synth");
-    let stats = synth::write_ndjson_dir(&g, &dir, 2, &mut |_| {}).expect("synth write");
-    let synth_s = t.elapsed().as_secs_f64();
-    let resources = stats.total_resources();
-
     let mut opts = edw::ingest::Options::new("synth");
     opts.progress = true;
-    let t = Instant::now();
-    let reps = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("ingest");
-    let ingest_s = t.elapsed().as_secs_f64();
-    let loaded: i64 = reps.iter().map(|r| r.loaded).sum();
+    let (mut synth_s, mut ingest_s, mut resources, mut loaded) = (0.0, 0.0, 0u64, 0i64);
+    let per = patients.div_ceil(slices);
+    let is_group = |r: &fhir::Resource| r.resource_type() == "Group";
+    for k in 0..slices + usize::from(slices > 1) as u64 {
+        let dir = base.join(format!("slice-{k}"));
+        let range = (k * per).min(patients)..((k + 1) * per).min(patients);
+        let keep = |r: &fhir::Resource| match (slices, k) {
+            (1, _) => true,
+            (_, 0) => !is_group(r),
+            (s, k) if k == s => is_group(r),
+            _ => false,
+        };
+        let t = Instant::now();
+        let stats =
+            synth::write_ndjson_part(&g, &dir, range, &keep, 2, &mut |_| {}).expect("synth write");
+        synth_s += t.elapsed().as_secs_f64();
+        resources += stats.total_resources();
+        let t = Instant::now();
+        let reps = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("ingest");
+        ingest_s += t.elapsed().as_secs_f64();
+        loaded += reps.iter().map(|r| r.loaded).sum::<i64>();
+        if k > 0 {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        eprintln!(
+            "bench: slice {k}: {resources} resources so far, ingest {:.0} resources/s overall",
+            loaded as f64 / ingest_s
+        );
+    }
+    let dir = base.join("slice-0");
     let t = Instant::now();
     let again = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("re-ingest");
     assert!(again.iter().all(|r| r.already_loaded));
     let reingest_s = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
     // phm-synth emits no CareTeam: group practitioners into teams of 4 so that
     // attribution (and query (b), open gaps by care team) has teams to report.
-    let teams_dir = dir.with_extension("teams");
+    let teams_dir = base.join("teams");
     std::fs::create_dir_all(&teams_dir).expect("teams dir");
     let pracs: Vec<String> = c
         .query(
@@ -79,9 +108,34 @@ fn main() {
     // eCQM: the 12 shared packages over every person, then the star picks up the results.
     let pkgs =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ecqm/measures");
+    let mopts = edw::measure::Options {
+        progress: true,
+        ..Default::default()
+    };
     let t = Instant::now();
-    let mr = edw::measure::run(&mut c, &pkgs, 2025).expect("measure");
+    let mr = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure");
     let measure_s = t.elapsed().as_secs_f64();
+    let mprof = edw::measure::profile();
+    let t = Instant::now();
+    let mr2 = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure again");
+    let measure2_s = t.elapsed().as_secs_f64();
+    // 1 % of source patient records changed (as when matching moves them): the next
+    // run re-evaluates only their persons.
+    let touched = c
+        .execute(
+            "UPDATE edw.source_patient SET change_no = nextval('edw.change_seq') WHERE id % 100 = 0",
+            &[],
+        )
+        .unwrap();
+    let t = Instant::now();
+    let mr3 = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure changed");
+    let measure3_s = t.elapsed().as_secs_f64();
+    let mprof_txt: String = edw::measure::PHASES
+        .iter()
+        .zip(mprof)
+        .map(|(n, s)| format!("{n} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let t = Instant::now();
     let e3 = edw::etl::run(&mut c).expect("etl 3");
     let etl3_s = t.elapsed().as_secs_f64();
@@ -104,12 +158,28 @@ fn main() {
         )
         .unwrap()
         .get(0);
+    // Where the bytes are: the largest relations with their indexes and TOAST.
+    let mut sizes = String::from("| relation | total | of which indexes |\n|---|---|---|\n");
+    for r in c
+        .query(
+            "SELECT n.nspname || '.' || c.relname, pg_size_pretty(pg_total_relation_size(c.oid)),
+                    pg_size_pretty(pg_indexes_size(c.oid))
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('staging', 'edw', 'mart', 'audit')
+             ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 15",
+            &[],
+        )
+        .unwrap()
+    {
+        let (name, total, idx): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        sizes.push_str(&format!("| {name} | {total} | {idx} |\n"));
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     let report = format!(
         "# EDW benchmark\n\n\
-Command: `cargo run --release -p edw --example bench -- --patients {patients}`\n\n\
+Command: `cargo run --release -p edw --example bench -- --patients {patients} --slices {slices}`\n\n\
 Machine: {cpus} cores (shared with other builds while measured), PostgreSQL 15 from Debian in a temp dir\n\
 (`fsync=off`, unix socket; see `crates/edw/src/pgharness.rs`). Synthetic data from `phm-synth` (seed 1).\n\n\
 | step | figure |\n|---|---|\n\
@@ -121,8 +191,12 @@ Machine: {cpus} cores (shared with other builds while measured), PostgreSQL 15 f
 | star ETL, first run ({} patient versions, {} encounter facts, {} observation facts) | {etl_s:.1} s |\n\
 | star ETL, incremental run with no changes | {etl2_s:.2} s ({} rows) |\n\
 | measure ({} measures x {} persons, period 2025: {} population rows, {} open gaps, {} errors) | {measure_s:.1} s |\n\
+| measure phases (first run) | {mprof_txt} |\n\
+| measure again, nothing changed ({} run, {} persons) | {measure2_s:.2} s |\n\
+| measure after {touched} source records (1 %) changed ({} run, {} persons) | {measure3_s:.2} s |\n\
 | star ETL after measure ({} measure-result facts, {} care-gap facts) | {etl3_s:.1} s |\n\
 | database size | {size} |\n\n\
+Largest relations:\n\n{sizes}\n\
 1 M patients is a benchmark run of the same command (`--patients 1000000`), never a test.\n\n\
 ## Quality-team queries (`migrations/edw/0008_quality_queries.sql`)\n\n\
 Median of {runs} runs after one warm-up, after `VACUUM ANALYZE`, each run fetching all rows.\n\n\
@@ -140,6 +214,10 @@ Median of {runs} runs after one warm-up, after `VACUUM ANALYZE`, each run fetchi
         mr.results,
         mr.open_gaps,
         mr.errors,
+        mr2.mode,
+        mr2.persons,
+        mr3.mode,
+        mr3.persons,
         e3.measure_results,
         e3.care_gaps,
     );
@@ -147,5 +225,5 @@ Median of {runs} runs after one warm-up, after `VACUUM ANALYZE`, each run fetchi
     if let Some(o) = out {
         std::fs::write(&o, &report).expect("write report");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -14,20 +14,23 @@ pub struct Report {
     pub observations: i64,
     pub measure_results: i64,
     pub care_gaps: i64,
+    /// The (a)/(b) summary tables were rebuilt.
+    pub summaries_rebuilt: bool,
 }
 
 impl Report {
     pub fn summary(&self) -> String {
         format!(
             "{{\"patient_versions_added\":{},\"providers\":{},\"organizations\":{},\"fact_encounter\":{},\
-             \"fact_observation\":{},\"fact_measure_result\":{},\"fact_care_gap\":{}}}",
+             \"fact_observation\":{},\"fact_measure_result\":{},\"fact_care_gap\":{},\"summaries_rebuilt\":{}}}",
             self.patient_versions_added,
             self.providers,
             self.organizations,
             self.encounters,
             self.observations,
             self.measure_results,
-            self.care_gaps
+            self.care_gaps,
+            self.summaries_rebuilt
         )
     }
 }
@@ -220,6 +223,43 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[&w],
     )? as i64;
     set_wm(&mut tx, "fact_care_gap", "edw.care_gap", w)?;
+
+    // Summaries behind quality queries (a) and (b): rebuilt (a few thousand rows) when
+    // gaps, patients, providers or attribution changed. Attribution is recomputed by
+    // delete + insert, so a new max(id) means it changed.
+    let wa = wm(&mut tx, "agg_attribution")?;
+    let attr_max: i64 = tx
+        .query_one("SELECT coalesce(max(id), 0) FROM edw.attribution", &[])?
+        .get(0);
+    if rep.care_gaps > 0 || rep.patient_versions_added > 0 || rep.providers > 0 || attr_max != wa {
+        tx.batch_execute(
+            "DELETE FROM mart.agg_gap_provider_month;
+             INSERT INTO mart.agg_gap_provider_month (provider_key, measure_key, year, month, met, eligible)
+             SELECT pr.provider_key, g.measure_key, d.year, d.month,
+                    count(*) FILTER (WHERE g.status = 'closed'), count(*)
+             FROM mart.fact_care_gap g
+             JOIN mart.dim_patient p ON p.patient_key = g.patient_key
+             JOIN mart.current_attribution a ON a.person_id = p.person_id
+             JOIN mart.dim_provider pr ON pr.practitioner_id = a.practitioner_id
+             JOIN mart.dim_date d ON d.date_key = g.date_key
+             WHERE g.status IN ('open', 'closed')
+             GROUP BY 1, 2, 3, 4;
+             DELETE FROM mart.agg_open_gap_care_team;
+             INSERT INTO mart.agg_open_gap_care_team (care_team_id, open_gaps, patients)
+             SELECT a.care_team_id, count(*), count(DISTINCT g.patient_key)
+             FROM mart.fact_care_gap g
+             JOIN mart.dim_patient p ON p.patient_key = g.patient_key
+             JOIN mart.current_attribution a ON a.person_id = p.person_id
+             WHERE g.status = 'open' AND a.care_team_id IS NOT NULL
+             GROUP BY 1;",
+        )?;
+        tx.execute(
+            "UPDATE mart.etl_watermark SET last_change_no = $1, updated_at = now()
+             WHERE table_name = 'agg_attribution'",
+            &[&attr_max],
+        )?;
+        rep.summaries_rebuilt = true;
+    }
     tx.commit()?;
     Ok(rep)
 }

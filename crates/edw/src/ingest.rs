@@ -780,6 +780,12 @@ fn merge_batch(
                 // JIT compilation (on by default in Debian's PostgreSQL 15) costs more than
                 // these per-chunk statements run for.
                 tx.batch_execute("SET LOCAL jit = off")?;
+                // Writes source rows: `measure` waits for this before reading its
+                // change watermark.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock_shared($1)",
+                    &[&crate::measure::SOURCE_WRITE_LOCK],
+                )?;
                 let mut w =
                     tx.copy_in("COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN")?;
                 w.write_all(&buf)?;

@@ -7,7 +7,9 @@ const USAGE: &str = "usage:
   phm-edw match --db URL [--upper W] [--lower W]
   phm-edw attribute --db URL [--as-of YYYY-MM-DD]
   phm-edw etl --db URL
-  phm-edw measure --db URL --period YEAR --package FILE|DIR   (eCQM bundles)
+  phm-edw measure --db URL --period YEAR --package FILE|DIR [--full]
+                  [--improvement-notation MEASURE=increase|decrease,...]
+                  (eCQM bundles; only persons changed since the last run unless --full)
   phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
@@ -153,29 +155,27 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         "measure" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db", "period", "package", "improvement-notation"])?;
+            let a = Args::parse(rest, &["full"])?;
+            a.check(&["db", "period", "package", "improvement-notation", "full"])?;
             let year: i32 = num(&a, "period", 0)?;
             if !(1900..=2200).contains(&year) {
                 return Err("--period YEAR is required (e.g. --period 2025)".into());
             }
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
             let pkg = std::path::PathBuf::from(a.req("package")?);
-            let overrides = edw::measure::parse_improvement_overrides(
-                a.get("improvement-notation").unwrap_or(""),
-            )
-            .map_err(e)?;
-            let r = edw::measure::run_in_chunks(
-                &mut c,
-                &pkg,
-                year,
-                edw::measure::CHUNK_PERSONS,
-                &overrides,
-            )
-            .map_err(e)?;
+            let opts = edw::measure::Options {
+                overrides: edw::measure::parse_improvement_overrides(
+                    a.get("improvement-notation").unwrap_or(""),
+                )
+                .map_err(e)?,
+                full: a.flag("full"),
+                progress: true,
+                ..Default::default()
+            };
+            let r = edw::measure::run_with(&mut c, &pkg, year, &opts).map_err(e)?;
             println!(
-                "{{\"measures\":{},\"persons\":{},\"results\":{},\"open_gaps\":{},\"errors\":{}}}",
-                r.measures, r.persons, r.results, r.open_gaps, r.errors
+                "{{\"mode\":\"{}\",\"measures\":{},\"persons\":{},\"results\":{},\"open_gaps\":{},\"errors\":{}}}",
+                r.mode, r.measures, r.persons, r.results, r.open_gaps, r.errors
             );
             Ok(())
         }

@@ -341,6 +341,12 @@ pub fn load_records<C: postgres::GenericClient>(c: &mut C) -> Result<Vec<Rec>> {
 /// Run matching over all source patients and (re)assign persons.
 pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     let mut tx = c.transaction()?;
+    // Moves records between persons: a source change `measure` must see (see
+    // measure::SOURCE_WRITE_LOCK).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1)",
+        &[&crate::measure::SOURCE_WRITE_LOCK],
+    )?;
     // One matcher at a time.
     tx.execute("SELECT pg_advisory_xact_lock(7419002)", &[])?;
     let recs = load_records(&mut tx)?;
@@ -490,6 +496,7 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     };
     rep.new_persons = need as usize;
     let (mut upd_ids, mut upd_pids) = (Vec::new(), Vec::new());
+    let mut left: Vec<i64> = Vec::new(); // persons that lost a record
     for (root, pid) in assigned {
         let pid = match pid {
             Some(p) => p,
@@ -500,8 +507,9 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
             if recs[i].person_id != Some(pid) {
                 upd_ids.push(recs[i].id);
                 upd_pids.push(pid);
-                if recs[i].person_id.is_some() {
+                if let Some(old) = recs[i].person_id {
                     rep.reassigned_records += 1;
+                    left.push(old);
                 }
             }
         }
@@ -510,6 +518,12 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         "UPDATE edw.source_patient s SET person_id = u.pid, change_no = nextval('edw.change_seq')
          FROM unnest($1::bigint[], $2::bigint[]) AS u(id, pid) WHERE s.id = u.id",
         &[&upd_ids, &upd_pids],
+    )?;
+    // The records a person keeps are changed too, as far as their measures go.
+    tx.execute(
+        "UPDATE edw.source_patient s SET change_no = nextval('edw.change_seq')
+         WHERE s.person_id = ANY($1) AND NOT s.id = ANY($2)",
+        &[&left, &upd_ids],
     )?;
     rep.persons = used.len();
     // Persons left without records and not referenced elsewhere are removed.

@@ -1,7 +1,14 @@
-//! `phm-edw measure`: run eCQM packages (the `ecqm` crate) over every person in the
-//! EDW for one calendar year; writes `edw.measure_result` (one row per population
-//! membership) and `edw.care_gap` (proportion measures: open when in the denominator,
-//! not excluded/excepted and not meeting the measure's goal).
+//! `phm-edw measure`: run eCQM packages (the `ecqm` crate) over the persons in the
+//! EDW for one calendar year; writes `edw.measure_result` (the population flags of
+//! each person in a measure's initial population; a row set to 0 when a person
+//! leaves a population) and `edw.care_gap` (proportion measures: open when in the
+//! denominator, not excluded/excepted and not meeting the measure's goal;
+//! not-applicable once a person leaves the denominator).
+//!
+//! Incremental: a run records the highest `edw.change_seq` value its input reflects.
+//! The next run of the same period with the same packages and options evaluates only
+//! persons with a source row changed after that (or whose records were matched away);
+//! otherwise, or with `full`, everyone.
 //!
 //! A person's resources are the exact source JSON lines (staging.raw_line) behind
 //! the current 3NF rows of all their source records; references to the patient are
@@ -11,32 +18,80 @@ use crate::{Error, Result};
 use ecqm::engine::{MeasurePackage, PreparedMeasure};
 use ecqm::{EvalOptions, ImprovementNotation, PatientRecord, Period, PopulationCode};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Instant;
+
+/// Taken shared by every transaction that writes source rows (ingest chunks,
+/// matching) and exclusively, briefly, by `measure` while it reads the change
+/// watermark: no source row with a lower change number can commit after that.
+pub const SOURCE_WRITE_LOCK: i64 = 7_419_005;
 
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub measures: usize,
+    /// "full" or "incremental".
+    pub mode: &'static str,
+    /// Persons evaluated.
     pub persons: usize,
+    /// Population rows written (persons in a measure's initial population).
     pub results: u64,
     pub open_gaps: u64,
     pub errors: u64,
 }
 
-const SQL: &str = "
-WITH rows AS (
-    SELECT sp.person_id, sp.id AS spid, 0 AS kind, sp.batch_id, sp.line_no FROM edw.source_patient sp
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.encounter t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.condition t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.observation t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.procedure t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.medication_request t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.immunization t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM edw.coverage t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Persons evaluated (in parallel) and written per transaction.
+    pub chunk: usize,
+    pub overrides: Vec<(String, ImprovementNotation)>,
+    /// Evaluate everyone even when an incremental run is possible.
+    pub full: bool,
+    pub progress: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            chunk: CHUNK_PERSONS,
+            overrides: Vec::new(),
+            full: false,
+            progress: false,
+        }
+    }
+}
+
+const FETCH_SQL: &str = "
+WITH sp AS (SELECT id, person_id, batch_id, line_no FROM edw.source_patient WHERE person_id = ANY($1)),
+rows AS (
+    SELECT sp.person_id, sp.id AS spid, 0 AS kind, sp.batch_id, sp.line_no FROM sp
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.encounter t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.condition t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.observation t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.procedure t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.medication_request t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.immunization t ON t.source_patient_id = sp.id
+    UNION ALL SELECT sp.person_id, sp.id, 1, t.batch_id, t.line_no FROM sp JOIN edw.coverage t ON t.source_patient_id = sp.id
 )
-SELECT r.person_id, r.spid, r.kind, l.raw
-FROM rows r JOIN staging.raw_line l ON l.batch_id = r.batch_id AND l.line_no = r.line_no
-WHERE r.person_id IS NOT NULL
-ORDER BY r.person_id, r.kind, r.spid";
+SELECT r.person_id, r.spid, r.kind, r.batch_id, r.line_no, l.raw
+FROM rows r JOIN staging.raw_line l ON l.batch_id = r.batch_id AND l.line_no = r.line_no";
+
+/// Persons with a source row changed after $1, and persons with results for the
+/// period ($2) but no source record left (matched into another person).
+/// Only encounter and observation have change_no indexes (the star ETL reads them);
+/// the other tables are scanned: cheaper than an index maintained on every load.
+const CHANGED_SQL: &str = "
+SELECT person_id FROM edw.source_patient WHERE change_no > $1 AND person_id IS NOT NULL
+UNION SELECT sp.person_id FROM edw.encounter t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.condition t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.observation t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.procedure t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.medication_request t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.immunization t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT sp.person_id FROM edw.coverage t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1
+UNION SELECT r.person_id FROM edw.measure_result r WHERE r.period_start = $2::text::date AND r.count <> 0
+      AND NOT EXISTS (SELECT 1 FROM edw.source_patient sp WHERE sp.person_id = r.person_id)";
 
 fn rewrite_patient_refs(v: &mut Value, primary: &str) {
     for key in ["subject", "patient", "beneficiary"] {
@@ -50,68 +105,139 @@ fn rewrite_patient_refs(v: &mut Value, primary: &str) {
     }
 }
 
-/// Rows fetched from the cursor per round trip.
-const FETCH_ROWS: i32 = 20_000;
-/// Persons evaluated (in parallel) and written per batch.
+/// Persons evaluated (in parallel) and written per transaction.
 pub const CHUNK_PERSONS: usize = 4_000;
+
+/// One fetched row: (source record id, kind: 0 Patient / 1 other, batch, line, raw JSON).
+type Line = (i64, i32, i64, i64, String);
+
+/// What evaluating one person gave.
+enum Outcome {
+    /// No source record (matched away): every population 0, gaps not applicable.
+    NoRecord,
+    Failed,
+    Evaluated(Vec<Option<ecqm::PatientResult>>),
+}
+
+/// Builds a person's record from their lines: the primary Patient is the one of the
+/// lowest source record id; other records' Patient resources are dropped
+/// (demographics come from the primary) and every reference to a patient points to it.
+fn person_record(mut lines: Vec<Line>) -> std::result::Result<PatientRecord, ()> {
+    lines.sort_unstable_by_key(|l| (l.1, l.0, l.2, l.3));
+    let mut resources = Vec::with_capacity(lines.len());
+    let mut id = String::new();
+    for (i, (_, kind, _, _, raw)) in lines.into_iter().enumerate() {
+        let mut v: Value = serde_json::from_str(&raw).map_err(|_| ())?;
+        if i == 0 {
+            if kind != 0 {
+                return Err(()); // clinical rows without the Patient they hang off
+            }
+            id = v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+        } else if kind == 0 {
+            continue;
+        }
+        rewrite_patient_refs(&mut v, &id);
+        resources.push(v);
+    }
+    Ok(PatientRecord { id, resources })
+}
+
+fn evaluate_person(measures: &[PreparedMeasure], lines: Option<Vec<Line>>) -> Outcome {
+    let Some(lines) = lines else {
+        return Outcome::NoRecord;
+    };
+    let Ok(rec) = person_record(lines) else {
+        return Outcome::Failed;
+    };
+    match ecqm::engine::evaluate_all(measures, &rec, EvalOptions::default()) {
+        Ok(per_measure) => Outcome::Evaluated(per_measure.into_iter().map(|r| r.ok()).collect()),
+        Err(_) => Outcome::Failed,
+    }
+}
+
+/// Phases of a run (seconds, accumulated; the bench prints them): fetch lines,
+/// evaluate (parse + engine, overlapping the others), write results.
+static PROFILE: [std::sync::atomic::AtomicU64; 3] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 3];
+pub const PHASES: [&str; 3] = ["fetch lines", "evaluate (overlapped)", "write results"];
+
+fn prof(phase: usize, since: Instant) {
+    PROFILE[phase].fetch_add(
+        since.elapsed().as_micros() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+pub fn profile() -> [f64; 3] {
+    std::array::from_fn(|i| PROFILE[i].load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e6)
+}
 
 struct Writer {
     up: postgres::Statement,
+    zero: postgres::Statement,
     gap: postgres::Statement,
+    void_gap: postgres::Statement,
     period_start: String,
     period_end: String,
+    /// No results exist for the period: nothing to zero or void.
+    fresh: bool,
 }
 
-/// Evaluates every measure for a chunk of persons in parallel, then writes the
-/// results measure by measure.
-fn evaluate_chunk(
-    tx: &mut postgres::Transaction<'_>,
+/// Writes one chunk's outcomes, measure by measure, in one transaction.
+fn write_chunk(
+    c: &mut postgres::Client,
     w: &Writer,
     measures: &[PreparedMeasure],
-    people: &[(i64, PatientRecord)],
+    ids: &[i64],
+    outcomes: &[Outcome],
     rep: &mut Report,
     overrides: &[(String, ImprovementNotation)],
 ) -> Result<()> {
-    use rayon::prelude::*;
-    if people.is_empty() {
-        return Ok(());
-    }
-    let outcomes: Vec<_> = people
-        .par_iter()
-        .map(|(_, rec)| ecqm::engine::evaluate_all(measures, rec, EvalOptions::default()))
-        .collect();
-    rep.persons += people.len();
+    let mut tx = c.transaction()?;
     for (mi, m) in measures.iter().enumerate() {
         let improvement = improvement_for(m, overrides);
-        let mut mid = String::new();
+        let mid = &m.def.name;
         let (mut rp, mut rpop, mut rn): (Vec<i64>, Vec<&'static str>, Vec<i32>) =
             Default::default();
         let (mut gp, mut gs): (Vec<i64>, Vec<&'static str>) = Default::default();
-        for ((pid, _), outcome) in people.iter().zip(&outcomes) {
+        let (mut out_ip, mut out_denom): (Vec<i64>, Vec<i64>) = Default::default();
+        for (pid, outcome) in ids.iter().zip(outcomes) {
             let res = match outcome {
-                Ok(per_measure) => match &per_measure[mi] {
-                    Ok(res) => res,
-                    Err(_) => {
+                Outcome::NoRecord => {
+                    out_ip.push(*pid);
+                    out_denom.push(*pid);
+                    continue;
+                }
+                Outcome::Failed => {
+                    rep.errors += 1;
+                    continue;
+                }
+                Outcome::Evaluated(per) => match &per[mi] {
+                    Some(r) => r,
+                    None => {
                         rep.errors += 1;
                         continue;
                     }
                 },
-                Err(_) => {
-                    rep.errors += 1;
-                    continue;
-                }
             };
             let Some(g) = res.groups.first() else {
                 continue;
             };
-            mid.clone_from(&res.measure);
-            for (code, member) in &g.populations.0 {
-                rp.push(*pid);
-                rpop.push(code.code());
-                rn.push(*member as i32);
-                rep.results += 1;
-            }
             let p = &g.populations;
+            if p.is(PopulationCode::InitialPopulation) {
+                for (code, member) in &p.0 {
+                    rp.push(*pid);
+                    rpop.push(code.code());
+                    rn.push(*member as i32);
+                    rep.results += 1;
+                }
+            } else {
+                out_ip.push(*pid);
+            }
             if p.is(PopulationCode::Denominator)
                 && !p.is(PopulationCode::DenominatorExclusion)
                 && !p.is(PopulationCode::DenominatorException)
@@ -124,19 +250,60 @@ fn evaluate_chunk(
                 rep.open_gaps += open as u64;
                 gp.push(*pid);
                 gs.push(if open { "open" } else { "closed" });
+            } else {
+                out_denom.push(*pid);
             }
         }
         if !rp.is_empty() {
             tx.execute(
                 &w.up,
-                &[&rp, &mid, &w.period_start, &w.period_end, &rpop, &rn],
+                &[&rp, mid, &w.period_start, &w.period_end, &rpop, &rn],
             )?;
         }
+        if !w.fresh && !out_ip.is_empty() {
+            tx.execute(&w.zero, &[&out_ip, mid, &w.period_start])?;
+        }
         if !gp.is_empty() {
-            tx.execute(&w.gap, &[&gp, &mid, &w.period_start, &gs])?;
+            tx.execute(&w.gap, &[&gp, mid, &w.period_start, &gs])?;
+        }
+        if !w.fresh && !out_denom.is_empty() {
+            tx.execute(&w.void_gap, &[&out_denom, mid, &w.period_start])?;
         }
     }
+    tx.commit()?;
     Ok(())
+}
+
+/// sha256 over the package bytes (the files `MeasurePackage::load_all` reads), the
+/// engine version and the options that change results.
+fn fingerprint(package: &Path, overrides: &[(String, ImprovementNotation)]) -> Result<String> {
+    let mut files = Vec::new();
+    if package.is_file() {
+        files.push(package.to_path_buf());
+    } else {
+        for e in std::fs::read_dir(package)? {
+            let p = e?.path();
+            if p.is_file() && p.extension().and_then(|e| e.to_str()) == Some("json") {
+                files.push(p);
+            }
+        }
+        files.sort();
+    }
+    let mut h = Sha256::new();
+    h.update(ecqm::VERSION.as_bytes());
+    for f in files {
+        h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
+        let bytes = std::fs::read(&f)?;
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    let mut o: Vec<String> = overrides
+        .iter()
+        .map(|(m, v)| format!("{m}={v:?}"))
+        .collect();
+    o.sort();
+    h.update(o.join(",").as_bytes());
+    Ok(crate::migrate::hex(&h.finalize()))
 }
 
 pub fn run(c: &mut postgres::Client, package: &Path, year: i32) -> Result<Report> {
@@ -182,7 +349,27 @@ pub fn run_in_chunks(
     chunk: usize,
     overrides: &[(String, ImprovementNotation)],
 ) -> Result<Report> {
-    let chunk = chunk.max(1);
+    run_with(
+        c,
+        package,
+        year,
+        &Options {
+            chunk,
+            overrides: overrides.to_vec(),
+            ..Options::default()
+        },
+    )
+}
+
+pub fn run_with(
+    c: &mut postgres::Client,
+    package: &Path,
+    year: i32,
+    opts: &Options,
+) -> Result<Report> {
+    let chunk = opts.chunk.max(1);
+    let overrides = &opts.overrides[..];
+    let t0 = Instant::now();
     let pkgs = MeasurePackage::load_all(package)
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
     let period = Period::new(&format!("{year}-01-01"), &format!("{year}-12-31"))
@@ -192,18 +379,80 @@ pub fn run_in_chunks(
         .map(|p| p.prepare(&period))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
-    let mut rep = Report {
-        measures: prepared.len(),
-        ..Default::default()
-    };
+    let fp = fingerprint(package, overrides)?;
     let period_start = format!("{year}-01-01");
     let period_end = format!("{year}-12-31");
-    let mut tx = c.transaction()?;
+
+    // The watermark: wait for in-flight source writes, then read the sequence.
+    let through: i64 = {
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SOURCE_WRITE_LOCK])?;
+        let v = tx
+            .query_one(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM edw.change_seq",
+                &[],
+            )?
+            .get(0);
+        tx.commit()?;
+        v
+    };
+    let since: Option<i64> = if opts.full {
+        None
+    } else {
+        c.query_opt(
+            "SELECT through_change_no FROM edw.measure_run
+             WHERE period_start = $1::text::date AND fingerprint = $2 AND completed_at IS NOT NULL
+             ORDER BY id DESC LIMIT 1",
+            &[&period_start, &fp],
+        )?
+        .map(|r| r.get(0))
+    };
+    let persons: Vec<i64> = match since {
+        Some(w) => c.query(CHANGED_SQL, &[&w, &period_start])?,
+        None => c.query("SELECT id FROM edw.person ORDER BY id", &[])?,
+    }
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    let mut persons = persons;
+    persons.sort_unstable();
+    persons.dedup();
+    let mode = if since.is_some() {
+        "incremental"
+    } else {
+        "full"
+    };
+    let fresh = since.is_none()
+        && !c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM edw.measure_result WHERE period_start = $1::text::date)
+                     OR EXISTS (SELECT 1 FROM edw.care_gap WHERE period_start = $1::text::date)",
+                &[&period_start],
+            )?
+            .get::<_, bool>(0);
+    let run_id: i64 = c
+        .query_one(
+            "INSERT INTO edw.measure_run (period_start, fingerprint, mode, through_change_no)
+             VALUES ($1::text::date, $2, $3, $4) RETURNING id",
+            &[&period_start, &fp, &mode, &through],
+        )?
+        .get(0);
+    if opts.progress {
+        eprintln!(
+            "measure: {} measures, period {year}, {mode} run: {} persons to evaluate",
+            prepared.len(),
+            persons.len()
+        );
+    }
+    let mut rep = Report {
+        measures: prepared.len(),
+        mode,
+        ..Default::default()
+    };
     // Writes are batched per measure (one statement per array batch, not one round
-    // trip per row): at 12 measures x 50 populations per person the round trips were
-    // most of the run.
+    // trip per row).
     let writer = Writer {
-        up: tx.prepare(
+        up: c.prepare(
             "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count)
              SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n
              FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n)
@@ -211,7 +460,11 @@ pub fn run_in_chunks(
                SET count = EXCLUDED.count, computed_at = now(), change_no = nextval('edw.change_seq')
              WHERE measure_result.count <> EXCLUDED.count",
         )?,
-        gap: tx.prepare(
+        zero: c.prepare(
+            "UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = nextval('edw.change_seq')
+             WHERE measure_id = $2 AND period_start = $3::text::date AND person_id = ANY($1) AND count <> 0",
+        )?,
+        gap: c.prepare(
             "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at)
              SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END
              FROM unnest($1::bigint[], $4::text[]) AS u(p, s)
@@ -219,54 +472,110 @@ pub fn run_in_chunks(
                SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = nextval('edw.change_seq')
              WHERE care_gap.status <> EXCLUDED.status",
         )?,
+        void_gap: c.prepare(
+            "UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = nextval('edw.change_seq')
+             WHERE measure_id = $2 AND period_start = $3::text::date AND person_id = ANY($1)
+               AND status <> 'not-applicable'",
+        )?,
         period_start,
         period_end,
+        fresh,
     };
-    // Stream persons through a cursor (the query is ordered by person) so memory
-    // holds one chunk, not the warehouse; each chunk is evaluated in parallel, every
-    // measure of a person sharing one memo (FHIRHelpers etc. computed once).
-    let portal = tx.bind(SQL, &[])?;
-    let mut people: Vec<(i64, PatientRecord)> = Vec::new();
-    loop {
-        let rows = tx.query_portal(&portal, FETCH_ROWS)?;
-        let done = rows.is_empty();
-        for row in &rows {
-            let pid: i64 = row.get(0);
-            let kind: i32 = row.get(2);
-            let mut v: Value = serde_json::from_str(row.get(3))
-                .map_err(|e| Error::msg(format!("stored resource is not JSON: {e}")))?;
-            if people.last().map(|p| p.0) != Some(pid) {
-                if people.len() >= chunk {
-                    // A new person starts: everyone gathered so far is complete.
-                    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep, overrides)?;
-                    people.clear();
+    let fetch = Statement(c.prepare(FETCH_SQL)?);
+    // Pipeline: while chunk k is evaluated (rayon, all cores), this thread writes
+    // chunk k-1's results and fetches chunk k+1's lines, so PostgreSQL and the engine
+    // work at the same time.
+    let chunks: Vec<&[i64]> = persons.chunks(chunk).collect();
+    let mut next = match chunks.first() {
+        Some(ids) => Some(fetch.lines(c, ids)?),
+        None => None,
+    };
+    let mut pending: Option<(usize, Vec<Outcome>)> = None;
+    let mut done = 0usize;
+    for k in 0..chunks.len() {
+        let mut lines = next.take().expect("fetched ahead");
+        let ids = chunks[k];
+        let (outcomes, io) = std::thread::scope(|s| {
+            let eval = s.spawn(|| {
+                use rayon::prelude::*;
+                let t = Instant::now();
+                let per: Vec<Option<Vec<Line>>> = ids.iter().map(|id| lines.remove(id)).collect();
+                let out: Vec<Outcome> = per
+                    .into_par_iter()
+                    .map(|l| evaluate_person(&prepared, l))
+                    .collect();
+                prof(1, t);
+                out
+            });
+            let io = (|| -> Result<()> {
+                if let Some((pk, outs)) = pending.take() {
+                    let t = Instant::now();
+                    write_chunk(
+                        c, &writer, &prepared, chunks[pk], &outs, &mut rep, overrides,
+                    )?;
+                    prof(2, t);
                 }
-                // First row of a person is its primary Patient (kind 0, lowest record id).
-                let id = v
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                people.push((
-                    pid,
-                    PatientRecord {
-                        id,
-                        resources: Vec::new(),
-                    },
-                ));
-            }
-            let rec = &mut people.last_mut().expect("pushed above").1;
-            if kind == 0 && v.get("id").and_then(Value::as_str) != Some(rec.id.as_str()) {
-                continue; // other source records' Patient resources: demographics come from the primary
-            }
-            rewrite_patient_refs(&mut v, &rec.id.clone());
-            rec.resources.push(v);
-        }
-        if done {
-            break;
+                if let Some(ids) = chunks.get(k + 1) {
+                    next = Some(fetch.lines(c, ids)?);
+                }
+                Ok(())
+            })();
+            (eval.join().expect("evaluation thread panicked"), io)
+        });
+        io?;
+        pending = Some((k, outcomes));
+        done += ids.len();
+        rep.persons = done;
+        if opts.progress {
+            let secs = t0.elapsed().as_secs_f64().max(1e-3);
+            eprintln!(
+                "measure: {done}/{} persons, {:.0} persons/s",
+                persons.len(),
+                done as f64 / secs
+            );
         }
     }
-    evaluate_chunk(&mut tx, &writer, &prepared, &people, &mut rep, overrides)?;
-    tx.commit()?;
+    if let Some((pk, outs)) = pending.take() {
+        let t = Instant::now();
+        write_chunk(
+            c, &writer, &prepared, chunks[pk], &outs, &mut rep, overrides,
+        )?;
+        prof(2, t);
+    }
+    c.execute(
+        "UPDATE edw.measure_run SET completed_at = now(), persons = $2 WHERE id = $1",
+        &[&run_id, &(rep.persons as i64)],
+    )?;
+    if opts.progress {
+        eprintln!(
+            "measure: done: {} persons, {} population rows, {} open gaps, {} errors ({:.1}s)",
+            rep.persons,
+            rep.results,
+            rep.open_gaps,
+            rep.errors,
+            t0.elapsed().as_secs_f64()
+        );
+    }
     Ok(rep)
+}
+
+struct Statement(postgres::Statement);
+
+impl Statement {
+    /// The lines of a chunk of persons, grouped by person.
+    fn lines(&self, c: &mut postgres::Client, ids: &[i64]) -> Result<HashMap<i64, Vec<Line>>> {
+        let t = Instant::now();
+        let mut by_person: HashMap<i64, Vec<Line>> = HashMap::with_capacity(ids.len());
+        for row in c.query(&self.0, &[&ids])? {
+            by_person.entry(row.get(0)).or_default().push((
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            ));
+        }
+        prof(0, t);
+        Ok(by_person)
+    }
 }

@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "panel_sized_top_conditions",
         include_str!("../../../migrations/edw/0009_panel_sized_top_conditions.sql"),
     ),
+    (
+        10,
+        "incremental_measure_and_summaries",
+        include_str!("../../../migrations/edw/0010_incremental_measure_and_summaries.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

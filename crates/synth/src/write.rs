@@ -6,6 +6,7 @@ use fhir::Resource;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -59,10 +60,10 @@ impl Rendered {
     }
 }
 
-fn render_chunk(g: &Generator, chunk: u64) -> io::Result<Rendered> {
+fn render_chunk(g: &Generator, range: &Range<u64>, chunk: u64) -> io::Result<Rendered> {
     let mut out = Rendered::new();
-    let start = chunk * CHUNK_PATIENTS;
-    let end = (start + CHUNK_PATIENTS).min(g.config().patients);
+    let start = range.start + chunk * CHUNK_PATIENTS;
+    let end = (start + CHUNK_PATIENTS).min(range.end);
     for i in start..end {
         for r in g.patient(i) {
             out.push(&r)?;
@@ -80,6 +81,22 @@ pub fn write_ndjson_dir(
     threads: usize,
     progress: &mut dyn FnMut(u64),
 ) -> io::Result<WriteStats> {
+    write_ndjson_part(g, dir, 0..g.config().patients, &|_| true, threads, progress)
+}
+
+/// Part of the population: the patients with indexes in `patients` and the
+/// reference resources `reference` keeps (the same bytes as in a whole output).
+/// Loads in slices (e.g. 1 M patients without 24 GB of files at once) write the
+/// Organizations and Practitioners first and the Groups, which list patients, last.
+pub fn write_ndjson_part(
+    g: &Generator,
+    dir: &Path,
+    patients: Range<u64>,
+    reference: &dyn Fn(&Resource) -> bool,
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<WriteStats> {
+    let range = patients.start..patients.end.min(g.config().patients);
     std::fs::create_dir_all(dir)?;
     let mut files = Vec::with_capacity(OUTPUT_TYPES.len());
     for t in OUTPUT_TYPES {
@@ -100,7 +117,7 @@ pub fn write_ndjson_dir(
     // One at a time: a large population's Groups are big.
     let mut failed = None;
     g.for_each_reference_resource(|r| {
-        if failed.is_none() {
+        if failed.is_none() && reference(&r) {
             let mut one = Rendered::new();
             if let Err(e) = one.push(&r).and_then(|()| sink(one, &mut stats)) {
                 failed = Some(e);
@@ -111,12 +128,12 @@ pub fn write_ndjson_dir(
         return Err(e);
     }
 
-    let patients = g.config().patients;
+    let patients = range.end.saturating_sub(range.start);
     let chunks = patients.div_ceil(CHUNK_PATIENTS);
     let done = |c: u64| ((c + 1) * CHUNK_PATIENTS).min(patients);
     if threads <= 1 {
         for c in 0..chunks {
-            sink(render_chunk(g, c)?, &mut stats)?;
+            sink(render_chunk(g, &range, c)?, &mut stats)?;
             progress(done(c));
         }
     } else {
@@ -126,12 +143,13 @@ pub fn write_ndjson_dir(
             for _ in 0..threads {
                 let tx = tx.clone();
                 let next = &next;
+                let range = &range;
                 scope.spawn(move || loop {
                     let c = next.fetch_add(1, Ordering::Relaxed);
                     if c >= chunks {
                         break;
                     }
-                    if tx.send((c, render_chunk(g, c))).is_err() {
+                    if tx.send((c, render_chunk(g, range, c))).is_err() {
                         break;
                     }
                 });
