@@ -76,9 +76,3 @@ LANGUAGE sql STABLE AS $$
     ORDER BY m.measure_id, mo.month
 $$;
 
--- staging.raw_line keeps every source line (~0.8 kB of JSON each; ~26 GB at 1 M
--- patients uncompressed, since PostgreSQL only compresses values of rows over ~2 kB).
--- Compress every line over 128 bytes in place, with lz4 (cheap to write and to read
--- back for `measure`). Rows already stored stay as they are.
-ALTER TABLE staging.raw_line ALTER COLUMN raw SET COMPRESSION lz4;
-ALTER TABLE staging.raw_line SET (toast_tuple_target = 128);
