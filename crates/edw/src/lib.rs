@@ -9,6 +9,7 @@ pub mod measure;
 pub mod migrate;
 pub mod pgharness;
 pub mod quality;
+pub mod review;
 pub mod serve;
 pub mod stats;
 pub mod testdata;

@@ -5,6 +5,8 @@ const USAGE: &str = "usage:
   phm-edw migrate --db URL
   phm-edw ingest DIR|FILE... --source NAME --db URL [--chunk N] [--no-match]
   phm-edw match --db URL [--upper W] [--lower W]
+  phm-edw review list --db URL [--limit N]      (the matching review queue)
+  phm-edw review link|reject A_ID B_ID --db URL
   phm-edw attribute --db URL [--as-of YYYY-MM-DD]
   phm-edw etl --db URL
   phm-edw measure --db URL --period YEAR --package FILE|DIR [--full]
@@ -134,6 +136,57 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             let m = edw::matching::run(&mut c, &p).map_err(e)?;
             println!("{}", m.summary());
             Ok(())
+        }
+        "review" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "limit"])?;
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            match a.positional.as_slice() {
+                [cmd] if cmd == "list" => {
+                    let items = edw::review::list(&mut c, num(&a, "limit", 50)?).map_err(e)?;
+                    println!("a_id\tb_id\tscore\ta_source\tb_source\tagreement");
+                    for it in &items {
+                        let agree: Vec<String> = it
+                            .agreement
+                            .iter()
+                            .map(|(f, g)| format!("{f}={}", g.as_str()))
+                            .collect();
+                        println!(
+                            "{}\t{}\t{:.2}\t{}\t{}\t{}",
+                            it.a_id,
+                            it.b_id,
+                            it.score,
+                            it.a_source,
+                            it.b_source,
+                            agree.join(",")
+                        );
+                    }
+                    eprintln!("review: {} open pairs shown", items.len());
+                    Ok(())
+                }
+                [cmd, x, y] if cmd == "link" || cmd == "reject" => {
+                    let ids = (x.parse::<i64>(), y.parse::<i64>());
+                    let (Ok(x), Ok(y)) = ids else {
+                        return Err("review link|reject takes two record ids".into());
+                    };
+                    let d = if cmd == "link" {
+                        edw::review::Decision::Link
+                    } else {
+                        edw::review::Decision::Reject
+                    };
+                    edw::review::decide(&mut c, x, y, d).map_err(e)?;
+                    eprintln!(
+                        "review: pair ({x}, {y}) {cmd}ed{}",
+                        if cmd == "link" {
+                            "; the records become one person at the next `phm-edw match`"
+                        } else {
+                            ""
+                        }
+                    );
+                    Ok(())
+                }
+                _ => Err("review list | review link A B | review reject A B".into()),
+            }
         }
         "attribute" => {
             let a = Args::parse(rest, &[])?;

@@ -300,13 +300,26 @@ impl Dsu {
 }
 
 pub fn load_records<C: postgres::GenericClient>(c: &mut C) -> Result<Vec<Rec>> {
+    records(c, "", &[])
+}
+
+/// The records with these ids (the review queue shows how a pair agrees).
+pub fn load_records_by_id<C: postgres::GenericClient>(c: &mut C, ids: &[i64]) -> Result<Vec<Rec>> {
+    records(c, "WHERE sp.id = ANY($1)", &[&ids])
+}
+
+fn records<C: postgres::GenericClient>(
+    c: &mut C,
+    filter: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Vec<Rec>> {
     let rows = c.query(
-        "SELECT sp.id, sp.source, sp.person_id, coalesce(sp.birth_date::text, ''), coalesce(sp.sex, ''),
+        &format!("SELECT sp.id, sp.source, sp.person_id, coalesce(sp.birth_date::text, ''), coalesce(sp.sex, ''),
            coalesce(n.family, ''), coalesce(n.given, ''),
            coalesce(a.line || ' ' || a.city || ' ' || a.state, ''), coalesce(a.postal_code, ''),
            coalesce(t.value, ''),
            coalesce((SELECT array_agg(i.system || '|' || i.value ORDER BY i.system, i.value)
-                     FROM edw.patient_identifier i WHERE i.source_patient_id = sp.id AND i.valid_to IS NULL), '{}')
+                     FROM edw.patient_identifier i WHERE i.source_patient_id = sp.id AND i.valid_to IS NULL), '{{}}')
          FROM edw.source_patient sp
          LEFT JOIN LATERAL (SELECT family, given FROM edw.patient_name x
               WHERE x.source_patient_id = sp.id AND x.valid_to IS NULL
@@ -317,8 +330,9 @@ pub fn load_records<C: postgres::GenericClient>(c: &mut C) -> Result<Vec<Rec>> {
          LEFT JOIN LATERAL (SELECT value FROM edw.patient_telecom x
               WHERE x.source_patient_id = sp.id AND x.valid_to IS NULL AND x.system = 'phone'
               ORDER BY x.value LIMIT 1) t ON true
-         ORDER BY sp.id",
-        &[],
+         {filter}
+         ORDER BY sp.id"),
+        params,
     )?;
     Ok(rows
         .iter()

@@ -196,5 +196,37 @@ fn matching_precision_and_recall_on_known_duplicates() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(persons, persons2);
+
+    // The review queue: grey-zone pairs, highest weight first, shown by how the
+    // fields agree. A steward's link joins the two records at the next run; a
+    // rejected pair leaves the queue for good.
+    let params = edw::matching::Params::default();
+    let items = edw::review::list(&mut c, 100_000).unwrap();
+    assert_eq!(items.len(), rep2.review_pairs);
+    assert!(items.len() >= 2, "{}", rep2.summary());
+    assert!(items.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(items
+        .iter()
+        .all(|i| i.score >= params.lower && i.score < params.upper && i.agreement.len() == 5));
+    let person_of = |c: &mut postgres::Client, id: i64| -> i64 {
+        c.query_one(
+            "SELECT person_id FROM edw.source_patient WHERE id = $1",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (x, y) = (items[0].a_id, items[0].b_id);
+    let (u, v) = (items[1].a_id, items[1].b_id);
+    edw::review::decide(&mut c, x, y, edw::review::Decision::Link).unwrap();
+    edw::review::decide(&mut c, v, u, edw::review::Decision::Reject).unwrap();
+    assert!(edw::review::decide(&mut c, x, y, edw::review::Decision::Reject).is_err());
+    edw::matching::run(&mut c, &params).unwrap();
+    assert_eq!(person_of(&mut c, x), person_of(&mut c, y));
+    let after = edw::review::list(&mut c, 100_000).unwrap();
+    assert_eq!(after.len(), items.len() - 2);
+    assert!(after
+        .iter()
+        .all(|i| (i.a_id, i.b_id) != (x, y) && (i.a_id, i.b_id) != (u, v)));
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -896,7 +896,10 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         let (start, end) = if kind == VisitKind::Inpatient {
             let days = self.rng.range(1, 6);
             let end = date.add_days(days).min(self.as_of());
-            (date_time(date, minute), date_time(end, 11 * 60))
+            // Discharged at 11:00, or an hour after admission when admitted on the
+            // last day of data (an end before the start is invalid FHIR).
+            let end_minute = if end == date { minute + 60 } else { 11 * 60 };
+            (date_time(date, minute), date_time(end, end_minute))
         } else {
             (
                 date_time(date, minute),
