@@ -32,6 +32,10 @@ fn main() {
     let g = synth::Generator::new(synth::SynthConfig::new(patients, 1)).expect("synth");
     let mut opts = edw::ingest::Options::new("synth");
     opts.progress = true;
+    opts.workers = get("--workers")
+        .map(|v| v.parse().expect("--workers N"))
+        .unwrap_or(2);
+    opts.url = Some(url.clone());
     let (mut synth_s, mut ingest_s, mut resources, mut loaded) = (0.0, 0.0, 0u64, 0i64);
     let per = patients.div_ceil(slices);
     let is_group = |r: &fhir::Resource| r.resource_type() == "Group";
@@ -179,7 +183,7 @@ fn main() {
         .unwrap_or(1);
     let report = format!(
         "# EDW benchmark\n\n\
-Command: `cargo run --release -p edw --example bench -- --patients {patients} --slices {slices}`\n\n\
+Command: `cargo run --release -p edw --example bench -- --patients {patients} --slices {slices} --workers {}`\n\n\
 Machine: {cpus} cores (shared with other builds while measured), PostgreSQL 15 from Debian in a temp dir\n\
 (`fsync=off`, unix socket; see `crates/edw/src/pgharness.rs`). Synthetic data from `phm-synth` (seed 1).\n\n\
 | step | figure |\n|---|---|\n\
@@ -201,6 +205,7 @@ Largest relations:\n\n{sizes}\n\
 ## Quality-team queries (`migrations/edw/0008_quality_queries.sql`)\n\n\
 Median of {runs} runs after one warm-up, after `VACUUM ANALYZE`, each run fetching all rows.\n\n\
 | query | rows | median |\n|---|---|---|\n{qrows}\n## Plans (EXPLAIN, costs off)\n\n{plans}",
+        opts.workers,
         loaded as f64 / ingest_s,
         m.records,
         m.candidate_pairs,

@@ -2,7 +2,8 @@
 //!
 //!   cargo run --release -p edw --example ingest_profile -- --patients 20000 [--dir DIR]
 //!
-//! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk.
+//! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk;
+//! `--workers N` merges the clinical types in N sessions (default 1).
 //! With `--dir` an existing phm-synth output is used (and kept) instead of generating one.
 use std::time::Instant;
 
@@ -35,6 +36,10 @@ fn main() {
         opts.chunk = n.parse().expect("--chunk N");
     }
     opts.pipeline = !args.iter().any(|a| a == "--serial");
+    opts.workers = get("--workers")
+        .map(|v| v.parse().expect("--workers N"))
+        .unwrap_or(1);
+    opts.url = Some(url.clone());
     edw::ingest::reset_profile();
     let t = Instant::now();
     let reps = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("ingest");

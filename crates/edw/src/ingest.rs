@@ -24,6 +24,12 @@ pub struct Options {
     /// Validate the next chunk on a helper thread while the current one merges
     /// (default). `false` runs everything on the caller's thread (for profiling).
     pub pipeline: bool,
+    /// Sessions merging files at once (with `url`). Files of the clinical types,
+    /// which only reference patients and reference data loaded before them, merge in
+    /// parallel, one type per session (different target tables: no lock conflicts).
+    pub workers: usize,
+    /// Connection string for the extra sessions.
+    pub url: Option<String>,
 }
 
 impl Options {
@@ -33,9 +39,15 @@ impl Options {
             chunk: 5000,
             progress: false,
             pipeline: true,
+            workers: 1,
+            url: None,
         }
     }
 }
+
+/// From this type on (see `validate::SUPPORTED`) files depend only on types ranked
+/// before it, not on each other.
+const PARALLEL_FROM: &str = "Group";
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FileReport {
@@ -103,11 +115,7 @@ pub fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             files.push(p.clone());
         }
     }
-    let rank = |p: &PathBuf| {
-        let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        let ty = stem.split(['.', '-', '_']).next().unwrap_or("");
-        (validate::type_rank(ty), p.clone())
-    };
+    let rank = |p: &PathBuf| (file_rank(p), p.clone());
     files.sort_by_key(rank);
     files.dedup();
     if files.is_empty() {
@@ -169,10 +177,99 @@ pub fn ingest(
     }
     let files = collect_files(paths)?;
     let mut reports = Vec::new();
-    for f in files {
-        reports.push(ingest_file(client, &f, opts)?);
+    let url = match &opts.url {
+        Some(u) if opts.workers > 1 => u.clone(),
+        _ => {
+            for f in files {
+                reports.push(ingest_file(client, &f, opts)?);
+            }
+            return Ok(reports);
+        }
+    };
+    let from = validate::type_rank(PARALLEL_FROM);
+    let unknown = validate::SUPPORTED.len();
+    // Reference data and patients first, in order; then the independent types in
+    // parallel (files of one type in order, in one session); unknown names last.
+    let mut groups: Vec<(usize, Vec<PathBuf>)> = Vec::new();
+    for f in files.iter().filter(|f| file_rank(f) < from) {
+        reports.push(ingest_file(client, f, opts)?);
+    }
+    for f in files
+        .iter()
+        .filter(|f| (from..unknown).contains(&file_rank(f)))
+    {
+        match groups.last_mut() {
+            Some((r, g)) if *r == file_rank(f) => g.push(f.clone()),
+            _ => groups.push((file_rank(f), vec![f.clone()])),
+        }
+    }
+    let queue = std::sync::Mutex::new(groups.into_iter().enumerate().collect::<Vec<_>>());
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let work = |c: &mut postgres::Client| -> Result<Vec<(usize, Vec<FileReport>)>> {
+        let mut done = Vec::new();
+        loop {
+            let next = {
+                let mut q = queue.lock().expect("queue");
+                if q.is_empty() {
+                    None
+                } else {
+                    Some(q.remove(0))
+                }
+            };
+            let Some((i, (_, files))) = next else {
+                return Ok(done);
+            };
+            let mut reps = Vec::new();
+            for f in &files {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(done);
+                }
+                match ingest_file(c, f, opts) {
+                    Ok(r) => reps.push(r),
+                    Err(e) => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            done.push((i, reps));
+        }
+    };
+    let results: Vec<Result<Vec<(usize, Vec<FileReport>)>>> = std::thread::scope(|s| {
+        let extra: Vec<_> = (1..opts.workers)
+            .map(|_| {
+                let url = url.clone();
+                let work = &work;
+                s.spawn(move || {
+                    let mut c = crate::connect(&url)?;
+                    work(&mut c)
+                })
+            })
+            .collect();
+        let mut all = vec![work(client)];
+        all.extend(
+            extra
+                .into_iter()
+                .map(|h| h.join().expect("ingest worker panicked")),
+        );
+        all
+    });
+    let mut parallel = Vec::new();
+    for r in results {
+        parallel.extend(r?);
+    }
+    parallel.sort_by_key(|(i, _)| *i);
+    reports.extend(parallel.into_iter().flat_map(|(_, r)| r));
+    for f in files.iter().filter(|f| file_rank(f) >= unknown) {
+        reports.push(ingest_file(client, f, opts)?);
     }
     Ok(reports)
+}
+
+/// The merge rank of a file from its name (`Observation.ndjson`, `Observation-2.ndjson`).
+fn file_rank(p: &Path) -> usize {
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    validate::type_rank(stem.split(['.', '-', '_']).next().unwrap_or(""))
 }
 
 fn file_label(path: &Path) -> String {

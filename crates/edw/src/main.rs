@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   phm-edw migrate --db URL
-  phm-edw ingest DIR|FILE... --source NAME --db URL [--chunk N] [--no-match]
+  phm-edw ingest DIR|FILE... --source NAME --db URL [--chunk N] [--workers N] [--no-match]
   phm-edw match --db URL [--upper W] [--lower W]
   phm-edw review list --db URL [--limit N]      (the matching review queue)
   phm-edw review link|reject A_ID B_ID --db URL
@@ -96,13 +96,15 @@ fn run(argv: Vec<String>) -> Result<(), String> {
         }
         "ingest" => {
             let a = Args::parse(rest, &["no-match", "quiet"])?;
-            a.check(&["db", "source", "chunk", "no-match", "quiet"])?;
+            a.check(&["db", "source", "chunk", "workers", "no-match", "quiet"])?;
             if a.positional.is_empty() {
                 return Err("ingest: give at least one DIR or FILE".into());
             }
             let mut opts = edw::ingest::Options::new(a.req("source")?);
             opts.chunk = num(&a, "chunk", 5000usize)?.max(1);
             opts.progress = !a.flag("quiet");
+            opts.workers = num(&a, "workers", 2usize)?.clamp(1, 16);
+            opts.url = Some(a.req("db")?.to_string());
             let paths: Vec<std::path::PathBuf> = a.positional.iter().map(Into::into).collect();
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
             let t0 = std::time::Instant::now();

@@ -45,7 +45,13 @@ fn synth_population_loads_reconciles_and_reloads_as_noop() {
             .unwrap();
         writeln!(f, "{line}").unwrap();
     }
-    let reps = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("synth")).unwrap();
+    // Two sessions: the clinical types merge in parallel.
+    let opts = Options {
+        workers: 2,
+        url: Some(url.clone()),
+        ..Options::new("synth")
+    };
+    let reps = ingest(&mut c, std::slice::from_ref(&tmp), &opts).unwrap();
     let lines: i64 = reps.iter().map(|r| r.lines).sum();
     let loaded: i64 = reps.iter().map(|r| r.loaded).sum();
     let quarantined: i64 = reps.iter().map(|r| r.quarantined).sum();
@@ -122,7 +128,7 @@ fn synth_population_loads_reconciles_and_reloads_as_noop() {
 
     let counts = edw::stats::table_counts(&mut c).unwrap();
     let sums = edw::stats::checksums(&mut c).unwrap();
-    let again = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("synth")).unwrap();
+    let again = ingest(&mut c, std::slice::from_ref(&tmp), &opts).unwrap();
     assert!(again.iter().all(|r| r.already_loaded));
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     assert_eq!(edw::stats::table_counts(&mut c).unwrap(), counts);
