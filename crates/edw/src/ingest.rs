@@ -205,7 +205,7 @@ pub fn ingest(
     }
     let queue = std::sync::Mutex::new(groups.into_iter().enumerate().collect::<Vec<_>>());
     let failed = std::sync::atomic::AtomicBool::new(false);
-    let work = |c: &mut postgres::Client| -> Result<Vec<(usize, Vec<FileReport>)>> {
+    let work = |c: &mut postgres::Client| -> Result<GroupReports> {
         let mut done = Vec::new();
         loop {
             let next = {
@@ -235,7 +235,7 @@ pub fn ingest(
             done.push((i, reps));
         }
     };
-    let results: Vec<Result<Vec<(usize, Vec<FileReport>)>>> = std::thread::scope(|s| {
+    let results: Vec<Result<GroupReports>> = std::thread::scope(|s| {
         let extra: Vec<_> = (1..opts.workers)
             .map(|_| {
                 let url = url.clone();
@@ -265,6 +265,9 @@ pub fn ingest(
     }
     Ok(reports)
 }
+
+/// Reports of the file groups one session merged, with the groups' positions.
+type GroupReports = Vec<(usize, Vec<FileReport>)>;
 
 /// The merge rank of a file from its name (`Observation.ndjson`, `Observation-2.ndjson`).
 fn file_rank(p: &Path) -> usize {
