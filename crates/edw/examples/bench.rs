@@ -65,11 +65,16 @@ fn main() {
             loaded as f64 / ingest_s
         );
     }
+    eprintln!(
+        "bench: ingest {loaded} resources in {ingest_s:.1} s = {:.0} resources/s",
+        loaded as f64 / ingest_s
+    );
     let dir = base.join("slice-0");
     let t = Instant::now();
     let again = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("re-ingest");
     assert!(again.iter().all(|r| r.already_loaded));
     let reingest_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: re-ingest {reingest_s:.1} s");
     let _ = std::fs::remove_dir_all(&dir);
     // phm-synth emits no CareTeam: group practitioners into teams of 4 so that
     // attribution (and query (b), open gaps by care team) has teams to report.
@@ -100,15 +105,19 @@ fn main() {
     let t = Instant::now();
     let m = edw::matching::run(&mut c, &edw::matching::Params::default()).expect("match");
     let match_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: match {match_s:.1} s");
     let t = Instant::now();
     let a = edw::attribute::run(&mut c, Some("2025-12-31")).expect("attribute");
     let attr_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: attribute {attr_s:.1} s");
     let t = Instant::now();
     let e = edw::etl::run(&mut c).expect("etl");
     let etl_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: star ETL (first) {etl_s:.1} s");
     let t = Instant::now();
     let e2 = edw::etl::run(&mut c).expect("etl 2");
     let etl2_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: star ETL (no changes) {etl2_s:.1} s");
     // eCQM: the 12 shared packages over every person, then the star picks up the results.
     let pkgs =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ecqm/measures");
@@ -119,10 +128,12 @@ fn main() {
     let t = Instant::now();
     let mr = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure");
     let measure_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: measure {measure_s:.1} s");
     let mprof = edw::measure::profile();
     let t = Instant::now();
     let mr2 = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure again");
     let measure2_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: measure again {measure2_s:.1} s");
     // 1 % of source patient records changed (as when matching moves them): the next
     // run re-evaluates only their persons.
     let touched = c
@@ -134,6 +145,7 @@ fn main() {
     let t = Instant::now();
     let mr3 = edw::measure::run_with(&mut c, &pkgs, 2025, &mopts).expect("measure changed");
     let measure3_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: measure after 1 % changed {measure3_s:.1} s");
     let mprof_txt: String = edw::measure::PHASES
         .iter()
         .zip(mprof)
@@ -143,6 +155,7 @@ fn main() {
     let t = Instant::now();
     let e3 = edw::etl::run(&mut c).expect("etl 3");
     let etl3_s = t.elapsed().as_secs_f64();
+    eprintln!("bench: star ETL after measure {etl3_s:.1} s");
     c.batch_execute("VACUUM ANALYZE").expect("analyze");
     let runs: usize = get("--runs")
         .map(|v| v.parse().expect("--runs N"))
