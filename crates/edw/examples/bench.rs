@@ -103,7 +103,14 @@ fn main() {
     edw::ingest::ingest(&mut c, std::slice::from_ref(&teams_dir), &opts).expect("teams ingest");
     let _ = std::fs::remove_dir_all(&teams_dir);
     let t = Instant::now();
-    let m = edw::matching::run(&mut c, &edw::matching::Params::default()).expect("match");
+    let m = edw::matching::run(
+        &mut c,
+        &edw::matching::Params {
+            progress: true,
+            ..Default::default()
+        },
+    )
+    .expect("match");
     let match_s = t.elapsed().as_secs_f64();
     eprintln!("bench: match {match_s:.1} s");
     let t = Instant::now();

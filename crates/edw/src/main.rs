@@ -117,7 +117,11 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 skipped += r.already_loaded as i64;
             }
             if !a.flag("no-match") {
-                let m = edw::matching::run(&mut c, &edw::matching::Params::default()).map_err(e)?;
+                let params = edw::matching::Params {
+                    progress: opts.progress,
+                    ..Default::default()
+                };
+                let m = edw::matching::run(&mut c, &params).map_err(e)?;
                 eprintln!("ingest: matching: {}", m.summary());
             }
             let secs = t0.elapsed().as_secs_f64();
@@ -134,6 +138,7 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             let mut p = edw::matching::Params::default();
             p.upper = num(&a, "upper", p.upper)?;
             p.lower = num(&a, "lower", p.lower)?;
+            p.progress = true;
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
             let m = edw::matching::run(&mut c, &p).map_err(e)?;
             println!("{}", m.summary());

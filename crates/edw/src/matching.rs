@@ -22,6 +22,8 @@ pub struct Params {
     /// A phone number shared by more records than this is not identifying
     /// (switchboards, test numbers): its block is skipped.
     pub max_phone_block: usize,
+    /// Phase timings and counts on stderr.
+    pub progress: bool,
 }
 
 impl Default for Params {
@@ -31,6 +33,7 @@ impl Default for Params {
             lower: 6.0,
             max_block: 500,
             max_phone_block: 20,
+            progress: false,
         }
     }
 }
@@ -363,7 +366,14 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
     )?;
     // One matcher at a time.
     tx.execute("SELECT pg_advisory_xact_lock(7419002)", &[])?;
+    let t0 = std::time::Instant::now();
+    let phase = |what: std::fmt::Arguments| {
+        if p.progress {
+            eprintln!("match: {what} ({:.1}s)", t0.elapsed().as_secs_f64());
+        }
+    };
     let recs = load_records(&mut tx)?;
+    phase(format_args!("{} records loaded", recs.len()));
     let mut rep = Report {
         records: recs.len(),
         ..Default::default()
@@ -420,6 +430,12 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         }
     }
     rep.candidate_pairs = pairs.len();
+    phase(format_args!(
+        "{} candidate pairs from {} blocks ({} skipped)",
+        pairs.len(),
+        blocks.len(),
+        rep.skipped_blocks
+    ));
     let mut pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
     pairs.sort_unstable();
     for (a, b) in pairs {
@@ -436,6 +452,10 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         }
     }
     rep.review_pairs = review.len();
+    phase(format_args!(
+        "scored: {} probabilistic links, {} for review",
+        rep.probabilistic_links, rep.review_pairs
+    ));
 
     // Manual decisions are kept and honoured.
     let idx: HashMap<i64, usize> = recs.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
@@ -469,6 +489,7 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         &[&ra, &rb, &rs],
     )?;
 
+    phase(format_args!("links and review queue written"));
     // 3. clusters -> persons (stable ids).
     let mut clusters: HashMap<usize, Vec<usize>> = HashMap::new();
     for i in 0..n {
@@ -540,6 +561,10 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         &[&left, &upd_ids],
     )?;
     rep.persons = used.len();
+    phase(format_args!(
+        "{} persons ({} new), {} records reassigned",
+        rep.persons, rep.new_persons, rep.reassigned_records
+    ));
     // Persons left without records and not referenced elsewhere are removed.
     tx.execute(
         "DELETE FROM edw.person p WHERE NOT EXISTS (SELECT 1 FROM edw.source_patient s WHERE s.person_id = p.id)
