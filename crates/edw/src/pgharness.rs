@@ -195,6 +195,22 @@ impl PgHarness {
             );
             h.port = Some(port);
         }
+        // Extra server settings for benchmarks (e.g. shared_buffers): PGHARNESS_SETTINGS
+        // = "name=value,name=value".
+        if let Ok(extra) = std::env::var("PGHARNESS_SETTINGS") {
+            for kv in extra.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let ok = kv.split_once('=').is_some_and(|(k, v)| {
+                    !k.is_empty()
+                        && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                        && !v.is_empty()
+                        && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+                });
+                if !ok {
+                    return err(format!("PGHARNESS_SETTINGS: bad setting {kv:?}"));
+                }
+                opts.push_str(&format!(" -c {kv}"));
+            }
+        }
         let log = h.dir.join("log");
         h.run(
             "pg_ctl",
