@@ -135,10 +135,32 @@ pub fn soundex(s: &str) -> String {
     out
 }
 
-/// Jaro–Winkler similarity in [0, 1].
+/// Jaro–Winkler similarity in [0, 1]. Called for every candidate pair (tens of
+/// millions at 1 M patients): strings up to 64 characters stay on the stack.
 pub fn jaro_winkler(a: &str, b: &str) -> f64 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
+    const N: usize = 64;
+    let (mut ab, mut bb) = (['\0'; N], ['\0'; N]);
+    match (fill(a, &mut ab), fill(b, &mut bb)) {
+        (Some(la), Some(lb)) => jw(&ab[..la], &bb[..lb], &mut [false; N], &mut [false; N]),
+        _ => {
+            let a: Vec<char> = a.chars().collect();
+            let b: Vec<char> = b.chars().collect();
+            jw(&a, &b, &mut vec![false; a.len()], &mut vec![false; b.len()])
+        }
+    }
+}
+
+/// The characters of `s` into `buf`; `None` when they do not fit.
+fn fill(s: &str, buf: &mut [char]) -> Option<usize> {
+    let mut n = 0;
+    for c in s.chars() {
+        *buf.get_mut(n)? = c;
+        n += 1;
+    }
+    Some(n)
+}
+
+fn jw(a: &[char], b: &[char], am: &mut [bool], bm: &mut [bool]) -> f64 {
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }
@@ -146,8 +168,6 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
         return 0.0;
     }
     let window = (a.len().max(b.len()) / 2).saturating_sub(1);
-    let mut am = vec![false; a.len()];
-    let mut bm = vec![false; b.len()];
     let mut m = 0usize;
     for i in 0..a.len() {
         let lo = i.saturating_sub(window);
@@ -178,7 +198,7 @@ pub fn jaro_winkler(a: &str, b: &str) -> f64 {
     }
     let m = m as f64;
     let jaro = (m / a.len() as f64 + m / b.len() as f64 + (m - t as f64 / 2.0) / m) / 3.0;
-    let prefix = a.iter().zip(&b).take(4).take_while(|(x, y)| x == y).count() as f64;
+    let prefix = a.iter().zip(b).take(4).take_while(|(x, y)| x == y).count() as f64;
     jaro + prefix * 0.1 * (1.0 - jaro)
 }
 
@@ -409,7 +429,7 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
             blocks.entry(k).or_default().push(i);
         }
     }
-    let mut pairs: std::collections::HashSet<(usize, usize)> = Default::default();
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
     let mut keys: Vec<&String> = blocks.keys().collect();
     keys.sort();
     for k in keys {
@@ -425,10 +445,13 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         }
         for x in 0..members.len() {
             for y in x + 1..members.len() {
-                pairs.insert((members[x], members[y]));
+                pairs.push((members[x], members[y]));
             }
         }
     }
+    // Members are pushed in index order, so each pair is (low, high).
+    pairs.sort_unstable();
+    pairs.dedup();
     rep.candidate_pairs = pairs.len();
     phase(format_args!(
         "{} candidate pairs from {} blocks ({} skipped)",
@@ -436,13 +459,16 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
         blocks.len(),
         rep.skipped_blocks
     ));
-    let mut pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
-    pairs.sort_unstable();
-    for (a, b) in pairs {
-        if ident_pairs.contains(&(a, b)) {
-            continue;
-        }
-        let s = score(&recs[a], &recs[b]);
+    let scored: Vec<(usize, usize, f64)> = {
+        use rayon::prelude::*;
+        pairs
+            .par_iter()
+            .filter(|p| !ident_pairs.contains(p))
+            .map(|&(a, b)| (a, b, score(&recs[a], &recs[b])))
+            .collect()
+    };
+    drop(pairs);
+    for (a, b, s) in scored {
         if s >= p.upper && recs[a].source != recs[b].source {
             dsu.union(a, b);
             links.push((recs[a].id, recs[b].id, "probabilistic", Some(s)));
