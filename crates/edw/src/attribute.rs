@@ -69,13 +69,18 @@ pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
          ranked AS (
             SELECT *, row_number() OVER (PARTITION BY person_id
                 ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
-            FROM visits)
+            FROM visits),
+         -- A practitioner's team, computed once per practitioner (a per-person subquery
+         -- scanned care_team_member for each of 500,000 persons).
+         team AS (
+            SELECT practitioner_id, min(care_team_id) AS care_team_id
+            FROM edw.care_team_member GROUP BY practitioner_id)
          INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
                                       method, visit_count, last_visit)
-         SELECT r.person_id, r.practitioner_id,
-                (SELECT min(m.care_team_id) FROM edw.care_team_member m WHERE m.practitioner_id = r.practitioner_id),
+         SELECT r.person_id, r.practitioner_id, t.care_team_id,
                 ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit
-         FROM ranked r WHERE rk = 1",
+         FROM ranked r LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
+         WHERE rk = 1",
         &[&METHOD, &as_of, &codes],
     )? as i64;
     let persons: i64 = tx.query_one("SELECT count(*) FROM edw.person", &[])?.get(0);
