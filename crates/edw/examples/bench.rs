@@ -174,37 +174,8 @@ fn main() {
     let runs: usize = get("--runs")
         .map(|v| v.parse().expect("--runs N"))
         .unwrap_or(5);
-    let mut qrows = String::new();
-    let mut plans = String::new();
-    for (name, sql) in edw::quality::queries(&mut c).expect("queries") {
-        let (median, rows) = edw::quality::time_query(&mut c, &sql, runs).expect("query");
-        qrows.push_str(&format!("| {name} | {rows} | {:.1} ms |\n", median * 1e3));
-        let plan = edw::quality::explain(&mut c, &sql).expect("explain");
-        plans.push_str(&format!("### {name}\n\n`{sql}`\n\n```\n{plan}\n```\n\n"));
-    }
-    let size: String = c
-        .query_one(
-            "SELECT pg_size_pretty(pg_database_size(current_database()))",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    // Where the bytes are: the largest relations with their indexes and TOAST.
-    let mut sizes = String::from("| relation | total | of which indexes |\n|---|---|---|\n");
-    for r in c
-        .query(
-            "SELECT n.nspname || '.' || c.relname, pg_size_pretty(pg_total_relation_size(c.oid)),
-                    pg_size_pretty(pg_indexes_size(c.oid))
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('staging', 'edw', 'mart', 'audit')
-             ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 15",
-            &[],
-        )
-        .unwrap()
-    {
-        let (name, total, idx): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        sizes.push_str(&format!("| {name} | {total} | {idx} |\n"));
-    }
+    let q = edw::quality::measure_all(&mut c, runs).expect("queries");
+    let (qrows, plans, size, sizes) = (q.rows, q.plans, q.database_size, q.largest);
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

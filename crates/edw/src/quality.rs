@@ -61,3 +61,48 @@ pub fn explain(c: &mut postgres::Client, sql: &str) -> Result<String> {
         .collect::<Vec<_>>()
         .join("\n"))
 }
+
+/// The five queries timed (Markdown table rows), their plans, the database size and
+/// its largest relations (Markdown table), for the bench and `examples/queries.rs`.
+pub struct Timings {
+    pub rows: String,
+    pub plans: String,
+    pub database_size: String,
+    pub largest: String,
+}
+
+pub fn measure_all(c: &mut postgres::Client, runs: usize) -> Result<Timings> {
+    let mut rows = String::new();
+    let mut plans = String::new();
+    for (name, sql) in queries(c)? {
+        let (median, n) = time_query(c, &sql, runs)?;
+        rows.push_str(&format!("| {name} | {n} | {:.1} ms |\n", median * 1e3));
+        let plan = explain(c, &sql)?;
+        plans.push_str(&format!("### {name}\n\n`{sql}`\n\n```\n{plan}\n```\n\n"));
+    }
+    let database_size: String = c
+        .query_one(
+            "SELECT pg_size_pretty(pg_database_size(current_database()))",
+            &[],
+        )?
+        .get(0);
+    // Where the bytes are: the largest relations with their indexes and TOAST.
+    let mut largest = String::from("| relation | total | of which indexes |\n|---|---|---|\n");
+    for r in c.query(
+        "SELECT n.nspname || '.' || c.relname, pg_size_pretty(pg_total_relation_size(c.oid)),
+                pg_size_pretty(pg_indexes_size(c.oid))
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('staging', 'edw', 'mart', 'audit')
+         ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 15",
+        &[],
+    )? {
+        let (name, total, idx): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        largest.push_str(&format!("| {name} | {total} | {idx} |\n"));
+    }
+    Ok(Timings {
+        rows,
+        plans,
+        database_size,
+        largest,
+    })
+}
