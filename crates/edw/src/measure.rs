@@ -510,6 +510,7 @@ pub fn run_with(
     };
     let mut pending: Option<(usize, Vec<Outcome>)> = None;
     let mut done = 0usize;
+    let mut last_line = Instant::now();
     for k in 0..chunks.len() {
         let mut lines = next.take().expect("fetched ahead");
         let ids = chunks[k];
@@ -544,7 +545,9 @@ pub fn run_with(
         pending = Some((k, outcomes));
         done += ids.len();
         rep.persons = done;
-        if opts.progress {
+        // A line every 10 s (and the last chunk), not one per chunk.
+        if opts.progress && (last_line.elapsed().as_secs() >= 10 || done == persons.len()) {
+            last_line = Instant::now();
             let secs = t0.elapsed().as_secs_f64().max(1e-3);
             eprintln!(
                 "measure: {done}/{} persons, {:.0} persons/s",
