@@ -125,11 +125,11 @@ fn main() {
     let attr_s = t.elapsed().as_secs_f64();
     eprintln!("bench: attribute {attr_s:.1} s");
     let t = Instant::now();
-    let e = edw::etl::run(&mut c).expect("etl");
+    let e = edw::etl::run_with_progress(&mut c, true).expect("etl");
     let etl_s = t.elapsed().as_secs_f64();
     eprintln!("bench: star ETL (first) {etl_s:.1} s");
     let t = Instant::now();
-    let e2 = edw::etl::run(&mut c).expect("etl 2");
+    let e2 = edw::etl::run_with_progress(&mut c, true).expect("etl 2");
     let etl2_s = t.elapsed().as_secs_f64();
     eprintln!("bench: star ETL (no changes) {etl2_s:.1} s");
     // eCQM: the 12 shared packages over every person, then the star picks up the results.
@@ -167,7 +167,7 @@ fn main() {
         .collect::<Vec<_>>()
         .join(", ");
     let t = Instant::now();
-    let e3 = edw::etl::run(&mut c).expect("etl 3");
+    let e3 = edw::etl::run_with_progress(&mut c, true).expect("etl 3");
     let etl3_s = t.elapsed().as_secs_f64();
     eprintln!("bench: star ETL after measure {etl3_s:.1} s");
     c.batch_execute("VACUUM ANALYZE").expect("analyze");

@@ -60,6 +60,20 @@ fn set_wm(tx: &mut postgres::Transaction, t: &str, src: &str, old: i64) -> Resul
 }
 
 pub fn run(c: &mut postgres::Client) -> Result<Report> {
+    run_with_progress(c, false)
+}
+
+/// As [`run`]; with `progress`, a line per step on stderr (rows and elapsed time).
+pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Report> {
+    let t0 = std::time::Instant::now();
+    let step = |what: &str, rows: i64| {
+        if progress {
+            eprintln!(
+                "etl: {what}: {rows} rows ({:.1}s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    };
     let mut tx = c.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock(7419004)", &[])?;
     let mut rep = Report::default();
@@ -115,6 +129,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[],
     )? as i64;
     set_wm(&mut tx, "dim_patient", "edw.source_patient", w)?;
+    step("dim_patient", rep.patient_versions_added);
 
     let w = wm(&mut tx, "dim_provider")?;
     rep.providers = tx.execute(
@@ -127,6 +142,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[&w],
     )? as i64;
     set_wm(&mut tx, "dim_provider", "edw.practitioner", w)?;
+    step("dim_provider", rep.providers);
 
     let w = wm(&mut tx, "dim_organization")?;
     rep.organizations = tx.execute(
@@ -136,6 +152,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[&w],
     )? as i64;
     set_wm(&mut tx, "dim_organization", "edw.organization", w)?;
+    step("dim_organization", rep.organizations);
 
     // Facts: re-pointed to the current patient version when their person changed.
     let w = wm(&mut tx, "fact_encounter")?;
@@ -169,6 +186,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
     )? as i64;
     set_wm(&mut tx, "fact_encounter", "edw.encounter", w)?;
     set_wm(&mut tx, "fact_encounter_patients", "edw.source_patient", 0)?;
+    step("fact_encounter", rep.encounters);
 
     let w = wm(&mut tx, "fact_observation")?;
     tx.execute(
@@ -201,6 +219,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         "edw.source_patient",
         0,
     )?;
+    step("fact_observation", rep.observations);
 
     let w = wm(&mut tx, "fact_measure_result")?;
     tx.execute(
@@ -221,6 +240,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[&w],
     )? as i64;
     set_wm(&mut tx, "fact_measure_result", "edw.measure_result", w)?;
+    step("fact_measure_result", rep.measure_results);
     let w = wm(&mut tx, "fact_care_gap")?;
     rep.care_gaps = tx.execute(
         "INSERT INTO mart.fact_care_gap (care_gap_id, patient_key, measure_key, date_key, status)
@@ -233,6 +253,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
         &[&w],
     )? as i64;
     set_wm(&mut tx, "fact_care_gap", "edw.care_gap", w)?;
+    step("fact_care_gap", rep.care_gaps);
 
     // Summaries behind quality queries (a) and (b): rebuilt (a few thousand rows) when
     // gaps, patients, providers or attribution changed. Attribution is recomputed by
@@ -269,6 +290,12 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
             &[&attr_max],
         )?;
         rep.summaries_rebuilt = true;
+        if progress {
+            eprintln!(
+                "etl: summaries for queries (a) and (b) rebuilt ({:.1}s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
     }
     tx.commit()?;
     Ok(rep)

@@ -210,7 +210,7 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             let a = Args::parse(rest, &[])?;
             a.check(&["db"])?;
             let mut c = edw::connect(a.req("db")?).map_err(e)?;
-            let r = edw::etl::run(&mut c).map_err(e)?;
+            let r = edw::etl::run_with_progress(&mut c, true).map_err(e)?;
             println!("{}", r.summary());
             Ok(())
         }
