@@ -785,10 +785,12 @@ fn validate_chunk(rows: &[postgres::Row]) -> Result<(Vec<u8>, Vec<&'static str>)
                         }
                     }
                     let hash = crate::migrate::hex(&Sha256::digest(raw.trim().as_bytes()));
+                    // The line as sent (it parsed as JSON): PostgreSQL's jsonb reads it
+                    // as well as a re-serialised copy, which cost a serialisation per line.
                     (
                         Some(v.resource_type),
                         Some(v.id),
-                        Some(v.body.to_string()),
+                        Some(raw.trim().to_string()),
                         Some(hash),
                         None,
                     )
