@@ -2,20 +2,14 @@
 //! timed ingest, matching, attribution and star ETL. Writes a Markdown report.
 //!
 //!   cargo run --release -p edw --example bench -- --patients 10000 [--out docs/bench-edw.md]
+mod support;
+
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let patients: u64 = get("--patients")
-        .map(|v| v.parse().expect("--patients N"))
-        .unwrap_or(10_000);
-    let out = get("--out");
+    let args = support::Args::from_env();
+    let patients: u64 = args.num("--patients", 10_000);
+    let out = args.get("--out");
     let pg = edw::pgharness::PgHarness::start().expect("postgres");
     let url = pg.create_db("bench").expect("db");
     let mut c = edw::connect(&url).expect("connect");
@@ -25,16 +19,11 @@ fn main() {
     // --slices S: generate and ingest S slices of patients one after the other (each
     // its own files, deleted once loaded), then the Groups, so that 1 M patients never
     // need ~24 GB of NDJSON on disk at once. Slice 0 is kept for the re-ingest check.
-    let slices: u64 = get("--slices")
-        .map(|v| v.parse().expect("--slices S"))
-        .unwrap_or(1)
-        .max(1);
+    let slices: u64 = args.num("--slices", 1).max(1);
     let g = synth::Generator::new(synth::SynthConfig::new(patients, 1)).expect("synth");
     let mut opts = edw::ingest::Options::new("synth");
     opts.progress = true;
-    opts.workers = get("--workers")
-        .map(|v| v.parse().expect("--workers N"))
-        .unwrap_or(2);
+    opts.workers = args.num("--workers", 2);
     opts.url = Some(url.clone());
     let (mut synth_s, mut ingest_s, mut resources, mut loaded) = (0.0, 0.0, 0u64, 0i64);
     let per = patients.div_ceil(slices);
@@ -171,9 +160,7 @@ fn main() {
     let etl3_s = t.elapsed().as_secs_f64();
     eprintln!("bench: star ETL after measure {etl3_s:.1} s");
     c.batch_execute("VACUUM ANALYZE").expect("analyze");
-    let runs: usize = get("--runs")
-        .map(|v| v.parse().expect("--runs N"))
-        .unwrap_or(5);
+    let runs: usize = args.num("--runs", 5);
     let q = edw::quality::measure_all(&mut c, runs).expect("queries");
     let (qrows, plans, size, sizes) = (q.rows, q.plans, q.database_size, q.largest);
     let cpus = std::thread::available_parallelism()

@@ -5,24 +5,18 @@
 //! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk;
 //! `--workers N` merges the clinical types in N sessions (default 1).
 //! With `--dir` an existing phm-synth output is used (and kept) instead of generating one.
+mod support;
+
 use std::time::Instant;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let get = |k: &str| {
-        args.iter()
-            .position(|a| a == k)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let patients: u64 = get("--patients")
-        .map(|v| v.parse().expect("--patients N"))
-        .unwrap_or(20_000);
+    let args = support::Args::from_env();
+    let patients: u64 = args.num("--patients", 20_000);
     let pg = edw::pgharness::PgHarness::start().expect("postgres");
     let url = pg.create_db("prof").expect("db");
     let mut c = edw::connect(&url).expect("connect");
     edw::migrate::migrate(&mut c).expect("migrate");
-    let (dir, keep) = match get("--dir") {
+    let (dir, keep) = match args.get("--dir") {
         Some(d) => (std::path::PathBuf::from(d), true),
         None => {
             let dir = std::env::temp_dir().join(format!("edw-prof-{}", std::process::id()));
@@ -32,13 +26,9 @@ fn main() {
         }
     };
     let mut opts = edw::ingest::Options::new("synth");
-    if let Some(n) = get("--chunk") {
-        opts.chunk = n.parse().expect("--chunk N");
-    }
-    opts.pipeline = !args.iter().any(|a| a == "--serial");
-    opts.workers = get("--workers")
-        .map(|v| v.parse().expect("--workers N"))
-        .unwrap_or(1);
+    opts.chunk = args.num("--chunk", opts.chunk);
+    opts.pipeline = !args.flag("--serial");
+    opts.workers = args.num("--workers", 1);
     opts.url = Some(url.clone());
     edw::ingest::reset_profile();
     let t = Instant::now();

@@ -59,8 +59,8 @@ fn agreement(a: &Rec, b: &Rec) -> Vec<(&'static str, Agreement)> {
     vec![
         (
             "name",
-            compare(name_a.trim(), name_b.trim(), |x, _| {
-                jaro_winkler(x, name_b.trim()) >= 0.85 || x == swapped_b.trim()
+            compare(name_a.trim(), name_b.trim(), |x, y| {
+                jaro_winkler(x, y) >= 0.85 || x == swapped_b.trim()
             }),
         ),
         (

@@ -40,7 +40,6 @@ pub struct Invalid {
 pub struct Valid {
     pub resource_type: String,
     pub id: String,
-    pub body: Value,
 }
 
 fn is_leap(y: u32) -> bool {
@@ -580,7 +579,6 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
     Ok(Valid {
         resource_type: rtype,
         id,
-        body,
     })
 }
 

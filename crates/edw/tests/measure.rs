@@ -1,31 +1,43 @@
 //! `phm-edw measure` through the EDW equals the ecqm engine run directly on the same NDJSON.
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+fn package() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/ecqm/measures/DiabetesGlycemicStatusAssessmentGreaterThan9PercentFHIR.json")
+}
+
+/// A migrated EDW with `patients` phm-synth patients (written under `dir`) ingested
+/// as source "synth" and matched.
+fn loaded_edw(
+    db: &str,
+    dir: &Path,
+    patients: u64,
+    seed: u64,
+) -> (edw::pgharness::PgHarness, postgres::Client) {
+    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let url = pg.create_db(db).unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let g = synth::Generator::new(synth::SynthConfig::new(patients, seed)).unwrap();
+    synth::write_ndjson_dir(&g, dir, 1, &mut |_| {}).unwrap();
+    let opts = edw::ingest::Options::new("synth");
+    edw::ingest::ingest(&mut c, &[dir.to_path_buf()], &opts).unwrap();
+    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    (pg, c)
+}
 
 #[test]
 fn measure_results_from_edw_match_direct_engine_run() {
-    let pkg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/ecqm/measures/DiabetesGlycemicStatusAssessmentGreaterThan9PercentFHIR.json");
+    let pkg = package();
     assert!(
         pkg.exists(),
         "shared eCQM package missing: {}",
         pkg.display()
     );
-    let pg = edw::pgharness::PgHarness::start().unwrap();
-    let url = pg.create_db("m").unwrap();
-    let mut c = edw::connect(&url).unwrap();
-    edw::migrate::migrate(&mut c).unwrap();
     let tmp = std::env::temp_dir().join(format!("edw-measure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let g = synth::Generator::new(synth::SynthConfig::new(120, 9)).unwrap();
-    synth::write_ndjson_dir(&g, &tmp, 1, &mut |_| {}).unwrap();
-    edw::ingest::ingest(
-        &mut c,
-        std::slice::from_ref(&tmp),
-        &edw::ingest::Options::new("synth"),
-    )
-    .unwrap();
-    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    let (_pg, mut c) = loaded_edw("m", &tmp, 120, 9);
     // Chunks of 7 persons: results must not depend on where chunks split.
     let rep = edw::measure::run_in_chunks(&mut c, &pkg, 2025, 7, &[]).unwrap();
     assert_eq!(rep.errors, 0);
@@ -142,19 +154,11 @@ fn snapshot(c: &mut postgres::Client) -> Snapshot {
 
 #[test]
 fn incremental_runs_reevaluate_only_changed_persons_and_equal_a_full_run() {
-    let pkg = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/ecqm/measures/DiabetesGlycemicStatusAssessmentGreaterThan9PercentFHIR.json");
-    let pg = edw::pgharness::PgHarness::start().unwrap();
-    let url = pg.create_db("mi").unwrap();
-    let mut c = edw::connect(&url).unwrap();
-    edw::migrate::migrate(&mut c).unwrap();
+    let pkg = package();
     let tmp = std::env::temp_dir().join(format!("edw-measure-inc-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let g = synth::Generator::new(synth::SynthConfig::new(150, 4)).unwrap();
-    synth::write_ndjson_dir(&g, &tmp.join("a"), 1, &mut |_| {}).unwrap();
+    let (_pg, mut c) = loaded_edw("mi", &tmp.join("a"), 150, 4);
     let opts = edw::ingest::Options::new("synth");
-    edw::ingest::ingest(&mut c, &[tmp.join("a")], &opts).unwrap();
-    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     let run = |c: &mut postgres::Client, full: bool| {
         let o = edw::measure::Options {
             chunk: 16,
