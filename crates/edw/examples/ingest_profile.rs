@@ -3,7 +3,7 @@
 //!   cargo run --release -p edw --example ingest_profile -- --patients 20000 [--dir DIR]
 //!
 //! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk;
-//! `--workers N` merges the clinical types in N sessions (default 1).
+//! `--workers N` merges chunks of each file in N sessions (default 1).
 //! With `--dir` an existing phm-synth output is used (and kept) instead of generating one.
 mod support;
 

@@ -55,6 +55,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "incremental_measure_and_summaries",
         include_str!("../../../migrations/edw/0010_incremental_measure_and_summaries.sql"),
     ),
+    (
+        11,
+        "parallel_chunked_ingest",
+        include_str!("../../../migrations/edw/0011_parallel_chunked_ingest.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

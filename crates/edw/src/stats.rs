@@ -117,3 +117,58 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// Rows whose reference columns point at no row (the bulk-loaded columns carry no
+/// foreign key constraints, migration 0011): (table.column, count), only non-zero.
+pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
+    let mut checks: Vec<(String, String)> = vec![(
+        "staging.raw_line.batch_id".into(),
+        "SELECT count(*) FROM staging.raw_line r WHERE NOT EXISTS
+           (SELECT 1 FROM staging.load_batch b WHERE b.id = r.batch_id)"
+            .into(),
+    )];
+    for t in [
+        "coverage",
+        "encounter",
+        "condition",
+        "observation",
+        "procedure",
+        "medication_request",
+        "immunization",
+    ] {
+        checks.push((
+            format!("edw.{t}.source_patient_id"),
+            format!(
+                "SELECT count(*) FROM edw.{t} x WHERE NOT EXISTS
+                   (SELECT 1 FROM edw.source_patient p WHERE p.id = x.source_patient_id)"
+            ),
+        ));
+        checks.push((
+            format!("edw.{t}.batch_id"),
+            format!(
+                "SELECT count(*) FROM edw.{t} x WHERE x.batch_id IS NOT NULL AND NOT EXISTS
+                   (SELECT 1 FROM staging.load_batch b WHERE b.id = x.batch_id)"
+            ),
+        ));
+    }
+    for (col, table) in [
+        ("practitioner_id", "practitioner"),
+        ("organization_id", "organization"),
+    ] {
+        checks.push((
+            format!("edw.encounter.{col}"),
+            format!(
+                "SELECT count(*) FROM edw.encounter x WHERE x.{col} IS NOT NULL AND NOT EXISTS
+                   (SELECT 1 FROM edw.{table} p WHERE p.id = x.{col})"
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for (name, q) in checks {
+        let n: i64 = c.query_one(&q, &[])?.get(0);
+        if n != 0 {
+            out.push((name, n));
+        }
+    }
+    Ok(out)
+}

@@ -40,6 +40,8 @@ pub struct Invalid {
 pub struct Valid {
     pub resource_type: String,
     pub id: String,
+    /// The parsed line (the merge extracts columns from it).
+    pub body: Value,
 }
 
 fn is_leap(y: u32) -> bool {
@@ -481,6 +483,7 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
             c.concept("code", true);
             c.reference("subject", "Patient", true);
             c.date("effectiveDateTime", true);
+            c.period("effectivePeriod");
             c.date("issued", true);
             if let Some(q) = c.get("valueQuantity") {
                 if !q.get("value").is_some_and(Value::is_number) {
@@ -579,6 +582,7 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
     Ok(Valid {
         resource_type: rtype,
         id,
+        body,
     })
 }
 

@@ -76,6 +76,7 @@ fn ingest_quarantines_every_bad_line_and_reingest_is_a_noop() {
     assert_eq!(lines, input_lines);
     assert_eq!(lines, loaded + quarantined, "counts reconcile");
     assert_eq!(quarantined, bad.len() as i64);
+    assert_eq!(edw::stats::orphans(&mut c).unwrap(), vec![]);
     assert_eq!(
         one(&mut c, "SELECT count(*) FROM edw.quarantine"),
         bad.len() as i64
@@ -205,6 +206,133 @@ fn changed_patient_closes_old_address_and_updates_row() {
             "SELECT count(*) FROM edw.patient_address WHERE valid_to IS NOT NULL"
         ),
         1
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// One file holding every type (reference types first), merged by three sessions in
+/// small chunks, equals the same file merged by one session in one chunk: duplicates
+/// resolve in line order (the first valid line wins, whichever session merges it) and
+/// no chunk of clinical lines runs before the patients it references have committed.
+#[test]
+fn mixed_file_in_parallel_sessions_equals_one_session() {
+    let pg = PgHarness::start().unwrap();
+    let tmp = std::env::temp_dir().join(format!("edw-mixed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let w = edw::testdata::write_dataset(&tmp.join("parts"), 300, 9).unwrap();
+    let files = edw::ingest::collect_files(&[tmp.join("parts")]).unwrap();
+    let mut all = Vec::new();
+    for f in &files {
+        all.extend(std::fs::read(f).unwrap());
+    }
+    let enc = |id: &str, extra: &str| {
+        format!(
+            r#"{{"resourceType":"Encounter","id":"{id}","status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"}},"subject":{{"reference":"Patient/p1"}}{extra}}}"#
+        )
+    };
+    let obs = |id: &str, extra: &str| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"{id}","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"1-8"}}]}},"subject":{{"reference":"Patient/p1"}}{extra}}}"#
+        )
+    };
+    let extra = [
+        // Invalid first occurrence, valid second (far apart: other chunks, other sessions).
+        enc("dup-a", r#","status":"done""#),
+        obs("per1", r#","effectivePeriod":{"start":"2025-02-30"}"#),
+        obs(
+            "per2",
+            r#","effectivePeriod":{"start":"2025-03-01","end":"2025-02-01"}"#,
+        ),
+    ];
+    for l in &extra {
+        all.extend_from_slice(l.as_bytes());
+        all.push(b'\n');
+    }
+    // Filler so the second occurrences land many chunks later.
+    let filler: Vec<String> = (0..400).map(|i| obs(&format!("fill{i}"), "")).collect();
+    for l in &filler {
+        all.extend_from_slice(l.as_bytes());
+        all.push(b'\n');
+    }
+    for l in [
+        enc("dup-a", ""),
+        enc("dup-a", r#","period":{"start":"2025-01-01"}"#),
+        obs("fill7", r#","valueString":"x""#),
+    ] {
+        all.extend_from_slice(l.as_bytes());
+        all.push(b'\n');
+    }
+    let file = tmp.join("all.ndjson");
+    std::fs::write(&file, &all).unwrap();
+    let lines = all.iter().filter(|b| **b == b'\n').count() as i64;
+    assert_eq!(lines, w.total as i64 + 3 + 400 + 3);
+
+    let load = |db: &str, workers: usize, chunk: usize| {
+        let url = pg.create_db(db).unwrap();
+        let mut c = edw::connect(&url).unwrap();
+        edw::migrate::migrate(&mut c).unwrap();
+        let mut o = Options::new("ehr");
+        o.workers = workers;
+        o.chunk = chunk;
+        o.url = Some(url.clone());
+        let reps = ingest(&mut c, std::slice::from_ref(&file), &o).unwrap();
+        assert_eq!(reps[0].lines, lines);
+        assert_eq!(reps[0].loaded + reps[0].quarantined, lines);
+        c
+    };
+    let mut one_session = load("one", 1, 100_000);
+    let mut three = load("three", 3, 37);
+    assert_eq!(
+        one(&mut three, "SELECT count(*) FROM staging.merged_chunk"),
+        (lines + 36) / 37
+    );
+    for c in [&mut one_session, &mut three] {
+        assert_eq!(edw::stats::orphans(c).unwrap(), vec![]);
+        let reasons: Vec<String> = c
+            .query(
+                "SELECT resource_id || ': ' || reason FROM edw.quarantine ORDER BY line_no",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        assert!(reasons[0].starts_with("dup-a: status: code"), "{reasons:?}");
+        assert!(
+            reasons[1].starts_with("per1: effectivePeriod.start"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].contains("per2: effectivePeriod: end before start"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[3].starts_with("dup-a: duplicate resource id in file (first at line"),
+            "{reasons:?}"
+        );
+        assert!(reasons[4].starts_with("fill7: duplicate"), "{reasons:?}");
+        // The first valid occurrences were loaded.
+        let first: i64 = c
+            .query_one(
+                "SELECT count(*) FROM edw.encounter WHERE source_id = 'dup-a' AND period_start IS NULL",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(first, 1);
+        assert_eq!(
+            one(c, "SELECT count(*) FROM edw.observation WHERE source_id = 'fill7' AND value_string IS NULL"),
+            1
+        );
+    }
+    assert_eq!(
+        edw::stats::table_counts(&mut three).unwrap(),
+        edw::stats::table_counts(&mut one_session).unwrap()
+    );
+    assert_eq!(
+        edw::stats::checksums(&mut three).unwrap(),
+        edw::stats::checksums(&mut one_session).unwrap()
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -86,8 +86,9 @@ fn killed_ingest_then_rerun_equals_clean_run() {
     let partial = one(&mut c, "SELECT count(*) FROM edw.encounter");
     assert!(partial < w.per_type.iter().find(|t| t.0 == "Encounter").unwrap().1 as i64);
 
+    // Another --chunk on the re-run: a started batch keeps the chunk size it began with.
     let out = phm_edw(&[
-        "ingest", dir, "--source", "ehr", "--db", &killed, "--chunk", "500",
+        "ingest", dir, "--source", "ehr", "--db", &killed, "--chunk", "700",
     ]);
     assert!(
         out.status.success(),
@@ -105,6 +106,7 @@ fn killed_ingest_then_rerun_equals_clean_run() {
         edw::stats::checksums(&mut cc).unwrap()
     );
     assert_eq!(one(&mut c, "SELECT count(*) FROM edw.quarantine"), 2);
+    assert_eq!(edw::stats::orphans(&mut c).unwrap(), vec![]);
     assert_eq!(
         one(&mut c, "SELECT (sum(line_count) - sum(loaded_count) - sum(quarantined_count))::bigint FROM staging.load_batch"),
         0

@@ -62,6 +62,7 @@ fn synth_population_loads_reconciles_and_reloads_as_noop() {
         "only the injected lines are quarantined"
     );
     assert_eq!(loaded, stats.total_resources() as i64);
+    assert_eq!(edw::stats::orphans(&mut c).unwrap(), vec![]);
     for (file, _, reason) in bad {
         let n: i64 = c
             .query_one(

@@ -1,0 +1,507 @@
+//! Merge of the clinical types: columns are extracted in Rust from the JSON the
+//! validator already parsed and COPYed as typed rows into a per-type temp table, so
+//! PostgreSQL neither parses jsonb nor runs JSON extraction for the bulk of the lines.
+//! The upsert resolves the patient with one index probe per row and quarantines the
+//! rows whose patient is unknown in the same statement.
+
+use crate::validate::{check_date, check_datetime};
+use serde_json::Value;
+
+/// Column types of the temp tables (and the target columns).
+#[derive(Clone, Copy)]
+pub(super) enum Ty {
+    Text,
+    Ts,
+    Num,
+}
+
+impl Ty {
+    fn sql(self) -> &'static str {
+        match self {
+            Ty::Text => "text",
+            Ty::Ts => "timestamptz",
+            Ty::Num => "numeric",
+        }
+    }
+}
+
+pub(super) struct TypedSpec {
+    pub rtype: &'static str,
+    pub table: &'static str,
+    /// Element holding the patient reference (required).
+    pub patient_path: &'static str,
+    /// Target columns filled from the resource, in `extract` order.
+    pub cols: &'static [(&'static str, Ty)],
+    /// Optional lookups: (target column, reference id column of the temp table, table).
+    /// A reference column not among `cols` is extracted after them.
+    pub lookups: &'static [(&'static str, &'static str, &'static str)],
+    pub extract: fn(&Value, &mut Vec<Option<String>>) -> Result<(), String>,
+}
+
+impl TypedSpec {
+    pub fn temp_table(&self) -> String {
+        format!("mt_{}", self.table)
+    }
+
+    /// Temp-only reference columns (extracted after `cols`).
+    fn extra_cols(&self) -> Vec<&'static str> {
+        self.lookups
+            .iter()
+            .map(|l| l.1)
+            .filter(|c| !self.cols.iter().any(|(n, _)| n == c))
+            .collect()
+    }
+
+    pub fn create_temp_sql(&self) -> String {
+        let mut cols = vec![
+            "line_no bigint NOT NULL".to_string(),
+            "rid text NOT NULL".into(),
+            "hash text NOT NULL".into(),
+            "pref text".into(),
+        ];
+        cols.extend(self.cols.iter().map(|(n, t)| format!("{n} {}", t.sql())));
+        cols.extend(self.extra_cols().iter().map(|n| format!("{n} text")));
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS",
+            self.temp_table(),
+            cols.join(", ")
+        )
+    }
+
+    pub fn copy_sql(&self) -> String {
+        let mut cols = vec!["line_no", "rid", "hash", "pref"];
+        cols.extend(self.cols.iter().map(|c| c.0));
+        cols.extend(self.extra_cols());
+        format!(
+            "COPY {} ({}) FROM STDIN",
+            self.temp_table(),
+            cols.join(", ")
+        )
+    }
+
+    /// Upsert + quarantine of unresolved patients. $1 source, $2 batch id, $3 file name.
+    /// Returns (as the statement's row count) the number of lines quarantined.
+    pub fn merge_sql(&self) -> String {
+        // Scalar subqueries: one index probe per row whatever the (lagging) statistics
+        // of tables being loaded say; a join could be planned as a scan per chunk.
+        let mut probes = vec![format!(
+            "(SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = m.pref) AS spid"
+        )];
+        for (target, refcol, table) in self.lookups {
+            probes.push(format!(
+                "(SELECT x.id FROM edw.{table} x WHERE x.source = $1 AND x.source_id = m.{refcol}) AS {target}"
+            ));
+        }
+        let mut target_cols = vec!["source_patient_id"];
+        let mut values = vec!["spid"];
+        for (n, _) in self.cols {
+            target_cols.push(n);
+            values.push(n);
+        }
+        for (target, _, _) in self.lookups {
+            target_cols.push(target);
+            values.push(target);
+        }
+        let updates: Vec<String> = target_cols
+            .iter()
+            .chain(["content_hash", "batch_id", "line_no"].iter())
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
+            .collect();
+        format!(
+            "WITH r AS MATERIALIZED (SELECT m.*, {probes} FROM {temp} m),
+             ins AS (INSERT INTO edw.{table} AS t (source, source_id, {tcols}, content_hash, batch_id, line_no)
+                     SELECT $1, rid, {vals}, hash, $2, line_no FROM r WHERE spid IS NOT NULL
+                     ON CONFLICT (source, source_id) DO UPDATE SET {updates},
+                       change_no = nextval('edw.change_seq')
+                     WHERE t.content_hash <> EXCLUDED.content_hash)
+             INSERT INTO edw.quarantine (batch_id, line_no, source, file_name, resource_type, resource_id, reason)
+             SELECT $2, line_no, $1, $3, '{rtype}', rid,
+                    'unresolved reference {path}: no such resource from this source'
+             FROM r WHERE spid IS NULL
+             ON CONFLICT (batch_id, line_no) DO NOTHING",
+            probes = probes.join(", "),
+            temp = self.temp_table(),
+            table = self.table,
+            tcols = target_cols.join(", "),
+            vals = values.join(", "),
+            updates = updates.join(", "),
+            rtype = self.rtype,
+            path = self.patient_path,
+        )
+    }
+
+    /// One COPY text row for the temp table.
+    pub fn copy_row(
+        &self,
+        line_no: i64,
+        rid: &str,
+        hash: &str,
+        body: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        let mut vals = Vec::with_capacity(self.cols.len() + 2);
+        (self.extract)(body, &mut vals)?;
+        debug_assert_eq!(vals.len(), self.cols.len() + self.extra_cols().len());
+        let pref = reference_id(str_at(body, &[self.patient_path, "reference"]));
+        out.extend_from_slice(line_no.to_string().as_bytes());
+        for v in [Some(rid), Some(hash), pref.as_deref()]
+            .into_iter()
+            .chain(vals.iter().map(|v| v.as_deref()))
+        {
+            out.push(b'\t');
+            super::copy_field(v, out);
+        }
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// The value at a path of object keys and array indexes ("0").
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    let mut v = v;
+    for p in path {
+        v = match v {
+            Value::Object(m) => m.get(*p)?,
+            Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// PostgreSQL's `->>`: strings as they are, other scalars and structures as JSON text.
+fn str_at(v: &Value, path: &[&str]) -> Option<String> {
+    match at(v, path)? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// A JSON number (only numbers: like `edw.jnum`).
+fn num_at(v: &Value, path: &[&str]) -> Option<String> {
+    match at(v, path)? {
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// FHIR date or dateTime (possibly partial) as a timestamptz literal, UTC when no zone
+/// (like `edw.fhir_ts`). Invalid text is a reason to quarantine the line.
+fn ts_at(v: &Value, path: &[&str]) -> Result<Option<String>, String> {
+    let Some(s) = str_at(v, path) else {
+        return Ok(None);
+    };
+    fhir_ts(&s)
+        .map(Some)
+        .ok_or_else(|| format!("{}: not a FHIR date or dateTime", path.join(".")))
+}
+
+fn fhir_ts(s: &str) -> Option<String> {
+    match s.len() {
+        4 | 7 | 10 => {
+            check_date(s).ok()?;
+            Some(match s.len() {
+                4 => format!("{s}-01-01T00:00:00Z"),
+                7 => format!("{s}-01T00:00:00Z"),
+                _ => format!("{s}T00:00:00Z"),
+            })
+        }
+        _ => check_datetime(s).ok().map(|_| s.to_string()),
+    }
+}
+
+/// The id part of a reference (like `edw.ref_id`): "Patient/1", "urn:uuid:1", an
+/// absolute URL, with or without "/_history/n".
+pub(super) fn reference_id(r: Option<String>) -> Option<String> {
+    let r = r?;
+    if let Some(u) = r.strip_prefix("urn:uuid:") {
+        return Some(u.to_string());
+    }
+    let r = match r.find("/_history/") {
+        Some(i) => &r[..i],
+        None => &r[..],
+    };
+    Some(r.rsplit('/').next().unwrap_or("").to_string())
+}
+
+fn coding(v: &Value, concept: &[&str], out: &mut Vec<Option<String>>) {
+    let mut p: Vec<&str> = concept.to_vec();
+    p.extend(["coding", "0", "system"]);
+    out.push(str_at(v, &p));
+    *p.last_mut().expect("path") = "code";
+    out.push(str_at(v, &p));
+    *p.last_mut().expect("path") = "display";
+    out.push(str_at(v, &p));
+}
+
+fn first_of(v: &Value, a: &[&str], b: &[&str]) -> Option<String> {
+    str_at(v, a).or_else(|| str_at(v, b))
+}
+
+fn ts_first(v: &Value, a: &[&str], b: &[&str]) -> Result<Option<String>, String> {
+    match ts_at(v, a)? {
+        Some(t) => Ok(Some(t)),
+        None => ts_at(v, b),
+    }
+}
+
+pub(super) static SPECS: &[TypedSpec] = &[
+    TypedSpec {
+        rtype: "Coverage",
+        table: "coverage",
+        patient_path: "beneficiary",
+        cols: &[
+            ("status", Ty::Text),
+            ("type_code", Ty::Text),
+            ("payor", Ty::Text),
+            ("period_start", Ty::Ts),
+            ("period_end", Ty::Ts),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(str_at(b, &["status"]));
+            o.push(str_at(b, &["type", "coding", "0", "code"]));
+            o.push(
+                str_at(b, &["payor", "0", "display"])
+                    .or_else(|| reference_id(str_at(b, &["payor", "0", "reference"]))),
+            );
+            o.push(ts_at(b, &["period", "start"])?);
+            o.push(ts_at(b, &["period", "end"])?);
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "Encounter",
+        table: "encounter",
+        patient_path: "subject",
+        cols: &[
+            ("status", Ty::Text),
+            ("class_code", Ty::Text),
+            ("type_system", Ty::Text),
+            ("type_code", Ty::Text),
+            ("type_display", Ty::Text),
+            ("period_start", Ty::Ts),
+            ("period_end", Ty::Ts),
+            ("practitioner_ref", Ty::Text),
+        ],
+        lookups: &[
+            ("practitioner_id", "practitioner_ref", "practitioner"),
+            ("organization_id", "organization_ref", "organization"),
+        ],
+        extract: |b, o| {
+            o.push(str_at(b, &["status"]));
+            o.push(str_at(b, &["class", "code"]));
+            coding(b, &["type", "0"], o);
+            o.push(ts_at(b, &["period", "start"])?);
+            o.push(ts_at(b, &["period", "end"])?);
+            o.push(reference_id(str_at(
+                b,
+                &["participant", "0", "individual", "reference"],
+            )));
+            o.push(reference_id(str_at(b, &["serviceProvider", "reference"])));
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "Condition",
+        table: "condition",
+        patient_path: "subject",
+        cols: &[
+            ("encounter_ref", Ty::Text),
+            ("clinical_status", Ty::Text),
+            ("verification_status", Ty::Text),
+            ("category", Ty::Text),
+            ("code_system", Ty::Text),
+            ("code", Ty::Text),
+            ("display", Ty::Text),
+            ("onset", Ty::Ts),
+            ("abatement", Ty::Ts),
+            ("recorded_date", Ty::Ts),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(reference_id(str_at(b, &["encounter", "reference"])));
+            o.push(str_at(b, &["clinicalStatus", "coding", "0", "code"]));
+            o.push(str_at(b, &["verificationStatus", "coding", "0", "code"]));
+            o.push(str_at(b, &["category", "0", "coding", "0", "code"]));
+            coding(b, &["code"], o);
+            o.push(ts_at(b, &["onsetDateTime"])?);
+            o.push(ts_at(b, &["abatementDateTime"])?);
+            o.push(ts_at(b, &["recordedDate"])?);
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "Observation",
+        table: "observation",
+        patient_path: "subject",
+        cols: &[
+            ("encounter_ref", Ty::Text),
+            ("status", Ty::Text),
+            ("category", Ty::Text),
+            ("code_system", Ty::Text),
+            ("code", Ty::Text),
+            ("display", Ty::Text),
+            ("effective", Ty::Ts),
+            ("value_num", Ty::Num),
+            ("value_unit", Ty::Text),
+            ("value_code_system", Ty::Text),
+            ("value_code", Ty::Text),
+            ("value_string", Ty::Text),
+            ("ref_low", Ty::Num),
+            ("ref_high", Ty::Num),
+            ("interpretation", Ty::Text),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(reference_id(str_at(b, &["encounter", "reference"])));
+            o.push(str_at(b, &["status"]));
+            o.push(str_at(b, &["category", "0", "coding", "0", "code"]));
+            coding(b, &["code"], o);
+            o.push(ts_first(
+                b,
+                &["effectiveDateTime"],
+                &["effectivePeriod", "start"],
+            )?);
+            o.push(num_at(b, &["valueQuantity", "value"]));
+            o.push(first_of(
+                b,
+                &["valueQuantity", "unit"],
+                &["valueQuantity", "code"],
+            ));
+            o.push(str_at(
+                b,
+                &["valueCodeableConcept", "coding", "0", "system"],
+            ));
+            o.push(str_at(b, &["valueCodeableConcept", "coding", "0", "code"]));
+            o.push(str_at(b, &["valueString"]));
+            o.push(num_at(b, &["referenceRange", "0", "low", "value"]));
+            o.push(num_at(b, &["referenceRange", "0", "high", "value"]));
+            o.push(str_at(b, &["interpretation", "0", "coding", "0", "code"]));
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "Procedure",
+        table: "procedure",
+        patient_path: "subject",
+        cols: &[
+            ("encounter_ref", Ty::Text),
+            ("status", Ty::Text),
+            ("code_system", Ty::Text),
+            ("code", Ty::Text),
+            ("display", Ty::Text),
+            ("performed_start", Ty::Ts),
+            ("performed_end", Ty::Ts),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(reference_id(str_at(b, &["encounter", "reference"])));
+            o.push(str_at(b, &["status"]));
+            coding(b, &["code"], o);
+            o.push(ts_first(
+                b,
+                &["performedDateTime"],
+                &["performedPeriod", "start"],
+            )?);
+            o.push(ts_at(b, &["performedPeriod", "end"])?);
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "MedicationRequest",
+        table: "medication_request",
+        patient_path: "subject",
+        cols: &[
+            ("status", Ty::Text),
+            ("intent", Ty::Text),
+            ("code_system", Ty::Text),
+            ("code", Ty::Text),
+            ("display", Ty::Text),
+            ("authored_on", Ty::Ts),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(str_at(b, &["status"]));
+            o.push(str_at(b, &["intent"]));
+            coding(b, &["medicationCodeableConcept"], o);
+            o.push(ts_at(b, &["authoredOn"])?);
+            Ok(())
+        },
+    },
+    TypedSpec {
+        rtype: "Immunization",
+        table: "immunization",
+        patient_path: "patient",
+        cols: &[
+            ("status", Ty::Text),
+            ("code_system", Ty::Text),
+            ("code", Ty::Text),
+            ("display", Ty::Text),
+            ("occurrence", Ty::Ts),
+        ],
+        lookups: &[],
+        extract: |b, o| {
+            o.push(str_at(b, &["status"]));
+            coding(b, &["vaccineCode"], o);
+            o.push(ts_at(b, &["occurrenceDateTime"])?);
+            Ok(())
+        },
+    },
+];
+
+pub(super) fn spec(rtype: &str) -> Option<&'static TypedSpec> {
+    SPECS.iter().find(|s| s.rtype == rtype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_and_dates_like_the_sql_helpers() {
+        let r = |s: &str| reference_id(Some(s.to_string())).unwrap();
+        assert_eq!(r("Patient/p1"), "p1");
+        assert_eq!(r("urn:uuid:abc"), "abc");
+        assert_eq!(r("https://x.org/fhir/Patient/p2/_history/3"), "p2");
+        assert_eq!(fhir_ts("2024").unwrap(), "2024-01-01T00:00:00Z");
+        assert_eq!(fhir_ts("2024-03").unwrap(), "2024-03-01T00:00:00Z");
+        assert_eq!(fhir_ts("2024-03-05").unwrap(), "2024-03-05T00:00:00Z");
+        assert_eq!(
+            fhir_ts("2024-03-05T10:00:00+02:00").unwrap(),
+            "2024-03-05T10:00:00+02:00"
+        );
+        assert!(fhir_ts("2024-02-30").is_none());
+        assert!(fhir_ts("yesterday").is_none());
+    }
+
+    #[test]
+    fn observation_columns() {
+        let b: Value = serde_json::from_str(
+            r#"{"resourceType":"Observation","id":"o1","status":"final",
+                "code":{"coding":[{"system":"http://loinc.org","code":"4548-4","display":"HbA1c"}]},
+                "subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1"},
+                "effectivePeriod":{"start":"2025-02-01"},
+                "valueQuantity":{"value":7.25,"code":"%"},
+                "referenceRange":[{"high":{"value":5.7}}]}"#,
+        )
+        .unwrap();
+        let spec = spec("Observation").unwrap();
+        let mut out = Vec::new();
+        spec.copy_row(3, "o1", "h", &b, &mut out).unwrap();
+        let row = String::from_utf8(out).unwrap();
+        assert_eq!(
+            row,
+            "3\to1\th\tp1\te1\tfinal\t\\N\thttp://loinc.org\t4548-4\tHbA1c\t2025-02-01T00:00:00Z\t7.25\t%\t\\N\t\\N\t\\N\t\\N\t5.7\t\\N\n"
+        );
+        let bad: Value = serde_json::from_str(
+            r#"{"status":"final","subject":{"reference":"Patient/p1"},"effectivePeriod":{"start":"soon"}}"#,
+        )
+        .unwrap();
+        let e = spec
+            .copy_row(4, "o2", "h", &bad, &mut Vec::new())
+            .unwrap_err();
+        assert_eq!(e, "effectivePeriod.start: not a FHIR date or dateTime");
+    }
+}
