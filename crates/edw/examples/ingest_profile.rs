@@ -28,6 +28,7 @@ fn main() {
     let mut opts = edw::ingest::Options::new("synth");
     opts.chunk = args.num("--chunk", opts.chunk);
     opts.pipeline = !args.flag("--serial");
+    opts.progress = args.flag("--progress");
     opts.workers = args.num("--workers", 1);
     opts.url = Some(url.clone());
     edw::ingest::reset_profile();
