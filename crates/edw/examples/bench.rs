@@ -58,6 +58,10 @@ fn main() {
         "bench: ingest {loaded} resources in {ingest_s:.1} s = {:.0} resources/s",
         loaded as f64 / ingest_s
     );
+    // Only the load (to time ingest changes at scale without the later steps).
+    if args.flag("--ingest-only") {
+        return;
+    }
     let dir = base.join("slice-0");
     let t = Instant::now();
     let again = edw::ingest::ingest(&mut c, std::slice::from_ref(&dir), &opts).expect("re-ingest");
