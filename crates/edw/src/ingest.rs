@@ -476,7 +476,7 @@ fn key_of(rtype: &str, id: &str) -> u128 {
 /// sessions (e.g. two chunks adding the same practitioner specialty).
 fn retryable(e: &Error) -> bool {
     let s = e.to_string();
-    s.contains("40P01") || s.contains("40001") || s.contains("deadlock detected")
+    s.contains("40P01") || s.contains("40001")
 }
 
 impl<'a> FileRun<'a> {
@@ -717,15 +717,13 @@ impl<'a> FileRun<'a> {
                     o.run_start = raw.no;
                     raw.no
                 }
+                // Mixed: no run; the next chunk of one type starts a new run, so it
+                // waits for this one.
                 _ => {
                     o.run_type = None;
                     raw.no
                 }
             };
-            // A mixed chunk: what follows waits for it.
-            if types.len() > 1 {
-                o.run_start = raw.no + 1;
-            }
             o.turn += 1;
         }
         self.order_cv.notify_all();
@@ -754,8 +752,15 @@ impl<'a> FileRun<'a> {
             let line_no = raw.first_line + i as i64;
             // Invalid UTF-8 and NUL (which PostgreSQL text cannot hold) are kept lossily
             // and flagged.
-            let bad_utf8 = std::str::from_utf8(line).is_err() || line.contains(&0);
-            let text = String::from_utf8_lossy(line).replace('\0', "\u{FFFD}");
+            let (text, bad_utf8) = match std::str::from_utf8(line) {
+                Ok(t) if !line.contains(&0) => (std::borrow::Cow::Borrowed(t), false),
+                _ => (
+                    std::borrow::Cow::Owned(
+                        String::from_utf8_lossy(line).replace('\0', "\u{FFFD}"),
+                    ),
+                    true,
+                ),
+            };
             write!(ready.staging, "{b}\t{line_no}\t")?;
             copy_escape(&text, &mut ready.staging);
             ready

@@ -54,6 +54,17 @@ impl From<std::io::Error> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The 3NF tables whose rows hang off a source patient and come from one source line.
+pub(crate) const CLINICAL_TABLES: [&str; 7] = [
+    "encounter",
+    "condition",
+    "observation",
+    "procedure",
+    "medication_request",
+    "immunization",
+    "coverage",
+];
+
 /// Connect with the sync client (URL or key=value connection string).
 pub fn connect(db: &str) -> Result<postgres::Client> {
     postgres::Client::connect(db, postgres::NoTls)

@@ -62,16 +62,7 @@ impl Default for Options {
     }
 }
 
-/// The 3NF tables whose rows hang off a source patient and come from one source line.
-const CLINICAL_TABLES: [&str; 7] = [
-    "encounter",
-    "condition",
-    "observation",
-    "procedure",
-    "medication_request",
-    "immunization",
-    "coverage",
-];
+use crate::CLINICAL_TABLES;
 
 /// One chunk's source lines. Every step is a LATERAL subquery with `OFFSET 0`, which
 /// the planner cannot flatten into a join: each is an index probe per outer row. As a

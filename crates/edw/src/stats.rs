@@ -56,19 +56,12 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
             format!("SELECT to_jsonb(t) {DROP} FROM edw.{t} t"),
         ));
     }
-    for t in [
-        "coverage",
-        "encounter",
-        "condition",
-        "observation",
-        "procedure",
-        "medication_request",
-        "immunization",
+    for t in crate::CLINICAL_TABLES.iter().chain(&[
         "patient_identifier",
         "patient_name",
         "patient_address",
         "patient_telecom",
-    ] {
+    ]) {
         queries.push((
             format!("edw.{t}"),
             format!(
@@ -127,15 +120,7 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
            (SELECT 1 FROM staging.load_batch b WHERE b.id = r.batch_id)"
             .into(),
     )];
-    for t in [
-        "coverage",
-        "encounter",
-        "condition",
-        "observation",
-        "procedure",
-        "medication_request",
-        "immunization",
-    ] {
+    for t in crate::CLINICAL_TABLES {
         checks.push((
             format!("edw.{t}.source_patient_id"),
             format!(

@@ -460,6 +460,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_typed_spec_per_clinical_table() {
+        let mut tables: Vec<&str> = SPECS.iter().map(|s| s.table).collect();
+        let mut clinical = crate::CLINICAL_TABLES.to_vec();
+        tables.sort();
+        clinical.sort();
+        assert_eq!(tables, clinical);
+    }
+
+    #[test]
     fn references_and_dates_like_the_sql_helpers() {
         let r = |s: &str| reference_id(Some(s.to_string())).unwrap();
         assert_eq!(r("Patient/p1"), "p1");
