@@ -60,6 +60,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "parallel_chunked_ingest",
         include_str!("../../../migrations/edw/0011_parallel_chunked_ingest.sql"),
     ),
+    (
+        12,
+        "ingest_write_cost",
+        include_str!("../../../migrations/edw/0012_ingest_write_cost.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {
@@ -71,7 +76,14 @@ fn checksum(sql: &str) -> String {
 }
 
 pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    // Called once per ingested line: no formatter per byte.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push(DIGITS[usize::from(x >> 4)] as char);
+        s.push(DIGITS[usize::from(x & 15)] as char);
+    }
+    s
 }
 
 /// Apply all pending migrations, each in its own transaction. Returns the versions applied.

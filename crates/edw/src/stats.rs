@@ -112,7 +112,7 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
 }
 
 /// Rows whose reference columns point at no row (the bulk-loaded columns carry no
-/// foreign key constraints, migration 0011): (table.column, count), only non-zero.
+/// foreign key constraints, migrations 0011 and 0012): (table.column, count), only non-zero.
 pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
     let mut checks: Vec<(String, String)> = vec![(
         "staging.raw_line.batch_id".into(),
@@ -144,6 +144,18 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
             format!("edw.encounter.{col}"),
             format!(
                 "SELECT count(*) FROM edw.encounter x WHERE x.{col} IS NOT NULL AND NOT EXISTS
+                   (SELECT 1 FROM edw.{table} p WHERE p.id = x.{col})"
+            ),
+        ));
+    }
+    for (col, table) in [
+        ("group_id", "source_group"),
+        ("source_patient_id", "source_patient"),
+    ] {
+        checks.push((
+            format!("edw.source_group_member.{col}"),
+            format!(
+                "SELECT count(*) FROM edw.source_group_member x WHERE NOT EXISTS
                    (SELECT 1 FROM edw.{table} p WHERE p.id = x.{col})"
             ),
         ));

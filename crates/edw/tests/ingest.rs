@@ -336,3 +336,94 @@ fn mixed_file_in_parallel_sessions_equals_one_session() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// A source's Group: members are its Patient references (history suffixes and
+/// repeats resolved, other member types ignored); a Group with a member the source
+/// never sent is quarantined whole; a changed Group replaces its members.
+#[test]
+fn group_members_resolve_to_source_patients() {
+    let pg = PgHarness::start().unwrap();
+    let url = pg.create_db("g").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let tmp = std::env::temp_dir().join(format!("edw-group-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut rng = edw::testdata::Rng::new(3);
+    let mut pats = String::new();
+    for i in 1..=3 {
+        let p = edw::testdata::random_person(&mut rng, i);
+        let id = format!("p{i}");
+        pats += &edw::testdata::patient_json(&p, &id, None, "https://ehr.example.org/mrn", false)
+            .to_string();
+        pats.push('\n');
+    }
+    std::fs::write(tmp.join("Patient.ndjson"), pats).unwrap();
+    let group = |id: &str, members: &[&str]| {
+        let m: Vec<String> = members
+            .iter()
+            .map(|r| format!(r#"{{"entity":{{"reference":"{r}"}}}}"#))
+            .collect();
+        format!(
+            r#"{{"resourceType":"Group","id":"{id}","type":"person","actual":true,"member":[{}]}}"#,
+            m.join(",")
+        )
+    };
+    let g1 = group(
+        "panel",
+        &[
+            "Patient/p1",
+            "Patient/p2/_history/4",
+            "Practitioner/x",
+            "Patient/p1",
+        ],
+    );
+    let g2 = group("broken", &["Patient/p3", "Patient/nobody"]);
+    std::fs::write(tmp.join("Group.ndjson"), format!("{g1}\n{g2}\n")).unwrap();
+    ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("s")).unwrap();
+    let members = |c: &mut postgres::Client, g: &str| -> Vec<String> {
+        c.query(
+            "SELECT sp.source_id FROM edw.source_group_member m
+             JOIN edw.source_group g ON g.id = m.group_id
+             JOIN edw.source_patient sp ON sp.id = m.source_patient_id
+             WHERE g.source_id = $1 ORDER BY 1",
+            &[&g],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(members(&mut c, "panel"), ["p1", "p2"]);
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM edw.source_group WHERE source_id = 'broken'"
+        ),
+        0
+    );
+    let reason: String = c
+        .query_one(
+            "SELECT reason FROM edw.quarantine WHERE resource_type = 'Group' AND resource_id = 'broken'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        reason.contains("unresolved reference member.entity"),
+        "{reason}"
+    );
+
+    // The panel changes in a later file: members are replaced, not added to.
+    let changed = tmp.join("later");
+    std::fs::create_dir_all(&changed).unwrap();
+    std::fs::write(
+        changed.join("Group.ndjson"),
+        format!("{}\n", group("panel", &["Patient/p3", "urn:uuid:p1"])),
+    )
+    .unwrap();
+    ingest(&mut c, std::slice::from_ref(&changed), &Options::new("s")).unwrap();
+    assert_eq!(members(&mut c, "panel"), ["p3"]);
+    assert!(edw::stats::orphans(&mut c).unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -168,10 +168,9 @@ pub(super) static SPECS: &[JsonSpec] = &[
         sql: &[
             "UPDATE mi SET reason = 'unresolved reference member.entity: no such Patient from this source'
             WHERE mi.reason IS NULL AND mi.rtype = 'Group' AND EXISTS (
-              SELECT 1 FROM jsonb_array_elements(edw.jarr(mi.b->'member')) m
-              WHERE m->'entity'->>'reference' LIKE 'Patient/%' AND NOT EXISTS (
-                SELECT 1 FROM edw.source_patient sp WHERE sp.source = $1
-                  AND sp.source_id = edw.ref_id(m->'entity'->>'reference')))",
+              SELECT 1 FROM mt_group_member m
+              WHERE m.line_no = mi.line_no AND NOT EXISTS (
+                SELECT 1 FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = m.pid))",
             "INSERT INTO edw.source_group AS t (source, source_id, name, type, managing_ref, practitioner_id,
               content_hash, batch_id, line_no)
             SELECT $1, mi.rid, b->>'name', b->>'type', b->'managingEntity'->>'reference', pr.id, mi.hash, $2, mi.line_no
@@ -189,11 +188,10 @@ pub(super) static SPECS: &[JsonSpec] = &[
               AND m.group_id = g.id",
             "INSERT INTO edw.source_group_member (group_id, source_patient_id)
             SELECT DISTINCT g.id, sp.id
-            FROM mi JOIN edw.source_group g ON g.source = $1 AND g.source_id = mi.rid,
-                 jsonb_array_elements(edw.jarr(mi.b->'member')) m
-                 JOIN edw.source_patient sp ON sp.source = $1
-                   AND sp.source_id = edw.ref_id(m->'entity'->>'reference')
-            WHERE mi.reason IS NULL AND mi.rtype = 'Group' AND m->'entity'->>'reference' LIKE 'Patient/%'
+            FROM mi JOIN edw.source_group g ON g.source = $1 AND g.source_id = mi.rid
+                 JOIN mt_group_member m ON m.line_no = mi.line_no
+                 JOIN edw.source_patient sp ON sp.source = $1 AND sp.source_id = m.pid
+            WHERE mi.reason IS NULL AND mi.rtype = 'Group'
             ON CONFLICT DO NOTHING",
         ],
     },

@@ -211,6 +211,19 @@ fn fhir_ts(s: &str) -> Option<String> {
     }
 }
 
+/// Ids of a Group's `member[].entity` references to a Patient (others are not
+/// members of a panel); nothing when `member` is not an array.
+pub(crate) fn group_member_patients(group: &Value) -> Vec<String> {
+    let Some(ms) = group.get("member").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    ms.iter()
+        .filter_map(|m| m.get("entity")?.get("reference")?.as_str())
+        .filter(|r| r.starts_with("Patient/"))
+        .filter_map(|r| reference_id(Some(r.to_string())))
+        .collect()
+}
+
 /// The id part of a reference (like `edw.ref_id`): "Patient/1", "urn:uuid:1", an
 /// absolute URL, with or without "/_history/n".
 pub(super) fn reference_id(r: Option<String>) -> Option<String> {
