@@ -21,6 +21,7 @@
 //!   fully in parallel; mixed files still merge correctly).
 
 mod json_merge;
+mod patient;
 mod typed;
 
 use crate::validate::{self, validate_line};
@@ -240,6 +241,11 @@ fn prepare_session(c: &mut postgres::Client) -> Result<()> {
             line_no bigint NOT NULL, pid text NOT NULL
          ) ON COMMIT DELETE ROWS",
     )?;
+    for (t, cols) in patient::TABLES {
+        c.batch_execute(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {t} ({cols}) ON COMMIT DELETE ROWS"
+        ))?;
+    }
     for s in typed::SPECS {
         c.batch_execute(&s.create_temp_sql())?;
     }
@@ -410,6 +416,8 @@ enum Kind {
         /// regex per member cost 20 µs a member in SQL).
         members: Vec<String>,
     },
+    /// Patients: the rows of the `patient::TABLES`.
+    Patient(patient::Rows),
     /// Clinical types: the COPY row of the type's temp table.
     Typed {
         spec: &'static typed::TypedSpec,
@@ -436,6 +444,7 @@ struct Ready {
     mi: Vec<u8>,
     /// Rows of `mt_group_member` for the chunk's Groups.
     members: Vec<u8>,
+    patients: patient::Rows,
     json_types: Vec<&'static str>,
     typed: Vec<(&'static typed::TypedSpec, Vec<u8>)>,
     quarantine: Vec<u8>,
@@ -668,6 +677,9 @@ impl<'a> FileRun<'a> {
                 };
                 let hash = crate::migrate::hex(&Sha256::digest(text.trim().as_bytes()));
                 let kind = match typed::spec(&v.resource_type) {
+                    None if v.resource_type == "Patient" => {
+                        Kind::Patient(patient::Rows::extract(line_no, &v.id, &hash, &v.body))
+                    }
                     Some(spec) => {
                         let mut row = Vec::with_capacity(line.len() / 2);
                         match spec.copy_row(line_no, &v.id, &hash, &v.body, &mut row) {
@@ -757,6 +769,7 @@ impl<'a> FileRun<'a> {
             staging: Vec::new(),
             mi: Vec::new(),
             members: Vec::new(),
+            patients: patient::Rows::default(),
             json_types: Vec::new(),
             typed: Vec::new(),
             quarantine: Vec::new(),
@@ -806,6 +819,12 @@ impl<'a> FileRun<'a> {
                         .expect("supported");
                     if !ready.json_types.contains(t) {
                         ready.json_types.push(t);
+                    }
+                }
+                Kind::Patient(mut rows) => {
+                    ready.patients.append(&mut rows);
+                    if !ready.json_types.contains(&"Patient") {
+                        ready.json_types.push("Patient");
                     }
                 }
                 Kind::Typed { spec, row } => {
@@ -924,8 +943,15 @@ impl<'a> FileRun<'a> {
                 "COPY mi (line_no, rtype, rid, b, hash, reason) FROM STDIN",
                 &r.mi,
             )?;
-            // Temp tables are never auto-analysed; the Patient statements join mi.
+            // Temp tables are never auto-analysed; the reference-type statements join mi.
             tx.batch_execute("ANALYZE mi (line_no, rtype, rid, reason)")?;
+        }
+        if !r.patients.is_empty() {
+            for ((t, _), rows) in patient::TABLES.iter().zip(&r.patients.0) {
+                if !rows.is_empty() {
+                    copy(&mut tx, &format!("COPY {t} FROM STDIN"), rows)?;
+                }
+            }
         }
         if !r.members.is_empty() {
             copy(

@@ -65,6 +65,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ingest_write_cost",
         include_str!("../../../migrations/edw/0012_ingest_write_cost.sql"),
     ),
+    (
+        13,
+        "patient_history_loader_keys",
+        include_str!("../../../migrations/edw/0013_patient_history_loader_keys.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

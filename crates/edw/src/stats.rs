@@ -112,7 +112,7 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
 }
 
 /// Rows whose reference columns point at no row (the bulk-loaded columns carry no
-/// foreign key constraints, migrations 0011 and 0012): (table.column, count), only non-zero.
+/// foreign key constraints, migrations 0011 to 0013): (table.column, count), only non-zero.
 pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
     let mut checks: Vec<(String, String)> = vec![(
         "staging.raw_line.batch_id".into(),
@@ -148,15 +148,30 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
             ),
         ));
     }
-    for (col, table) in [
-        ("group_id", "source_group"),
-        ("source_patient_id", "source_patient"),
-    ] {
+    let loader_keys = [
+        ("source_group_member", "group_id", "edw.source_group"),
+        (
+            "source_group_member",
+            "source_patient_id",
+            "edw.source_patient",
+        ),
+        (
+            "patient_identifier",
+            "source_patient_id",
+            "edw.source_patient",
+        ),
+        ("patient_name", "source_patient_id", "edw.source_patient"),
+        ("patient_address", "source_patient_id", "edw.source_patient"),
+        ("patient_telecom", "source_patient_id", "edw.source_patient"),
+        ("source_patient", "org_id", "edw.organization"),
+        ("source_patient", "batch_id", "staging.load_batch"),
+    ];
+    for (t, col, target) in loader_keys {
         checks.push((
-            format!("edw.source_group_member.{col}"),
+            format!("edw.{t}.{col}"),
             format!(
-                "SELECT count(*) FROM edw.source_group_member x WHERE NOT EXISTS
-                   (SELECT 1 FROM edw.{table} p WHERE p.id = x.{col})"
+                "SELECT count(*) FROM edw.{t} x WHERE x.{col} IS NOT NULL AND NOT EXISTS
+                   (SELECT 1 FROM {target} p WHERE p.id = x.{col})"
             ),
         ));
     }

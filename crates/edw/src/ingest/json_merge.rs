@@ -1,5 +1,6 @@
 //! Merge of the reference and demographic types (organisations, practitioners, care
-//! teams, patients, groups) from temp table `mi` (one jsonb body per valid line).
+//! teams, patients, groups) from temp table `mi` (one jsonb body per valid line;
+//! patients from the temp tables `patient.rs` fills).
 //! These are a few percent of the lines and fan out into several tables each, so
 //! PostgreSQL extracts them from the JSON; the clinical types go the typed way
 //! (`typed.rs`).
@@ -89,17 +90,15 @@ pub(super) static SPECS: &[JsonSpec] = &[
             ON CONFLICT DO NOTHING",
         ],
     },
+    // Patients come extracted (`patient.rs`): temp tables mt_patient (one row per valid
+    // line) and mt_patient_<history> keyed by its line_no.
     JsonSpec {
         rtype: "Patient",
         required_refs: &[],
         sql: &[
             "INSERT INTO edw.source_patient AS t (source, source_id, org_id, birth_date, sex, deceased, active, content_hash, batch_id, line_no)
-            SELECT $1, mi.rid, o.id, edw.fhir_date(b->>'birthDate'), b->>'gender',
-              CASE WHEN b ? 'deceasedDateTime' THEN true ELSE edw.jbool(b->'deceasedBoolean') END,
-              edw.jbool(b->'active'), mi.hash, $2, mi.line_no
-            FROM mi LEFT JOIN edw.organization o ON o.source = $1
-                 AND o.source_id = edw.ref_id(mi.b->'managingOrganization'->>'reference')
-            WHERE mi.reason IS NULL AND mi.rtype = 'Patient'
+            SELECT $1, pt.rid, o.id, pt.birth_date, pt.sex, pt.deceased, pt.active, pt.hash, $2, pt.line_no
+            FROM mt_patient pt LEFT JOIN edw.organization o ON o.source = $1 AND o.source_id = pt.org
             ON CONFLICT (source, source_id) DO UPDATE SET org_id = EXCLUDED.org_id,
               birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, deceased = EXCLUDED.deceased,
               active = EXCLUDED.active, content_hash = EXCLUDED.content_hash,
@@ -110,12 +109,10 @@ pub(super) static SPECS: &[JsonSpec] = &[
             // an array): as joins they were planned as scans of every patient and
             // history row per chunk, and a 100,000-patient file took 6 s into an empty
             // EDW but 18 s once it held 800,000 patients.
-            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = mi.rid) AS id,
-                              mi.b FROM mi WHERE mi.reason IS NULL AND mi.rtype = 'Patient'),
-             n AS (SELECT DISTINCT ON (p.id, coalesce(x->>'system', ''), x->>'value')
-                     p.id, coalesce(x->>'system', '') AS sys, x->>'value' AS val,
-                     x->'type'->'coding'->0->>'code' AS tc
-                   FROM p, jsonb_array_elements(edw.jarr(p.b->'identifier')) x WHERE x->>'value' IS NOT NULL),
+            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = pt.rid) AS id,
+                              pt.line_no FROM mt_patient pt),
+             n AS (SELECT DISTINCT ON (p.id, x.sys, x.val) p.id, x.sys, x.val, x.tc
+                   FROM p JOIN mt_patient_identifier x ON x.line_no = p.line_no),
              c AS (UPDATE edw.patient_identifier h SET valid_to = now()
                    WHERE h.source_patient_id = ANY (ARRAY(SELECT id FROM p)) AND h.valid_to IS NULL
                      AND NOT EXISTS (SELECT 1 FROM n WHERE n.id = h.source_patient_id AND n.sys = h.system AND n.val = h.value))
@@ -123,11 +120,10 @@ pub(super) static SPECS: &[JsonSpec] = &[
              SELECT id, sys, val, tc FROM n
              ON CONFLICT (source_patient_id, system, value) DO UPDATE SET valid_to = NULL
              WHERE patient_identifier.valid_to IS NOT NULL",
-            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = mi.rid) AS id,
-                              mi.b FROM mi WHERE mi.reason IS NULL AND mi.rtype = 'Patient'),
-             n AS (SELECT DISTINCT p.id, coalesce(x->>'use', '') AS use, coalesce(x->>'family', '') AS family,
-                     edw.jjoin(x->'given') AS given
-                   FROM p, jsonb_array_elements(edw.jarr(p.b->'name')) x),
+            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = pt.rid) AS id,
+                              pt.line_no FROM mt_patient pt),
+             n AS (SELECT DISTINCT p.id, x.use, x.family, x.given
+                   FROM p JOIN mt_patient_name x ON x.line_no = p.line_no),
              c AS (UPDATE edw.patient_name h SET valid_to = now()
                    WHERE h.source_patient_id = ANY (ARRAY(SELECT id FROM p)) AND h.valid_to IS NULL
                      AND NOT EXISTS (SELECT 1 FROM n WHERE n.id = h.source_patient_id AND n.use = h.use
@@ -136,11 +132,10 @@ pub(super) static SPECS: &[JsonSpec] = &[
              SELECT id, use, family, given FROM n
              ON CONFLICT (source_patient_id, use, family, given) DO UPDATE SET valid_to = NULL
              WHERE patient_name.valid_to IS NOT NULL",
-            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = mi.rid) AS id,
-                              mi.b FROM mi WHERE mi.reason IS NULL AND mi.rtype = 'Patient'),
-             n AS (SELECT DISTINCT p.id, edw.jjoin(x->'line') AS line, coalesce(x->>'city', '') AS city,
-                     coalesce(x->>'state', '') AS state, coalesce(x->>'postalCode', '') AS postal
-                   FROM p, jsonb_array_elements(edw.jarr(p.b->'address')) x),
+            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = pt.rid) AS id,
+                              pt.line_no FROM mt_patient pt),
+             n AS (SELECT DISTINCT p.id, x.line, x.city, x.state, x.postal
+                   FROM p JOIN mt_patient_address x ON x.line_no = p.line_no),
              c AS (UPDATE edw.patient_address h SET valid_to = now()
                    WHERE h.source_patient_id = ANY (ARRAY(SELECT id FROM p)) AND h.valid_to IS NULL
                      AND NOT EXISTS (SELECT 1 FROM n WHERE n.id = h.source_patient_id AND n.line = h.line
@@ -149,10 +144,10 @@ pub(super) static SPECS: &[JsonSpec] = &[
              SELECT id, line, city, state, postal FROM n
              ON CONFLICT (source_patient_id, line, city, state, postal_code) DO UPDATE SET valid_to = NULL
              WHERE patient_address.valid_to IS NOT NULL",
-            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = mi.rid) AS id,
-                              mi.b FROM mi WHERE mi.reason IS NULL AND mi.rtype = 'Patient'),
-             n AS (SELECT DISTINCT p.id, coalesce(x->>'system', '') AS sys, x->>'value' AS val
-                   FROM p, jsonb_array_elements(edw.jarr(p.b->'telecom')) x WHERE x->>'value' IS NOT NULL),
+            "WITH p AS (SELECT (SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = pt.rid) AS id,
+                              pt.line_no FROM mt_patient pt),
+             n AS (SELECT DISTINCT p.id, x.sys, x.val
+                   FROM p JOIN mt_patient_telecom x ON x.line_no = p.line_no),
              c AS (UPDATE edw.patient_telecom h SET valid_to = now()
                    WHERE h.source_patient_id = ANY (ARRAY(SELECT id FROM p)) AND h.valid_to IS NULL
                      AND NOT EXISTS (SELECT 1 FROM n WHERE n.id = h.source_patient_id AND n.sys = h.system AND n.val = h.value))

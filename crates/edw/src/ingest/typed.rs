@@ -157,7 +157,7 @@ impl TypedSpec {
 }
 
 /// The value at a path of object keys and array indexes ("0").
-fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+pub(super) fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     let mut v = v;
     for p in path {
         v = match v {
@@ -170,7 +170,7 @@ fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// PostgreSQL's `->>`: strings as they are, other scalars and structures as JSON text.
-fn str_at(v: &Value, path: &[&str]) -> Option<String> {
+pub(super) fn str_at(v: &Value, path: &[&str]) -> Option<String> {
     match at(v, path)? {
         Value::Null => None,
         Value::String(s) => Some(s.clone()),
