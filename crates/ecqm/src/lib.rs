@@ -7,6 +7,7 @@
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
+pub mod allocator;
 pub mod engine;
 pub mod error;
 pub mod package;

@@ -6,7 +6,12 @@ mod support;
 
 use std::time::Instant;
 
+// Parsing and validation allocate many small values (as in phm-edw).
+#[global_allocator]
+static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+
 fn main() {
+    ecqm::allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 10_000);
     let out = args.get("--out");

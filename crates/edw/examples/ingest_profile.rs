@@ -9,7 +9,11 @@ mod support;
 
 use std::time::Instant;
 
+#[global_allocator]
+static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+
 fn main() {
+    ecqm::allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 20_000);
     let pg = edw::pgharness::PgHarness::start().expect("postgres");

@@ -259,7 +259,13 @@ fn run(argv: Vec<String>) -> Result<(), String> {
     }
 }
 
+// Ingest parses and validates millions of small JSON values; mimalloc is faster than
+// glibc malloc at that (2.56 M lines: 47.1 -> 42.5 s with `tune`).
+#[global_allocator]
+static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+
 fn main() -> ExitCode {
+    ecqm::allocator::tune();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     match run(argv) {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,30 +26,7 @@ use serde_json::{json, Value as Json};
 // The engine allocates many small values; mimalloc is markedly faster than
 // glibc malloc here, and scales across threads.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc returns freed pages to the OS after 10 ms by default; every batch then re-faults
-/// (and the kernel re-zeroes) the same memory: ≈ 10 % of CPU on phm-synth data. A 1 s delay
-/// keeps it for the next batch; peak RSS is unchanged. `MIMALLOC_PURGE_DELAY` still wins.
-fn tune_allocator() {
-    extern "C" {
-        fn mi_version() -> std::os::raw::c_int;
-        fn mi_option_get(option: std::os::raw::c_int) -> std::os::raw::c_long;
-        fn mi_option_set(option: std::os::raw::c_int, value: std::os::raw::c_long);
-    }
-    // `mi_option_purge_delay` in mimalloc 3.x's `mi_option_t` (its default is 10)
-    const PURGE_DELAY: std::os::raw::c_int = 16;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: plain option getters/setters of the linked mimalloc; the index is used only for
-    // the 3.x layout and only while it holds that option's default value.
-    unsafe {
-        if (300..400).contains(&mi_version()) && mi_option_get(PURGE_DELAY) == 10 {
-            mi_option_set(PURGE_DELAY, 1000);
-        }
-    }
-}
+static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
@@ -190,7 +167,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    ecqm::allocator::tune();
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
