@@ -689,7 +689,11 @@ impl<'a> FileRun<'a> {
                     }
                     None => Kind::Json {
                         hash,
-                        members: typed::group_member_patients(&v.body),
+                        members: if v.resource_type == "Group" {
+                            typed::group_member_patients(&v.body)
+                        } else {
+                            Vec::new()
+                        },
                     },
                 };
                 LineOut {
