@@ -17,4 +17,4 @@ cargo test --workspace --no-run --quiet
 # A throwaway, unlocked Secret Service keyring on a private session bus.
 XDG_DATA_HOME="$(mktemp -d)"
 export XDG_DATA_HOME
-dbus-run-session -- bash -c 'echo -n ci | gnome-keyring-daemon --unlock --components=secrets >/dev/null; cargo test --workspace --no-fail-fast'
+dbus-run-session -- bash scripts/keyring-session.sh ci cargo test --workspace --no-fail-fast
