@@ -181,6 +181,20 @@ fn copy_field(v: Option<&str>, out: &mut Vec<u8>) {
     }
 }
 
+/// One COPY text row of a temp table keyed by line number: `line_no`, then the fields.
+fn copy_row<'a>(
+    out: &mut Vec<u8>,
+    line_no: i64,
+    fields: impl IntoIterator<Item = Option<&'a str>>,
+) {
+    out.extend_from_slice(line_no.to_string().as_bytes());
+    for f in fields {
+        out.push(b'\t');
+        copy_field(f, out);
+    }
+    out.push(b'\n');
+}
+
 /// Ingest files; returns one report per file.
 pub fn ingest(
     client: &mut postgres::Client,
@@ -449,6 +463,19 @@ struct Ready {
     typed: Vec<(&'static typed::TypedSpec, Vec<u8>)>,
     quarantine: Vec<u8>,
     quarantined: i64,
+}
+
+impl Ready {
+    /// Records that the chunk has valid lines of this reference type.
+    fn add_json_type(&mut self, rtype: Option<&str>) {
+        let t = validate::SUPPORTED
+            .iter()
+            .find(|s| Some(**s) == rtype)
+            .expect("valid lines have a supported type");
+        if !self.json_types.contains(t) {
+            self.json_types.push(t);
+        }
+    }
 }
 
 /// Line order state, advanced chunk by chunk in file order.
@@ -805,9 +832,7 @@ impl<'a> FileRun<'a> {
             match out.kind {
                 Kind::Json { hash, members } => {
                     for pid in &members {
-                        write!(ready.members, "{line_no}\t")?;
-                        copy_escape(pid, &mut ready.members);
-                        ready.members.push(b'\n');
+                        copy_row(&mut ready.members, line_no, [Some(pid.as_str())]);
                     }
                     write!(ready.mi, "{line_no}\t")?;
                     copy_field(out.rtype.as_deref(), &mut ready.mi);
@@ -817,19 +842,11 @@ impl<'a> FileRun<'a> {
                     // The line as sent (it parsed as JSON): jsonb reads it directly.
                     copy_escape(text.trim(), &mut ready.mi);
                     writeln!(ready.mi, "\t{hash}\t\\N")?;
-                    let t = validate::SUPPORTED
-                        .iter()
-                        .find(|s| Some(**s) == out.rtype.as_deref())
-                        .expect("supported");
-                    if !ready.json_types.contains(t) {
-                        ready.json_types.push(t);
-                    }
+                    ready.add_json_type(out.rtype.as_deref());
                 }
                 Kind::Patient(mut rows) => {
                     ready.patients.append(&mut rows);
-                    if !ready.json_types.contains(&"Patient") {
-                        ready.json_types.push("Patient");
-                    }
+                    ready.add_json_type(out.rtype.as_deref());
                 }
                 Kind::Typed { spec, row } => {
                     typed_rows

@@ -114,41 +114,29 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
 /// Rows whose reference columns point at no row (the bulk-loaded columns carry no
 /// foreign key constraints, migrations 0011 to 0013): (table.column, count), only non-zero.
 pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
-    let mut checks: Vec<(String, String)> = vec![(
-        "staging.raw_line.batch_id".into(),
-        "SELECT count(*) FROM staging.raw_line r WHERE NOT EXISTS
-           (SELECT 1 FROM staging.load_batch b WHERE b.id = r.batch_id)"
-            .into(),
-    )];
+    // (table, column, referenced table)
+    let mut keys: Vec<(String, &str, &str)> = vec![
+        ("staging.raw_line".into(), "batch_id", "staging.load_batch"),
+        (
+            "edw.encounter".into(),
+            "practitioner_id",
+            "edw.practitioner",
+        ),
+        (
+            "edw.encounter".into(),
+            "organization_id",
+            "edw.organization",
+        ),
+    ];
     for t in crate::CLINICAL_TABLES {
-        checks.push((
-            format!("edw.{t}.source_patient_id"),
-            format!(
-                "SELECT count(*) FROM edw.{t} x WHERE NOT EXISTS
-                   (SELECT 1 FROM edw.source_patient p WHERE p.id = x.source_patient_id)"
-            ),
+        keys.push((
+            format!("edw.{t}"),
+            "source_patient_id",
+            "edw.source_patient",
         ));
-        checks.push((
-            format!("edw.{t}.batch_id"),
-            format!(
-                "SELECT count(*) FROM edw.{t} x WHERE x.batch_id IS NOT NULL AND NOT EXISTS
-                   (SELECT 1 FROM staging.load_batch b WHERE b.id = x.batch_id)"
-            ),
-        ));
+        keys.push((format!("edw.{t}"), "batch_id", "staging.load_batch"));
     }
-    for (col, table) in [
-        ("practitioner_id", "practitioner"),
-        ("organization_id", "organization"),
-    ] {
-        checks.push((
-            format!("edw.encounter.{col}"),
-            format!(
-                "SELECT count(*) FROM edw.encounter x WHERE x.{col} IS NOT NULL AND NOT EXISTS
-                   (SELECT 1 FROM edw.{table} p WHERE p.id = x.{col})"
-            ),
-        ));
-    }
-    let loader_keys = [
+    for (t, col, target) in [
         ("source_group_member", "group_id", "edw.source_group"),
         (
             "source_group_member",
@@ -165,16 +153,18 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
         ("patient_telecom", "source_patient_id", "edw.source_patient"),
         ("source_patient", "org_id", "edw.organization"),
         ("source_patient", "batch_id", "staging.load_batch"),
-    ];
-    for (t, col, target) in loader_keys {
-        checks.push((
-            format!("edw.{t}.{col}"),
+    ] {
+        keys.push((format!("edw.{t}"), col, target));
+    }
+    let checks = keys.into_iter().map(|(t, col, target)| {
+        (
+            format!("{t}.{col}"),
             format!(
-                "SELECT count(*) FROM edw.{t} x WHERE x.{col} IS NOT NULL AND NOT EXISTS
+                "SELECT count(*) FROM {t} x WHERE x.{col} IS NOT NULL AND NOT EXISTS
                    (SELECT 1 FROM {target} p WHERE p.id = x.{col})"
             ),
-        ));
-    }
+        )
+    });
     let mut out = Vec::new();
     for (name, q) in checks {
         let n: i64 = c.query_one(&q, &[])?.get(0);

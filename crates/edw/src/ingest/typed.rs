@@ -143,15 +143,13 @@ impl TypedSpec {
         (self.extract)(body, &mut vals)?;
         debug_assert_eq!(vals.len(), self.cols.len() + self.extra_cols().len());
         let pref = reference_id(str_at(body, &[self.patient_path, "reference"]));
-        out.extend_from_slice(line_no.to_string().as_bytes());
-        for v in [Some(rid), Some(hash), pref.as_deref()]
-            .into_iter()
-            .chain(vals.iter().map(|v| v.as_deref()))
-        {
-            out.push(b'\t');
-            super::copy_field(v, out);
-        }
-        out.push(b'\n');
+        super::copy_row(
+            out,
+            line_no,
+            [Some(rid), Some(hash), pref.as_deref()]
+                .into_iter()
+                .chain(vals.iter().map(|v| v.as_deref())),
+        );
         Ok(())
     }
 }
