@@ -8,7 +8,7 @@ use crate::{CqlError, Parameters, PatientData};
 use base64::Engine as _;
 use serde_json::Value as Json;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -189,6 +189,38 @@ impl LibrarySet {
             .or_else(|| self.libs.iter().position(matches))
     }
 
+    /// The FHIR resource types (`dataType` of every `Retrieve`, namespace stripped:
+    /// `{http://hl7.org/fhir}Encounter` -> `Encounter`) that the main library (by Library url or
+    /// name) and every library it includes, transitively, retrieve. Read from the ELM itself, so
+    /// it includes retrieves the engine does not support.
+    pub fn retrieved_types(&self, main: &str) -> R<BTreeSet<String>> {
+        let main_idx = self
+            .find(main, None)
+            .ok_or_else(|| CqlError::new(format!("library `{main}` not found")))?;
+        let mut seen = HashSet::new();
+        let mut todo = vec![main_idx];
+        let mut out = BTreeSet::new();
+        while let Some(i) = todo.pop() {
+            if !seen.insert(i) {
+                continue;
+            }
+            let elm = &self.libs[i].elm;
+            collect_retrieves(elm, &mut out);
+            let lib = elm.get("library").unwrap_or(&Json::Null);
+            for inc in arr(lib, "includes") {
+                let path = s(inc, "path").unwrap_or("");
+                let found = self.find(path, s(inc, "version")).ok_or_else(|| {
+                    CqlError::new(format!(
+                        "library `{}` includes `{path}`, which is not available",
+                        self.libs[i].name
+                    ))
+                })?;
+                todo.push(found);
+            }
+        }
+        Ok(out)
+    }
+
     /// Compile the main library (by Library url or name) and everything it includes.
     pub fn prepare(&self, main: &str, params: Parameters) -> R<Prepared> {
         let main_idx = self
@@ -287,6 +319,22 @@ impl LibrarySet {
             }
         }
         h.finish()
+    }
+}
+
+/// Adds the `dataType` (local name) of every `Retrieve` node under `j`.
+fn collect_retrieves(j: &Json, out: &mut BTreeSet<String>) {
+    match j {
+        Json::Object(o) => {
+            if o.get("type").and_then(|t| t.as_str()) == Some("Retrieve") {
+                if let Some(dt) = o.get("dataType").and_then(|t| t.as_str()) {
+                    out.insert(local_type(dt).1.to_string());
+                }
+            }
+            o.values().for_each(|v| collect_retrieves(v, out));
+        }
+        Json::Array(a) => a.iter().for_each(|v| collect_retrieves(v, out)),
+        _ => {}
     }
 }
 

@@ -184,3 +184,60 @@ fn terminology_operators() {
         serde_json::json!(false)
     );
 }
+
+/// `LibrarySet::retrieved_types`: every Retrieve's FHIR type in the main library and the libraries
+/// it includes (transitively, once each), including retrieves the engine does not support; not
+/// those of libraries that are not included.
+#[test]
+fn retrieved_types_follow_includes() {
+    use serde_json::json;
+    let retrieve =
+        |t: &str| json!({"type": "Retrieve", "dataType": format!("{{http://hl7.org/fhir}}{t}")});
+    let main = json!({"library": {
+    "identifier": {"id": "Main", "version": "1"},
+    "includes": {"def": [
+        {"localIdentifier": "C", "path": "Common", "version": "2"},
+        {"localIdentifier": "S", "path": "Status"}
+    ]},
+    "statements": {"def": [
+        {"name": "Enc", "context": "Patient", "expression": {"type": "Query",
+            "source": [{"alias": "E", "expression": retrieve("Encounter")}],
+            "relationship": [{"type": "With", "alias": "S",
+                "expression": retrieve("ServiceRequest"), "suchThat": {"type": "Literal", "valueType": "{urn:hl7-org:elm-types:r1}Boolean", "value": "true"}}]}},
+        {"name": "Filtered", "context": "Patient", "expression": {"type": "Retrieve",
+            "dataType": "{http://hl7.org/fhir}Observation", "dateFilter": [{"type": "Null"}]}}
+    ]}}});
+    let common = json!({"library": {
+        "identifier": {"id": "Common", "version": "2"},
+        "includes": {"def": [{"localIdentifier": "S", "path": "Status"}]},
+        "statements": {"def": [{"name": "Pt", "context": "Patient", "expression": retrieve("Patient")}]}}});
+    let status = json!({"library": {
+        "identifier": {"id": "Status", "version": "1"},
+        "includes": {"def": [{"localIdentifier": "M", "path": "Main"}]},
+        "statements": {"def": [{"name": "Cond", "context": "Patient", "expression": retrieve("Condition")}]}}});
+    let unused = json!({"library": {
+        "identifier": {"id": "Unused", "version": "1"},
+        "statements": {"def": [{"name": "Loc", "context": "Patient", "expression": retrieve("Location")}]}}});
+    let set = LibrarySet::from_elm_json(&[main, common, status, unused]).unwrap();
+    let types: Vec<String> = set.retrieved_types("Main").unwrap().into_iter().collect();
+    assert_eq!(
+        types,
+        [
+            "Condition",
+            "Encounter",
+            "Observation",
+            "Patient",
+            "ServiceRequest"
+        ]
+    );
+    let types: Vec<String> = set.retrieved_types("Unused").unwrap().into_iter().collect();
+    assert_eq!(types, ["Location"]);
+    assert!(set.retrieved_types("Nope").is_err());
+    let lone = json!({"library": {"identifier": {"id": "Lone"},
+        "includes": {"def": [{"localIdentifier": "X", "path": "Missing"}]}}});
+    let e = LibrarySet::from_elm_json(&[lone])
+        .unwrap()
+        .retrieved_types("Lone")
+        .unwrap_err();
+    assert!(e.msg.contains("Missing"), "{}", e.msg);
+}

@@ -2,6 +2,7 @@
 //! prepared once per measurement period into a [`PreparedMeasure`], which
 //! evaluates patients.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
@@ -99,17 +100,33 @@ impl MeasurePackage {
             true,
         );
         let params = cql::Parameters::new().with("Measurement Period", mp);
-        let lib = if self.def.main_library_name.is_empty() {
-            self.def.main_library_url.as_str()
-        } else {
-            self.def.main_library_name.as_str()
-        };
-        let prepared = self.libraries.prepare(lib, params).map_err(engine_err)?;
+        let prepared = self
+            .libraries
+            .prepare(self.main_library(), params)
+            .map_err(engine_err)?;
         Ok(PreparedMeasure {
             def: self.def.clone(),
             period: period.clone(),
             prepared,
+            retrieved_types: self.retrieved_types()?,
         })
+    }
+
+    /// The FHIR resource types (`Encounter`, `ServiceRequest`, ...) the measure's ELM retrieves:
+    /// the `dataType` of every `Retrieve` in the main library and every library it includes,
+    /// namespace stripped. Fails when the main library or an included one has no ELM.
+    pub fn retrieved_types(&self) -> Result<BTreeSet<String>> {
+        self.libraries
+            .retrieved_types(self.main_library())
+            .map_err(engine_err)
+    }
+
+    fn main_library(&self) -> &str {
+        if self.def.main_library_name.is_empty() {
+            self.def.main_library_url.as_str()
+        } else {
+            self.def.main_library_name.as_str()
+        }
     }
 }
 
@@ -118,6 +135,7 @@ pub struct PreparedMeasure {
     pub def: MeasureDef,
     pub period: Period,
     prepared: cql::Prepared,
+    retrieved_types: BTreeSet<String>,
 }
 
 /// One measure bound to one patient's evaluation session: definitions are memoized across the
@@ -160,6 +178,12 @@ impl Evaluator for Bound<'_> {
 }
 
 impl PreparedMeasure {
+    /// The FHIR resource types the measure's ELM retrieves (see
+    /// [`MeasurePackage::retrieved_types`]).
+    pub fn retrieved_types(&self) -> &BTreeSet<String> {
+        &self.retrieved_types
+    }
+
     /// Evaluates one patient already converted to engine data.
     pub fn evaluate_data(
         &self,

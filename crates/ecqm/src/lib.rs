@@ -4,12 +4,14 @@
 //! - [`populations`]: proportion/cohort membership rules and per-patient
 //!   evaluation over an [`Evaluator`] (the cql engine in production).
 //! - [`patients`]: read patients from Bundle files or NDJSON.
+//! - [`gaps`]: the care-gap rule and improvement-notation overrides.
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
 pub mod allocator;
 pub mod engine;
 pub mod error;
+pub mod gaps;
 pub mod package;
 pub mod patients;
 pub mod period;
@@ -21,6 +23,7 @@ pub mod scoring;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub use error::{EcqmError, Result};
+pub use gaps::{gap_status, GapStatus, ImprovementOverrides};
 pub use package::{
     parse_measure_bundle, GroupDef, ImprovementNotation, MeasureDef, PopulationCode,
 };
@@ -29,4 +32,4 @@ pub use period::Period;
 pub use populations::{
     evaluate_patient, EvalOptions, Evaluator, GroupResult, Memberships, PatientResult,
 };
-pub use report::{gaps_bundle, individual_report, GapStatus, ReportContext, Summary};
+pub use report::{gaps_bundle, individual_report, ReportContext, Summary};

@@ -1,7 +1,7 @@
 //! Parsing a FHIR R4 measure package (a Bundle holding one Measure, its
 //! Libraries and ValueSets) into a [`MeasureDef`]. Pure JSON work: no engine.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::error::{EcqmError, Result};
@@ -19,7 +19,7 @@ pub const IMPROVEMENT_SYSTEM: &str =
     "http://terminology.hl7.org/CodeSystem/measure-improvement-notation";
 
 /// FHIR measure-population codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PopulationCode {
     InitialPopulation,
     Denominator,
@@ -79,7 +79,7 @@ impl PopulationCode {
 }
 
 /// Measure scoring (only proportion and cohort are evaluated).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scoring {
     Proportion,
     Cohort,
@@ -108,7 +108,7 @@ impl Scoring {
 }
 
 /// Whether a higher score is better (`Increase`) or worse (`Decrease`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ImprovementNotation {
     Increase,
     Decrease,
@@ -130,7 +130,7 @@ impl ImprovementNotation {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PopulationDef {
     pub id: Option<String>,
     pub code: PopulationCode,
@@ -138,7 +138,7 @@ pub struct PopulationDef {
     pub expression: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StratifierDef {
     pub id: Option<String>,
     pub code_text: Option<String>,
@@ -147,7 +147,7 @@ pub struct StratifierDef {
     pub expression: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupDef {
     /// `Measure.group.id`, or `group-<n>` (1-based) when absent.
     pub id: String,
@@ -165,14 +165,14 @@ impl GroupDef {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SdeDef {
     pub id: String,
     pub expression: String,
 }
 
 /// The parsed Measure: everything the population layer and the reports need.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeasureDef {
     pub id: String,
     pub name: String,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value as Json};
 
+use crate::gaps::ImprovementOverrides;
+pub use crate::gaps::{gap_status, GapStatus};
 use crate::package::{
     GroupDef, ImprovementNotation, MeasureDef, PopulationCode, IMPROVEMENT_SYSTEM,
     POPULATION_SYSTEM,
@@ -38,12 +40,9 @@ pub struct ReportContext {
     pub period: Period,
     /// `MeasureReport.date` / Bundle timestamp (ISO date-time).
     pub date: String,
-    /// Overrides the Measure's improvement notation for gaps (for packages
-    /// whose coded notation is wrong; see `MeasureDef::warnings`).
-    pub improvement_override: Option<ImprovementNotation>,
-    /// Per-measure overrides (by Measure name, id or CMS id such as
-    /// `122FHIR`); they win over `improvement_override`.
-    pub improvement_by_measure: BTreeMap<String, ImprovementNotation>,
+    /// Improvement-notation overrides (for packages whose coded notation is
+    /// missing or wrong; see `MeasureDef::warnings`).
+    pub improvement: ImprovementOverrides,
 }
 
 impl ReportContext {
@@ -51,35 +50,13 @@ impl ReportContext {
         ReportContext {
             period,
             date,
-            improvement_override: None,
-            improvement_by_measure: BTreeMap::new(),
+            improvement: ImprovementOverrides::default(),
         }
-    }
-
-    fn override_for(&self, m: &MeasureDef) -> Option<ImprovementNotation> {
-        [Some(&m.name), Some(&m.id), m.cms_id.as_ref()]
-            .into_iter()
-            .flatten()
-            .find_map(|k| self.improvement_by_measure.get(k).copied())
-            .or(self.improvement_override)
     }
 }
 
 fn population_code(code: PopulationCode) -> Json {
     json!({"coding": [{"system": POPULATION_SYSTEM, "code": code.code(), "display": code.display()}]})
-}
-
-fn improvement(m: &MeasureDef, ctx: &ReportContext) -> Option<ImprovementNotation> {
-    ctx.override_for(m)
-        .or_else(|| m.groups.first().and_then(|g| g.improvement_notation))
-}
-
-/// The notation used for a group's gaps: per-measure override, global
-/// override, the group's, else `increase`.
-pub fn group_improvement(m: &MeasureDef, g: &GroupDef, ctx: &ReportContext) -> ImprovementNotation {
-    ctx.override_for(m)
-        .or(g.improvement_notation)
-        .unwrap_or(ImprovementNotation::Increase)
 }
 
 /// Counts of one group's populations (summed over patients).
@@ -156,7 +133,7 @@ fn base_report(m: &MeasureDef, ctx: &ReportContext, kind: &str, profile: &str, i
         "reporter": {"reference": REPORTER},
         "period": {"start": ctx.period.start, "end": ctx.period.end},
     });
-    if let Some(i) = improvement(m, ctx) {
+    if let Some(i) = ctx.improvement.measure_level(m) {
         r["improvementNotation"] =
             json!({"coding": [{"system": IMPROVEMENT_SYSTEM, "code": i.code()}]});
     }
@@ -427,60 +404,6 @@ impl Summary {
     }
 }
 
-/// DEQM gap status of one patient for one group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapStatus {
-    Open,
-    Closed,
-    Prospective,
-}
-
-impl GapStatus {
-    pub fn code(self) -> &'static str {
-        match self {
-            GapStatus::Open => "open-gap",
-            GapStatus::Closed => "closed-gap",
-            GapStatus::Prospective => "prospective-gap",
-        }
-    }
-    pub fn display(self) -> &'static str {
-        match self {
-            GapStatus::Open => "Open Gap",
-            GapStatus::Closed => "Closed Gap",
-            GapStatus::Prospective => "Prospective Gap",
-        }
-    }
-}
-
-/// Gap status per DEQM, aware of the improvement notation. Only patients in
-/// the denominator and in neither the exclusions nor the exceptions have a
-/// gap status (`None` otherwise: not applicable). For an `increase` measure
-/// the gap is closed when the patient is in the numerator, open otherwise;
-/// for a `decrease` (inverse) measure it is open when in the numerator.
-/// An open gap is reported as prospective while the period is still running
-/// (`period_over` false): it can still be closed in time.
-pub fn gap_status(
-    m: &Memberships,
-    notation: ImprovementNotation,
-    period_over: bool,
-) -> Option<GapStatus> {
-    use PopulationCode::*;
-    let eligible = m.is(Denominator) && !m.is(DenominatorExclusion) && !m.is(DenominatorException);
-    if !eligible {
-        return None;
-    }
-    let met = m.is(Numerator) && !m.is(NumeratorExclusion);
-    let open = match notation {
-        ImprovementNotation::Increase => !met,
-        ImprovementNotation::Decrease => met,
-    };
-    Some(match (open, period_over) {
-        (false, _) => GapStatus::Closed,
-        (true, true) => GapStatus::Open,
-        (true, false) => GapStatus::Prospective,
-    })
-}
-
 fn gap_reason(
     m: &MeasureDef,
     g: &GroupDef,
@@ -524,10 +447,11 @@ pub fn gap_rows(m: &MeasureDef, r: &PatientResult, ctx: &ReportContext, as_of: &
         let Some(res) = r.groups.iter().find(|x| x.id == g.id) else {
             continue;
         };
-        let notation = group_improvement(m, g, ctx);
-        let Some(status) = gap_status(&res.populations, notation, period_over) else {
+        let notation = ctx.improvement.notation(m, g);
+        let status = gap_status(&res.populations, notation, period_over);
+        if status == GapStatus::NotApplicable {
             continue;
-        };
+        }
         rows.push(json!({
             "patient": r.patient_id,
             "measure": m.name,
@@ -584,10 +508,11 @@ pub fn gaps_bundle(
             let Some(res) = r.groups.iter().find(|x| x.id == g.id) else {
                 continue;
             };
-            let notation = group_improvement(m, g, ctx);
-            let Some(status) = gap_status(&res.populations, notation, period_over) else {
+            let notation = ctx.improvement.notation(m, g);
+            let status = gap_status(&res.populations, notation, period_over);
+            if status == GapStatus::NotApplicable {
                 continue;
-            };
+            }
             let di_url = format!(
                 "urn:uuid:{}",
                 uuid_from(&["issue", &m.canonical(), &g.id, patient_id, &ctx.date])
@@ -775,44 +700,6 @@ mod tests {
     }
 
     #[test]
-    fn gap_rules() {
-        let mem = |f: [bool; 5]| result("p", f).groups[0].populations.clone();
-        use ImprovementNotation::*;
-        assert_eq!(
-            gap_status(&mem([true, true, false, false, false]), Increase, true),
-            Some(GapStatus::Open)
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, false, false, false]), Increase, false),
-            Some(GapStatus::Prospective)
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, false, true, false]), Increase, true),
-            Some(GapStatus::Closed)
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, false, true, false]), Decrease, true),
-            Some(GapStatus::Open)
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, false, false, false]), Decrease, true),
-            Some(GapStatus::Closed)
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, true, false, false]), Increase, true),
-            None
-        );
-        assert_eq!(
-            gap_status(&mem([true, true, false, false, true]), Increase, true),
-            None
-        );
-        assert_eq!(
-            gap_status(&mem([true, false, false, false, false]), Increase, true),
-            None
-        );
-    }
-
-    #[test]
     fn gaps_bundle_structure() {
         let m = measure(vec![full_group()]);
         let open = result("p1", [true, true, false, false, false]);
@@ -893,7 +780,7 @@ mod tests {
             "prospective-gap"
         );
         let mut c = ctx();
-        c.improvement_override = Some(ImprovementNotation::Decrease);
+        c.improvement.global = Some(ImprovementNotation::Decrease);
         let b = gaps_bundle("p1", None, &[(&m, &open)], &c, "2026-01-15");
         let di = &b["entry"].as_array().unwrap().last().unwrap()["resource"];
         assert_eq!(

@@ -223,9 +223,11 @@ pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Rep
 
     let w = wm(&mut tx, "fact_measure_result")?;
     tx.execute(
-        "INSERT INTO mart.dim_measure (measure_id, name)
-         SELECT DISTINCT measure_id, measure_id FROM edw.measure_result WHERE change_no > $1
-         UNION SELECT DISTINCT measure_id, measure_id FROM edw.care_gap WHERE change_no > $1
+        "INSERT INTO mart.dim_measure (measure_id, group_id, name)
+         SELECT k.measure_id, k.group_id, coalesce(d.title, k.measure_id)
+         FROM (SELECT DISTINCT measure_id, group_id FROM edw.measure_result WHERE change_no > $1
+               UNION SELECT DISTINCT measure_id, group_id FROM edw.care_gap WHERE change_no > $1) k
+         LEFT JOIN edw.measure_def d ON d.measure_id = k.measure_id
          ON CONFLICT DO NOTHING",
         &[&w],
     )?;
@@ -234,7 +236,7 @@ pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Rep
          SELECT r.id, dp.patient_key, dm.measure_key, extract(year FROM r.period_start), r.population, r.count
          FROM edw.measure_result r
          JOIN mart.dim_patient dp ON dp.person_id = r.person_id AND dp.is_current
-         JOIN mart.dim_measure dm ON dm.measure_id = r.measure_id
+         JOIN mart.dim_measure dm ON dm.measure_id = r.measure_id AND dm.group_id = r.group_id
          WHERE r.change_no > $1
          ON CONFLICT (measure_result_id) DO UPDATE SET patient_key = EXCLUDED.patient_key, count = EXCLUDED.count",
         &[&w],
@@ -247,7 +249,7 @@ pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Rep
          SELECT g.id, dp.patient_key, dm.measure_key, to_char(g.detected_at AT TIME ZONE 'UTC', 'YYYYMMDD')::int, g.status
          FROM edw.care_gap g
          JOIN mart.dim_patient dp ON dp.person_id = g.person_id AND dp.is_current
-         JOIN mart.dim_measure dm ON dm.measure_id = g.measure_id
+         JOIN mart.dim_measure dm ON dm.measure_id = g.measure_id AND dm.group_id = g.group_id
          WHERE g.change_no > $1
          ON CONFLICT (care_gap_id) DO UPDATE SET patient_key = EXCLUDED.patient_key, status = EXCLUDED.status",
         &[&w],
@@ -273,7 +275,7 @@ pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Rep
              JOIN mart.current_attribution a ON a.person_id = p.person_id
              JOIN mart.dim_provider pr ON pr.practitioner_id = a.practitioner_id
              JOIN mart.dim_date d ON d.date_key = g.date_key
-             WHERE g.status IN ('open', 'closed')
+             WHERE g.status IN ('open', 'closed', 'prospective')
              GROUP BY 1, 2, 3, 4;
              DELETE FROM mart.agg_open_gap_care_team;
              INSERT INTO mart.agg_open_gap_care_team (care_team_id, open_gaps, patients)

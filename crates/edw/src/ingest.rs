@@ -20,6 +20,7 @@
 //!   types has committed (files of one type per file, as Bulk Data writes them, merge
 //!   fully in parallel; mixed files still merge correctly).
 
+mod generic;
 mod json_merge;
 mod patient;
 mod typed;
@@ -263,6 +264,7 @@ fn prepare_session(c: &mut postgres::Client) -> Result<()> {
     for s in typed::SPECS {
         c.batch_execute(&s.create_temp_sql())?;
     }
+    c.batch_execute(generic::CREATE_TEMP)?;
     Ok(())
 }
 
@@ -437,6 +439,8 @@ enum Kind {
         spec: &'static typed::TypedSpec,
         row: Vec<u8>,
     },
+    /// Types without a typed table: the COPY row of `mt_resource`.
+    Generic(Vec<u8>),
     Bad(String),
 }
 
@@ -461,6 +465,7 @@ struct Ready {
     patients: patient::Rows,
     json_types: Vec<&'static str>,
     typed: Vec<(&'static typed::TypedSpec, Vec<u8>)>,
+    generic: Vec<u8>,
     quarantine: Vec<u8>,
     quarantined: i64,
 }
@@ -714,6 +719,18 @@ impl<'a> FileRun<'a> {
                             Err(reason) => Kind::Bad(reason),
                         }
                     }
+                    None if !validate::SUPPORTED.contains(&v.resource_type.as_str()) => {
+                        let mut row = Vec::new();
+                        generic::copy_row(
+                            line_no,
+                            &v.resource_type,
+                            &v.id,
+                            &hash,
+                            &v.body,
+                            &mut row,
+                        );
+                        Kind::Generic(row)
+                    }
                     None => Kind::Json {
                         hash,
                         members: if v.resource_type == "Group" {
@@ -760,10 +777,10 @@ impl<'a> FileRun<'a> {
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(line_no);
-                        let st = validate::SUPPORTED
+                        let st = validate::R4_TYPES
                             .iter()
                             .find(|s| **s == t.as_str())
-                            .expect("valid lines have a supported type");
+                            .expect("valid lines have an R4 type");
                         if !types.contains(st) {
                             types.push(st);
                         }
@@ -803,6 +820,7 @@ impl<'a> FileRun<'a> {
             patients: patient::Rows::default(),
             json_types: Vec::new(),
             typed: Vec::new(),
+            generic: Vec::new(),
             quarantine: Vec::new(),
             quarantined: 0,
         };
@@ -854,6 +872,7 @@ impl<'a> FileRun<'a> {
                         .or_default()
                         .extend_from_slice(&row);
                 }
+                Kind::Generic(row) => ready.generic.extend_from_slice(&row),
                 Kind::Bad(reason) => {
                     ready.quarantined += 1;
                     write!(ready.quarantine, "{b}\t{line_no}\t")?;
@@ -985,6 +1004,9 @@ impl<'a> FileRun<'a> {
         for (spec, rows) in &r.typed {
             copy(&mut tx, &spec.copy_sql(), rows)?;
         }
+        if !r.generic.is_empty() {
+            copy(&mut tx, generic::COPY, &r.generic)?;
+        }
         tp = prof(3, tp);
         for t in &r.json_types {
             let spec = json_merge::SPECS
@@ -1023,6 +1045,9 @@ impl<'a> FileRun<'a> {
         tp = prof(4, tp);
         for (spec, _) in &r.typed {
             quarantined += tx.execute(&spec.merge_sql(), &[src, &batch_id, &self.name])? as i64;
+        }
+        if !r.generic.is_empty() {
+            quarantined += tx.execute(generic::MERGE, &[src, &batch_id, &self.name])? as i64;
         }
         tp = prof(5, tp);
         if !r.quarantine.is_empty() {

@@ -9,6 +9,7 @@ pub mod measure;
 pub mod migrate;
 pub mod pgharness;
 pub mod quality;
+pub mod results;
 pub mod review;
 pub mod serve;
 pub mod stats;

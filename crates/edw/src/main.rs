@@ -12,6 +12,10 @@ const USAGE: &str = "usage:
   phm-edw measure --db URL --period YEAR --package FILE|DIR [--full]
                   [--improvement-notation MEASURE=increase|decrease,...]
                   (eCQM bundles; only persons changed since the last run unless --full)
+  phm-edw results --db URL --period YEAR [--measure NAME] --out FILE|-
+                  (one JSON line per person and measure, as `phm-ecqm eval` writes)
+  phm-edw report --db URL --period YEAR --measure NAME --type summary|subject-list|individual
+                 [--out FILE|-]   (FHIR MeasureReports from the stored results)
   phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
@@ -237,6 +241,50 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 "{{\"mode\":\"{}\",\"measures\":{},\"persons\":{},\"results\":{},\"open_gaps\":{},\"errors\":{}}}",
                 r.mode, r.measures, r.persons, r.results, r.open_gaps, r.errors
             );
+            Ok(())
+        }
+        "results" | "report" => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&["db", "period", "measure", "out", "type"])?;
+            let year: i32 = num(&a, "period", 0)?;
+            if !(1900..=2200).contains(&year) {
+                return Err("--period YEAR is required (e.g. --period 2025)".into());
+            }
+            let kind =
+                if cmd == "report" {
+                    let t = a.req("type")?;
+                    Some(edw::results::ReportType::parse(t).ok_or_else(|| {
+                        format!("--type {t:?}: summary, subject-list or individual")
+                    })?)
+                } else {
+                    None
+                };
+            let measure = match kind {
+                Some(_) => Some(a.req("measure")?),
+                None => a.get("measure"),
+            };
+            let out_path = match (kind, a.get("out")) {
+                (None, None) => return Err("results: missing --out FILE (or - for stdout)".into()),
+                (_, p) => p.unwrap_or("-"),
+            };
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let write = |c: &mut postgres::Client, w: &mut dyn std::io::Write| match kind {
+                None => edw::results::write_results(c, year, measure, w),
+                Some(k) => edw::results::write_report(c, year, measure.unwrap_or(""), k, w),
+            };
+            let n = if out_path == "-" {
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::new(stdout.lock());
+                let n = write(&mut c, &mut w).map_err(e)?;
+                std::io::Write::flush(&mut w).map_err(|x| x.to_string())?;
+                n
+            } else {
+                edw::results::write_file_atomically(std::path::Path::new(out_path), |w| {
+                    write(&mut c, w)
+                })
+                .map_err(e)?
+            };
+            eprintln!("{cmd}: {n} line(s) written");
             Ok(())
         }
         "serve" => {

@@ -1,9 +1,10 @@
 //! `phm-edw measure`: run eCQM packages (the `ecqm` crate) over the persons in the
-//! EDW for one calendar year; writes `edw.measure_result` (the population flags of
-//! each person in a measure's initial population; a row set to 0 when a person
-//! leaves a population) and `edw.care_gap` (proportion measures: open when in the
-//! denominator, not excluded/excepted and not meeting the measure's goal;
-//! not-applicable once a person leaves the denominator).
+//! EDW for one calendar year; writes, per population group, `edw.measure_result` (the
+//! population flags of each person in the group's initial population; a row set to 0
+//! when a person leaves a population), `edw.care_gap` (the status `ecqm::gaps` decides;
+//! not-applicable once a person leaves the denominator) and `edw.measure_detail`
+//! (stratifier values and supplemental data of persons in an initial population).
+//! `edw.measure_def` keeps each measure's groups for `results` and `report`.
 //!
 //! Incremental: a run records the highest `edw.change_seq` value its input reflects.
 //! The next run of the same period with the same packages and options evaluates only
@@ -11,15 +12,19 @@
 //! otherwise, or with `full`, everyone.
 //!
 //! A person's resources are the exact source JSON lines (staging.raw_line) behind
-//! the current 3NF rows of all their source records; references to the patient are
-//! rewritten to the person's primary record so the engine sees one patient.
+//! the current rows of all their source records (typed tables and `edw.resource`),
+//! plus the resources about no patient (Medication, Location) that those lines
+//! reference; references to the patient are rewritten to the person's primary record
+//! so the engine sees one patient.
 
 use crate::{Error, Result};
 use ecqm::engine::{MeasurePackage, PreparedMeasure};
-use ecqm::{EvalOptions, ImprovementNotation, PatientRecord, Period, PopulationCode};
+use ecqm::{
+    gap_status, EvalOptions, GapStatus, ImprovementOverrides, PatientRecord, Period, PopulationCode,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -45,7 +50,7 @@ pub struct Report {
 pub struct Options {
     /// Persons evaluated (in parallel) and written per transaction.
     pub chunk: usize,
-    pub overrides: Vec<(String, ImprovementNotation)>,
+    pub overrides: ImprovementOverrides,
     /// Evaluate everyone even when an incremental run is possible.
     pub full: bool,
     pub progress: bool,
@@ -55,7 +60,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             chunk: CHUNK_PERSONS,
-            overrides: Vec::new(),
+            overrides: ImprovementOverrides::default(),
             full: false,
             progress: false,
         }
@@ -64,14 +69,19 @@ impl Default for Options {
 
 use crate::CLINICAL_TABLES;
 
+/// Tables whose rows hang off a source patient and point at their source line: the
+/// typed clinical tables and `edw.resource` (every other type, kept whole).
+fn patient_line_tables() -> impl Iterator<Item = &'static str> {
+    CLINICAL_TABLES.iter().copied().chain(["resource"])
+}
+
 /// One chunk's source lines. Every step is a LATERAL subquery with `OFFSET 0`, which
 /// the planner cannot flatten into a join: each is an index probe per outer row. As a
 /// plain join, the planner (given 4,000 persons and statistics lagging behind a load)
 /// chose hash joins over sequential scans of whole tables for every chunk: 90 s per
 /// chunk at 500,000 patients instead of 0.8 s.
 fn fetch_sql() -> String {
-    let per_table: String = CLINICAL_TABLES
-        .iter()
+    let per_table: String = patient_line_tables()
         .map(|t| {
             format!(
                 "\n    UNION ALL SELECT 1, t.batch_id, t.line_no FROM edw.{t} t WHERE t.source_patient_id = sp.id"
@@ -79,9 +89,9 @@ fn fetch_sql() -> String {
         })
         .collect();
     format!(
-        "SELECT sp.person_id, sp.id, x.kind, x.batch_id, x.line_no, l.raw
+        "SELECT sp.person_id, sp.id, x.kind, x.batch_id, x.line_no, l.raw, sp.source
 FROM unnest($1::bigint[]) AS p(id)
-CROSS JOIN LATERAL (SELECT s.id, s.person_id, s.batch_id, s.line_no FROM edw.source_patient s
+CROSS JOIN LATERAL (SELECT s.id, s.person_id, s.batch_id, s.line_no, s.source FROM edw.source_patient s
                     WHERE s.person_id = p.id OFFSET 0) sp
 CROSS JOIN LATERAL (
     SELECT 0 AS kind, sp.batch_id, sp.line_no{per_table}
@@ -96,8 +106,7 @@ CROSS JOIN LATERAL (SELECT r.raw FROM staging.raw_line r
 /// Only encounter and observation have change_no indexes (the star ETL reads them);
 /// the other tables are scanned: cheaper than an index maintained on every load.
 fn changed_sql() -> String {
-    let per_table: String = CLINICAL_TABLES
-        .iter()
+    let per_table: String = patient_line_tables()
         .map(|t| {
             format!(
                 "\nUNION SELECT sp.person_id FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1"
@@ -111,8 +120,44 @@ UNION SELECT r.person_id FROM edw.measure_result r WHERE r.period_start = $2::te
     )
 }
 
+/// Resources about no patient, by (source, type, id): the lines of a chunk's shared
+/// references. $1 sources, $2 types, $3 ids.
+const SHARED_SQL: &str = "SELECT u.s, u.t, u.i, l.raw
+FROM unnest($1::text[], $2::text[], $3::text[]) AS u(s, t, i)
+CROSS JOIN LATERAL (SELECT r.batch_id, r.line_no FROM edw.resource r
+                    WHERE r.source = u.s AND r.resource_type = u.t AND r.source_id = u.i
+                      AND r.source_patient_id IS NULL OFFSET 0) r
+CROSS JOIN LATERAL (SELECT x.raw FROM staging.raw_line x
+                    WHERE x.batch_id = r.batch_id AND x.line_no = r.line_no OFFSET 0) l";
+
+/// The `Type/id` references in a resource to one of `types` (relative, absolute or
+/// versioned), as (type, id).
+fn references_to(v: &Value, types: &[String], out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "reference" {
+                    if let Some(r) = x.as_str() {
+                        let r = r.split("/_history/").next().unwrap_or(r);
+                        if let Some((ty, id)) = r.rsplit_once('/') {
+                            let ty = ty.rsplit('/').next().unwrap_or(ty);
+                            if types.iter().any(|t| t == ty) {
+                                out.push((ty.to_string(), id.to_string()));
+                            }
+                        }
+                    }
+                } else {
+                    references_to(x, types, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| references_to(x, types, out)),
+        _ => {}
+    }
+}
+
 fn rewrite_patient_refs(v: &mut Value, primary: &str) {
-    for key in ["subject", "patient", "beneficiary"] {
+    for key in crate::validate::PATIENT_ELEMENTS {
         if let Some(r) = v.get_mut(key).and_then(|s| s.get_mut("reference")) {
             if r.as_str()
                 .is_some_and(|s| s.contains("Patient/") || s.starts_with("urn:uuid:"))
@@ -126,7 +171,8 @@ fn rewrite_patient_refs(v: &mut Value, primary: &str) {
 /// Persons evaluated (in parallel) and written per transaction.
 pub const CHUNK_PERSONS: usize = 4_000;
 
-/// One fetched row: (source record id, kind: 0 Patient / 1 other, batch, line, raw JSON).
+/// One fetched row: (source record id, kind: 0 Patient / 1 the patient's / 2 shared,
+/// batch, line, raw JSON).
 type Line = (i64, i32, i64, i64, String);
 
 /// What evaluating one person gave.
@@ -171,7 +217,12 @@ fn evaluate_person(measures: &[PreparedMeasure], lines: Option<Vec<Line>>) -> Ou
     let Ok(rec) = person_record(lines) else {
         return Outcome::Failed;
     };
-    match ecqm::engine::evaluate_all(measures, &rec, EvalOptions::default()) {
+    let opts = EvalOptions {
+        stratifiers: true,
+        supplemental_data: true,
+        single_pass: false,
+    };
+    match ecqm::engine::evaluate_all(measures, &rec, opts) {
         Ok(per_measure) => Outcome::Evaluated(per_measure.into_iter().map(|r| r.ok()).collect()),
         Err(_) => Outcome::Failed,
     }
@@ -199,14 +250,42 @@ struct Writer {
     zero: postgres::Statement,
     gap: postgres::Statement,
     void_gap: postgres::Statement,
+    detail: postgres::Statement,
+    drop_detail: postgres::Statement,
     period_start: String,
     period_end: String,
+    /// The period has ended at the time of the run: open gaps are open, not prospective.
+    period_over: bool,
     /// No results exist for the period: nothing to zero or void.
     fresh: bool,
 }
 
-/// Writes one chunk's outcomes, measure by measure, in one transaction (timed for
-/// the profile).
+/// The care_gap status for a gap status (`None`: not applicable).
+fn gap_column(s: GapStatus) -> Option<&'static str> {
+    match s {
+        GapStatus::Open => Some("open"),
+        GapStatus::Closed => Some("closed"),
+        GapStatus::Prospective => Some("prospective"),
+        GapStatus::NotApplicable => None,
+    }
+}
+
+/// One group's writes in a chunk.
+#[derive(Default)]
+struct GroupRows {
+    persons: Vec<i64>,
+    populations: Vec<&'static str>,
+    counts: Vec<i32>,
+    gap_persons: Vec<i64>,
+    gap_status: Vec<&'static str>,
+    /// Out of the initial population (rows set to 0) / out of the denominator (gap
+    /// not applicable).
+    out_ip: Vec<i64>,
+    out_denom: Vec<i64>,
+}
+
+/// Writes one chunk's outcomes, measure by measure and group by group, in one
+/// transaction (timed for the profile).
 fn write_chunk(
     c: &mut postgres::Client,
     w: &Writer,
@@ -214,22 +293,25 @@ fn write_chunk(
     ids: &[i64],
     outcomes: &[Outcome],
     rep: &mut Report,
-    overrides: &[(String, ImprovementNotation)],
+    overrides: &ImprovementOverrides,
 ) -> Result<()> {
     let t = Instant::now();
     let mut tx = c.transaction()?;
     for (mi, m) in measures.iter().enumerate() {
-        let improvement = improvement_for(m, overrides);
         let mid = &m.def.name;
-        let (mut rp, mut rpop, mut rn): (Vec<i64>, Vec<&'static str>, Vec<i32>) =
+        let mut groups: Vec<GroupRows> =
+            m.def.groups.iter().map(|_| GroupRows::default()).collect();
+        let (mut dp, mut dstrata, mut dsde): (Vec<i64>, Vec<String>, Vec<String>) =
             Default::default();
-        let (mut gp, mut gs): (Vec<i64>, Vec<&'static str>) = Default::default();
-        let (mut out_ip, mut out_denom): (Vec<i64>, Vec<i64>) = Default::default();
+        let mut out_detail: Vec<i64> = Vec::new();
         for (pid, outcome) in ids.iter().zip(outcomes) {
             let res = match outcome {
                 Outcome::NoRecord => {
-                    out_ip.push(*pid);
-                    out_denom.push(*pid);
+                    for g in &mut groups {
+                        g.out_ip.push(*pid);
+                        g.out_denom.push(*pid);
+                    }
+                    out_detail.push(*pid);
                     continue;
                 }
                 Outcome::Failed => {
@@ -244,50 +326,85 @@ fn write_chunk(
                     }
                 },
             };
-            let Some(g) = res.groups.first() else {
-                continue;
-            };
-            let p = &g.populations;
-            if p.is(PopulationCode::InitialPopulation) {
-                for (code, member) in &p.0 {
-                    rp.push(*pid);
-                    rpop.push(code.code());
-                    rn.push(*member as i32);
-                    rep.results += 1;
-                }
-            } else {
-                out_ip.push(*pid);
-            }
-            if p.is(PopulationCode::Denominator)
-                && !p.is(PopulationCode::DenominatorExclusion)
-                && !p.is(PopulationCode::DenominatorException)
-            {
-                let met = p.is(PopulationCode::Numerator);
-                let open = match improvement {
-                    Some(ImprovementNotation::Decrease) => met,
-                    _ => !met,
+            let mut in_any_ip = false;
+            let mut strata = serde_json::Map::new();
+            for (gdef, rows) in m.def.groups.iter().zip(&mut groups) {
+                let Some(g) = res.groups.iter().find(|g| g.id == gdef.id) else {
+                    rows.out_ip.push(*pid);
+                    rows.out_denom.push(*pid);
+                    continue;
                 };
-                rep.open_gaps += open as u64;
-                gp.push(*pid);
-                gs.push(if open { "open" } else { "closed" });
+                let p = &g.populations;
+                if p.is(PopulationCode::InitialPopulation) {
+                    in_any_ip = true;
+                    for (code, member) in &p.0 {
+                        rows.persons.push(*pid);
+                        rows.populations.push(code.code());
+                        rows.counts.push(*member as i32);
+                        rep.results += 1;
+                    }
+                    if !g.strata.is_empty() {
+                        strata.insert(
+                            gdef.id.clone(),
+                            serde_json::to_value(&g.strata).unwrap_or_default(),
+                        );
+                    }
+                } else {
+                    rows.out_ip.push(*pid);
+                }
+                let status = gap_status(p, overrides.notation(&m.def, gdef), w.period_over);
+                match gap_column(status) {
+                    Some(s) => {
+                        rep.open_gaps += u64::from(s == "open" || s == "prospective");
+                        rows.gap_persons.push(*pid);
+                        rows.gap_status.push(s);
+                    }
+                    None => rows.out_denom.push(*pid),
+                }
+            }
+            if in_any_ip {
+                dp.push(*pid);
+                dstrata.push(Value::Object(strata).to_string());
+                let sde: serde_json::Map<String, Value> = res.sde.iter().cloned().collect();
+                dsde.push(Value::Object(sde).to_string());
             } else {
-                out_denom.push(*pid);
+                out_detail.push(*pid);
             }
         }
-        if !rp.is_empty() {
-            tx.execute(
-                &w.up,
-                &[&rp, mid, &w.period_start, &w.period_end, &rpop, &rn],
-            )?;
+        for (gdef, g) in m.def.groups.iter().zip(&groups) {
+            let gid = &gdef.id;
+            if !g.persons.is_empty() {
+                tx.execute(
+                    &w.up,
+                    &[
+                        &g.persons,
+                        mid,
+                        &w.period_start,
+                        &w.period_end,
+                        &g.populations,
+                        &g.counts,
+                        gid,
+                    ],
+                )?;
+            }
+            if !w.fresh && !g.out_ip.is_empty() {
+                tx.execute(&w.zero, &[&g.out_ip, mid, &w.period_start, gid])?;
+            }
+            if !g.gap_persons.is_empty() {
+                tx.execute(
+                    &w.gap,
+                    &[&g.gap_persons, mid, &w.period_start, &g.gap_status, gid],
+                )?;
+            }
+            if !w.fresh && !g.out_denom.is_empty() {
+                tx.execute(&w.void_gap, &[&g.out_denom, mid, &w.period_start, gid])?;
+            }
         }
-        if !w.fresh && !out_ip.is_empty() {
-            tx.execute(&w.zero, &[&out_ip, mid, &w.period_start])?;
+        if !dp.is_empty() {
+            tx.execute(&w.detail, &[&dp, mid, &w.period_start, &dstrata, &dsde])?;
         }
-        if !gp.is_empty() {
-            tx.execute(&w.gap, &[&gp, mid, &w.period_start, &gs])?;
-        }
-        if !w.fresh && !out_denom.is_empty() {
-            tx.execute(&w.void_gap, &[&out_denom, mid, &w.period_start])?;
+        if !w.fresh && !out_detail.is_empty() {
+            tx.execute(&w.drop_detail, &[&out_detail, mid, &w.period_start])?;
         }
     }
     tx.commit()?;
@@ -295,9 +412,13 @@ fn write_chunk(
     Ok(())
 }
 
+/// Changes when what a run stores changes (results by group, details): a run after an
+/// upgrade is then full.
+const RESULTS_LAYOUT: &str = "results by group, strata and sde (migration 14)";
+
 /// sha256 over the package bytes (the files `MeasurePackage::load_all` reads), the
-/// engine version and the options that change results.
-fn fingerprint(package: &Path, overrides: &[(String, ImprovementNotation)]) -> Result<String> {
+/// engine version, the results layout and the options that change results.
+fn fingerprint(package: &Path, overrides: &ImprovementOverrides) -> Result<String> {
     let mut files = Vec::new();
     if package.is_file() {
         files.push(package.to_path_buf());
@@ -312,53 +433,30 @@ fn fingerprint(package: &Path, overrides: &[(String, ImprovementNotation)]) -> R
     }
     let mut h = Sha256::new();
     h.update(ecqm::VERSION.as_bytes());
+    h.update(RESULTS_LAYOUT.as_bytes());
     for f in files {
         h.update(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or(b""));
         let bytes = std::fs::read(&f)?;
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
     }
-    let mut o: Vec<String> = overrides
-        .iter()
-        .map(|(m, v)| format!("{m}={v:?}"))
-        .collect();
-    o.sort();
-    h.update(o.join(",").as_bytes());
+    h.update(overrides.fingerprint().as_bytes());
     Ok(crate::migrate::hex(&h.finalize()))
 }
 
 pub fn run(c: &mut postgres::Client, package: &Path, year: i32) -> Result<Report> {
-    run_in_chunks(c, package, year, CHUNK_PERSONS, &[])
+    run_in_chunks(
+        c,
+        package,
+        year,
+        CHUNK_PERSONS,
+        &ImprovementOverrides::default(),
+    )
 }
 
-/// Parses `MEASURE=increase|decrease[,MEASURE=...]`: the improvement notation to
-/// use for a measure (by name, id or CMS id) whose package states none or a
-/// contradictory one.
-pub fn parse_improvement_overrides(s: &str) -> Result<Vec<(String, ImprovementNotation)>> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (m, v) = p.split_once('=').ok_or_else(|| {
-                Error::msg("--improvement-notation takes MEASURE=increase|decrease[,...]")
-            })?;
-            let v = ImprovementNotation::parse(v).ok_or_else(|| {
-                Error::msg("--improvement-notation values are increase or decrease")
-            })?;
-            Ok((m.trim().to_owned(), v))
-        })
-        .collect()
-}
-
-fn improvement_for(
-    m: &PreparedMeasure,
-    overrides: &[(String, ImprovementNotation)],
-) -> Option<ImprovementNotation> {
-    let d = &m.def;
-    overrides
-        .iter()
-        .find(|(k, _)| *k == d.name || *k == d.id || d.cms_id.as_deref() == Some(k.as_str()))
-        .map(|(_, v)| *v)
-        .or_else(|| d.groups.first().and_then(|g| g.improvement_notation))
+/// Parses `MEASURE=increase|decrease[,...]` (see `ecqm::ImprovementOverrides`).
+pub fn parse_improvement_overrides(s: &str) -> Result<ImprovementOverrides> {
+    ImprovementOverrides::parse(s).map_err(|e| Error::msg(format!("--improvement-notation: {e}")))
 }
 
 /// As [`run`], evaluating `chunk` persons at a time (tests use small chunks to
@@ -368,7 +466,7 @@ pub fn run_in_chunks(
     package: &Path,
     year: i32,
     chunk: usize,
-    overrides: &[(String, ImprovementNotation)],
+    overrides: &ImprovementOverrides,
 ) -> Result<Report> {
     run_with(
         c,
@@ -376,7 +474,7 @@ pub fn run_in_chunks(
         year,
         &Options {
             chunk,
-            overrides: overrides.to_vec(),
+            overrides: overrides.clone(),
             ..Options::default()
         },
     )
@@ -389,7 +487,7 @@ pub fn run_with(
     opts: &Options,
 ) -> Result<Report> {
     let chunk = opts.chunk.max(1);
-    let overrides = &opts.overrides[..];
+    let overrides = &opts.overrides;
     let t0 = Instant::now();
     let pkgs = MeasurePackage::load_all(package)
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
@@ -400,9 +498,12 @@ pub fn run_with(
         .map(|p| p.prepare(&period))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
+    check_retrieved_types(&prepared)?;
     let fp = fingerprint(package, overrides)?;
     let period_start = format!("{year}-01-01");
     let period_end = format!("{year}-12-31");
+    store_definitions(c, &prepared, overrides)?;
+    let shared = SharedTypes::find(c, &prepared)?;
 
     // The watermark: wait for in-flight source writes, then read the sequence.
     let through: i64 = {
@@ -474,10 +575,10 @@ pub fn run_with(
     // trip per row).
     let writer = Writer {
         up: c.prepare(
-            "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count)
-             SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n
+            "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count, group_id)
+             SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n, $7
              FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n)
-             ON CONFLICT (measure_id, period_start, person_id, population) DO UPDATE
+             ON CONFLICT (measure_id, period_start, person_id, group_id, population) DO UPDATE
                SET count = EXCLUDED.count, computed_at = now(), change_no = nextval('edw.change_seq')
              WHERE measure_result.count <> EXCLUDED.count",
         )?,
@@ -490,13 +591,13 @@ pub fn run_with(
                SELECT m.id FROM unnest($1::bigint[]) AS u(p)
                CROSS JOIN LATERAL (SELECT x.id FROM edw.measure_result x
                  WHERE x.measure_id = $2 AND x.period_start = $3::text::date AND x.person_id = u.p
-                   AND x.count <> 0 OFFSET 0) m))",
+                   AND x.group_id = $4 AND x.count <> 0 OFFSET 0) m))",
         )?,
         gap: c.prepare(
-            "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at)
-             SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END
+            "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at, group_id)
+             SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END, $5
              FROM unnest($1::bigint[], $4::text[]) AS u(p, s)
-             ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
+             ON CONFLICT (measure_id, period_start, person_id, group_id) DO UPDATE
                SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = nextval('edw.change_seq')
              WHERE care_gap.status <> EXCLUDED.status",
         )?,
@@ -506,13 +607,30 @@ pub fn run_with(
                SELECT g.id FROM unnest($1::bigint[]) AS u(p)
                CROSS JOIN LATERAL (SELECT x.id FROM edw.care_gap x
                  WHERE x.measure_id = $2 AND x.period_start = $3::text::date AND x.person_id = u.p
-                   AND x.status <> 'not-applicable' OFFSET 0) g))",
+                   AND x.group_id = $4 AND x.status <> 'not-applicable' OFFSET 0) g))",
         )?,
+        detail: c.prepare(
+            "INSERT INTO edw.measure_detail (person_id, measure_id, period_start, strata, sde)
+             SELECT u.p, $2, $3::text::date, u.st::jsonb, u.sd::jsonb
+             FROM unnest($1::bigint[], $4::text[], $5::text[]) AS u(p, st, sd)
+             ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
+               SET strata = EXCLUDED.strata, sde = EXCLUDED.sde, change_no = nextval('edw.change_seq')
+             WHERE (measure_detail.strata, measure_detail.sde) IS DISTINCT FROM (EXCLUDED.strata, EXCLUDED.sde)",
+        )?,
+        drop_detail: c.prepare(
+            "DELETE FROM edw.measure_detail
+             WHERE measure_id = $2 AND period_start = $3::text::date AND person_id = ANY($1::bigint[])",
+        )?,
+        period_over: period_over(&period_end),
         period_start,
         period_end,
         fresh,
     };
-    let fetch = LineFetch(c.prepare(&fetch_sql())?);
+    let fetch = LineFetch {
+        lines: c.prepare(&fetch_sql())?,
+        shared: c.prepare(SHARED_SQL)?,
+        shared_types: shared.0,
+    };
     // Pipeline: while chunk k is evaluated (rayon, all cores), this thread writes
     // chunk k-1's results and fetches chunk k+1's lines, so PostgreSQL and the engine
     // work at the same time.
@@ -572,6 +690,9 @@ pub fn run_with(
             c, &writer, &prepared, chunks[pk], &outs, &mut rep, overrides,
         )?;
     }
+    if mode == "full" && !fresh {
+        retire_stale_groups(c, &prepared, &writer.period_start)?;
+    }
     c.execute(
         "UPDATE edw.measure_run SET completed_at = now(), persons = $2 WHERE id = $1",
         &[&run_id, &(rep.persons as i64)],
@@ -589,24 +710,196 @@ pub fn run_with(
     Ok(rep)
 }
 
-/// The prepared chunk query ([`fetch_sql`]).
-struct LineFetch(postgres::Statement);
+/// The prepared chunk queries ([`fetch_sql`], [`SHARED_SQL`]).
+struct LineFetch {
+    lines: postgres::Statement,
+    shared: postgres::Statement,
+    /// Types the measures retrieve that may be about no patient (see [`SharedTypes`]).
+    shared_types: Vec<String>,
+}
 
 impl LineFetch {
-    /// The lines of a chunk of persons, grouped by person.
+    /// The lines of a chunk of persons, grouped by person, with the shared resources
+    /// their lines reference.
     fn lines(&self, c: &mut postgres::Client, ids: &[i64]) -> Result<HashMap<i64, Vec<Line>>> {
         let t = Instant::now();
         let mut by_person: HashMap<i64, Vec<Line>> = HashMap::with_capacity(ids.len());
-        for row in c.query(&self.0, &[&ids])? {
-            by_person.entry(row.get(0)).or_default().push((
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-                row.get(5),
-            ));
+        // (person, source record, source, type, id) of shared references.
+        let mut wanted: Vec<(i64, i64, String, String, String)> = Vec::new();
+        for row in c.query(&self.lines, &[&ids])? {
+            let person: i64 = row.get(0);
+            let record: i64 = row.get(1);
+            let kind: i32 = row.get(2);
+            let raw: String = row.get(5);
+            if kind == 1
+                && !self.shared_types.is_empty()
+                && self
+                    .shared_types
+                    .iter()
+                    .any(|t| raw.contains(&format!("{t}/")))
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&raw) {
+                    let mut refs = Vec::new();
+                    references_to(&v, &self.shared_types, &mut refs);
+                    let source: String = row.get(6);
+                    for (ty, id) in refs {
+                        wanted.push((person, record, source.clone(), ty, id));
+                    }
+                }
+            }
+            by_person
+                .entry(person)
+                .or_default()
+                .push((record, kind, row.get(3), row.get(4), raw));
+        }
+        if !wanted.is_empty() {
+            let keys: BTreeSet<(&str, &str, &str)> = wanted
+                .iter()
+                .map(|w| (w.2.as_str(), w.3.as_str(), w.4.as_str()))
+                .collect();
+            let (mut ss, mut ts, mut is) = (Vec::new(), Vec::new(), Vec::new());
+            for (s, t, i) in &keys {
+                ss.push(*s);
+                ts.push(*t);
+                is.push(*i);
+            }
+            let mut found: HashMap<(String, String, String), String> = HashMap::new();
+            for row in c.query(&self.shared, &[&ss, &ts, &is])? {
+                found.insert((row.get(0), row.get(1), row.get(2)), row.get(3));
+            }
+            let mut added: HashSet<(i64, String, String, String)> = HashSet::new();
+            for (person, record, source, ty, id) in wanted {
+                let key = (source, ty, id);
+                if let Some(raw) = found.get(&key) {
+                    if added.insert((person, key.0.clone(), key.1.clone(), key.2.clone())) {
+                        by_person
+                            .entry(person)
+                            .or_default()
+                            .push((record, 2, 0, 0, raw.clone()));
+                    }
+                }
+            }
         }
         prof(0, t);
         Ok(by_person)
     }
+}
+
+/// Types a measure retrieves and the EDW feeds to the engine: Patient, the typed
+/// clinical types and every type kept whole in `edw.resource`. Organization,
+/// Practitioner, PractitionerRole, CareTeam and Group are stored as reference data,
+/// not with a patient's record.
+fn check_retrieved_types(prepared: &[PreparedMeasure]) -> Result<()> {
+    for m in prepared {
+        for t in m.retrieved_types() {
+            let fed = crate::validate::loadable(t)
+                && !crate::validate::REFERENCE_DATA.contains(&t.as_str());
+            if !fed {
+                return Err(Error::msg(format!(
+                    "measure {} retrieves {t} resources, which the EDW does not store with a patient's record",
+                    m.def.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Retrieved types with rows about no patient in `edw.resource` (Medication,
+/// Location): the chunk fetch adds those a person's lines reference.
+struct SharedTypes(Vec<String>);
+
+impl SharedTypes {
+    fn find(c: &mut postgres::Client, prepared: &[PreparedMeasure]) -> Result<Self> {
+        let candidates: BTreeSet<&String> = prepared
+            .iter()
+            .flat_map(|m| m.retrieved_types())
+            .filter(|t| !crate::validate::SUPPORTED.contains(&t.as_str()))
+            .collect();
+        let mut out = Vec::new();
+        for t in candidates {
+            let any: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM edw.resource WHERE resource_type = $1 AND source_patient_id IS NULL)",
+                    &[t],
+                )?
+                .get(0);
+            if any {
+                out.push(t.clone());
+            }
+        }
+        Ok(SharedTypes(out))
+    }
+}
+
+/// Whether the measurement period ending on `period_end` (YYYY-MM-DD) is over today
+/// (UTC): before then an open gap is prospective.
+fn period_over(period_end: &str) -> bool {
+    ecqm::period::now_utc().as_str()[..10] > *period_end
+}
+
+/// Records each measure's groups and definition for `results` and `report`.
+fn store_definitions(
+    c: &mut postgres::Client,
+    prepared: &[PreparedMeasure],
+    overrides: &ImprovementOverrides,
+) -> Result<()> {
+    let mut tx = c.transaction()?;
+    for m in prepared {
+        let d = &m.def;
+        let groups: Vec<Value> = d
+            .groups
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "id": g.id,
+                    "populations": g.populations.iter().map(|p| p.code.code()).collect::<Vec<_>>(),
+                    "improvement_notation": overrides.notation(d, g).code(),
+                })
+            })
+            .collect();
+        let definition = serde_json::to_value(d).map_err(|e| Error::msg(e.to_string()))?;
+        tx.execute(
+            "INSERT INTO edw.measure_def (measure_id, url, version, cms_id, title, definition, groups)
+             VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb)
+             ON CONFLICT (measure_id) DO UPDATE SET url = EXCLUDED.url, version = EXCLUDED.version,
+               cms_id = EXCLUDED.cms_id, title = EXCLUDED.title, definition = EXCLUDED.definition,
+               groups = EXCLUDED.groups, loaded_at = now()",
+            &[
+                &d.name,
+                &d.url,
+                &d.version,
+                &d.cms_id,
+                &d.title,
+                &definition.to_string(),
+                &Value::Array(groups).to_string(),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// After a full run: rows of groups a measure no longer has (or rows from before
+/// results were kept by group) are set to 0 / not applicable.
+fn retire_stale_groups(
+    c: &mut postgres::Client,
+    prepared: &[PreparedMeasure],
+    period_start: &str,
+) -> Result<()> {
+    for m in prepared {
+        let ids: Vec<&str> = m.def.groups.iter().map(|g| g.id.as_str()).collect();
+        c.execute(
+            "UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = nextval('edw.change_seq')
+             WHERE measure_id = $1 AND period_start = $2::text::date AND count <> 0 AND group_id <> ALL($3)",
+            &[&m.def.name, &period_start, &ids],
+        )?;
+        c.execute(
+            "UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = nextval('edw.change_seq')
+             WHERE measure_id = $1 AND period_start = $2::text::date AND status <> 'not-applicable'
+               AND group_id <> ALL($3)",
+            &[&m.def.name, &period_start, &ids],
+        )?;
+    }
+    Ok(())
 }

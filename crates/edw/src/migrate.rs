@@ -70,6 +70,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "patient_history_loader_keys",
         include_str!("../../../migrations/edw/0013_patient_history_loader_keys.sql"),
     ),
+    (
+        14,
+        "every_resource_every_group",
+        include_str!("../../../migrations/edw/0014_every_resource_every_group.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {

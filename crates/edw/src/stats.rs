@@ -72,6 +72,13 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
         ));
     }
     queries.push((
+        "edw.resource".into(),
+        format!(
+            "SELECT to_jsonb(t) {DROP} || jsonb_build_object('p', sp.source || '/' || sp.source_id)
+             FROM edw.resource t LEFT JOIN edw.source_patient sp ON sp.id = t.source_patient_id"
+        ),
+    ));
+    queries.push((
         "edw.source_patient".into(),
         format!(
             "SELECT to_jsonb(t) {DROP} || jsonb_build_object('org', o.source_id) FROM edw.source_patient t
@@ -137,6 +144,8 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
         keys.push((format!("edw.{t}"), "batch_id", "staging.load_batch"));
     }
     for (t, col, target) in [
+        ("resource", "source_patient_id", "edw.source_patient"),
+        ("resource", "batch_id", "staging.load_batch"),
         ("source_group_member", "group_id", "edw.source_group"),
         (
             "source_group_member",

@@ -169,6 +169,223 @@ fn is_uri(s: &str) -> bool {
         && !s.contains(char::is_whitespace)
 }
 
+/// Every FHIR R4 resource type. A valid resource of a type without a typed table is
+/// kept whole in `edw.resource`, so a measure that starts reading it needs no re-load.
+pub const R4_TYPES: &[&str] = &[
+    "Account",
+    "ActivityDefinition",
+    "AdverseEvent",
+    "AllergyIntolerance",
+    "Appointment",
+    "AppointmentResponse",
+    "AuditEvent",
+    "Basic",
+    "Binary",
+    "BiologicallyDerivedProduct",
+    "BodyStructure",
+    "Bundle",
+    "CapabilityStatement",
+    "CarePlan",
+    "CareTeam",
+    "CatalogEntry",
+    "ChargeItem",
+    "ChargeItemDefinition",
+    "Claim",
+    "ClaimResponse",
+    "ClinicalImpression",
+    "CodeSystem",
+    "Communication",
+    "CommunicationRequest",
+    "CompartmentDefinition",
+    "Composition",
+    "ConceptMap",
+    "Condition",
+    "Consent",
+    "Contract",
+    "Coverage",
+    "CoverageEligibilityRequest",
+    "CoverageEligibilityResponse",
+    "DetectedIssue",
+    "Device",
+    "DeviceDefinition",
+    "DeviceMetric",
+    "DeviceRequest",
+    "DeviceUseStatement",
+    "DiagnosticReport",
+    "DocumentManifest",
+    "DocumentReference",
+    "EffectEvidenceSynthesis",
+    "Encounter",
+    "Endpoint",
+    "EnrollmentRequest",
+    "EnrollmentResponse",
+    "EpisodeOfCare",
+    "EventDefinition",
+    "Evidence",
+    "EvidenceVariable",
+    "ExampleScenario",
+    "ExplanationOfBenefit",
+    "FamilyMemberHistory",
+    "Flag",
+    "Goal",
+    "GraphDefinition",
+    "Group",
+    "GuidanceResponse",
+    "HealthcareService",
+    "ImagingStudy",
+    "Immunization",
+    "ImmunizationEvaluation",
+    "ImmunizationRecommendation",
+    "ImplementationGuide",
+    "InsurancePlan",
+    "Invoice",
+    "Library",
+    "Linkage",
+    "List",
+    "Location",
+    "Measure",
+    "MeasureReport",
+    "Media",
+    "Medication",
+    "MedicationAdministration",
+    "MedicationDispense",
+    "MedicationKnowledge",
+    "MedicationRequest",
+    "MedicationStatement",
+    "MedicinalProduct",
+    "MedicinalProductAuthorization",
+    "MedicinalProductContraindication",
+    "MedicinalProductIndication",
+    "MedicinalProductIngredient",
+    "MedicinalProductInteraction",
+    "MedicinalProductManufactured",
+    "MedicinalProductPackaged",
+    "MedicinalProductPharmaceutical",
+    "MedicinalProductUndesirableEffect",
+    "MessageDefinition",
+    "MessageHeader",
+    "MolecularSequence",
+    "NamingSystem",
+    "NutritionOrder",
+    "Observation",
+    "ObservationDefinition",
+    "OperationDefinition",
+    "OperationOutcome",
+    "Organization",
+    "OrganizationAffiliation",
+    "Parameters",
+    "Patient",
+    "PaymentNotice",
+    "PaymentReconciliation",
+    "Person",
+    "PlanDefinition",
+    "Practitioner",
+    "PractitionerRole",
+    "Procedure",
+    "Provenance",
+    "Questionnaire",
+    "QuestionnaireResponse",
+    "RelatedPerson",
+    "RequestGroup",
+    "ResearchDefinition",
+    "ResearchElementDefinition",
+    "ResearchStudy",
+    "ResearchSubject",
+    "RiskAssessment",
+    "RiskEvidenceSynthesis",
+    "Schedule",
+    "SearchParameter",
+    "ServiceRequest",
+    "Slot",
+    "Specimen",
+    "SpecimenDefinition",
+    "StructureDefinition",
+    "StructureMap",
+    "Subscription",
+    "Substance",
+    "SubstanceNucleicAcid",
+    "SubstancePolymer",
+    "SubstanceProtein",
+    "SubstanceReferenceInformation",
+    "SubstanceSourceMaterial",
+    "SubstanceSpecification",
+    "SupplyDelivery",
+    "SupplyRequest",
+    "Task",
+    "TerminologyCapabilities",
+    "TestReport",
+    "TestScript",
+    "ValueSet",
+    "VerificationResult",
+    "VisionPrescription",
+];
+
+/// R4 types that are containers or transport, not data about care: a Bulk Data file
+/// never carries them as resources to keep.
+const NOT_LOADED: &[&str] = &["Bundle", "Binary", "Parameters", "OperationOutcome"];
+
+/// Types stored as reference data (their own tables), not with a patient's record.
+pub const REFERENCE_DATA: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "CareTeam",
+    "Group",
+];
+
+/// Whether lines of this R4 type are loaded at all.
+pub fn loadable(rtype: &str) -> bool {
+    R4_TYPES.contains(&rtype) && !NOT_LOADED.contains(&rtype)
+}
+
+/// Elements that name the patient a resource is about, in the order they are tried.
+pub const PATIENT_ELEMENTS: &[&str] = &["subject", "patient", "beneficiary", "for"];
+
+/// The patient a resource is about: the first of [`PATIENT_ELEMENTS`] holding a
+/// reference to a Patient, as (element, Patient id). `None` for resources about no
+/// one patient (Medication, Location, a Device without `patient`).
+pub fn patient_of(body: &Value) -> Option<(&'static str, String)> {
+    PATIENT_ELEMENTS.iter().find_map(|e| {
+        let r = body.get(*e)?.get("reference")?.as_str()?;
+        let r = r.split("/_history/").next().unwrap_or(r);
+        let (ty, id) = r.rsplit_once('/')?;
+        (ty == "Patient" || ty.ends_with("/Patient")).then(|| (*e, id.to_string()))
+    })
+}
+
+/// Top-level date elements of the types without a typed table (names shared by the
+/// QI-Core request and event resources).
+const GENERIC_DATETIMES: &[&str] = &[
+    "authoredOn",
+    "recordedDate",
+    "recorded",
+    "issued",
+    "date",
+    "occurrenceDateTime",
+    "effectiveDateTime",
+    "onsetDateTime",
+    "abatementDateTime",
+    "performedDateTime",
+    "whenHandedOver",
+    "whenPrepared",
+    "sent",
+    "received",
+    "started",
+    "detected",
+    "lastOccurrence",
+    "timingDateTime",
+    "startDate",
+];
+const GENERIC_PERIODS: &[&str] = &[
+    "occurrencePeriod",
+    "effectivePeriod",
+    "performedPeriod",
+    "period",
+    "onsetPeriod",
+    "timingPeriod",
+    "executionPeriod",
+];
+
 struct Ctx<'a> {
     body: &'a Value,
     errs: Vec<String>,
@@ -181,6 +398,43 @@ impl<'a> Ctx<'a> {
             v = v.get(p)?;
         }
         Some(v)
+    }
+    /// Checks for a type kept whole: the patient reference well formed where one of
+    /// [`PATIENT_ELEMENTS`] is a reference, status a code, the usual dates real dates.
+    fn generic(&mut self) {
+        for e in PATIENT_ELEMENTS {
+            if let Some(v) = self.get(e) {
+                if let Some(r) = v.get("reference") {
+                    match r.as_str() {
+                        Some(s) if !s.trim().is_empty() => {
+                            let id = s.split("/_history/").next().unwrap_or(s);
+                            let id = id.rsplit('/').next().unwrap_or("");
+                            if s.contains("Patient/") && !is_fhir_id(id) {
+                                self.errs
+                                    .push(format!("{e}.reference is not a reference to a Patient"));
+                            }
+                        }
+                        _ => self
+                            .errs
+                            .push(format!("{e}.reference must be a non-empty string")),
+                    }
+                }
+            }
+        }
+        if let Some(v) = self.get("status") {
+            if !v
+                .as_str()
+                .is_some_and(|s| !s.is_empty() && !s.contains(char::is_whitespace))
+            {
+                self.errs.push("status must be a code".into());
+            }
+        }
+        for d in GENERIC_DATETIMES {
+            self.date(d, true);
+        }
+        for p in GENERIC_PERIODS {
+            self.period(p);
+        }
     }
     fn require(&mut self, path: &str) -> Option<&'a Value> {
         match self.get(path) {
@@ -339,17 +593,28 @@ pub fn validate_line(raw: &str) -> Result<Valid, Invalid> {
         Some(_) => return Err(inv(Some(rtype), None, "id is not a valid FHIR id".into())),
         None => return Err(inv(Some(rtype), None, "missing id".into())),
     };
-    if !SUPPORTED.contains(&rtype.as_str()) {
-        return Err(inv(
-            Some(rtype.clone()),
-            Some(id),
-            format!("unsupported resource type {rtype}"),
-        ));
-    }
     let mut c = Ctx {
         body: &body,
         errs: Vec::new(),
     };
+    if !SUPPORTED.contains(&rtype.as_str()) {
+        if !loadable(&rtype) {
+            return Err(inv(
+                Some(rtype.clone()),
+                Some(id),
+                format!("unsupported resource type {rtype}"),
+            ));
+        }
+        c.generic();
+        if !c.errs.is_empty() {
+            return Err(inv(Some(rtype), Some(id), c.errs.join("; ")));
+        }
+        return Ok(Valid {
+            resource_type: rtype,
+            id,
+            body,
+        });
+    }
     match rtype.as_str() {
         "Patient" => {
             c.code_in("gender", &["male", "female", "other", "unknown"], false);
@@ -626,5 +891,21 @@ mod tests {
         assert_eq!(ok.id, "p1");
         let e = validate_line(r#"{"resourceType":"Bundle","id":"b"}"#).unwrap_err();
         assert!(e.reason.contains("unsupported"));
+        let e = validate_line(r#"{"resourceType":"Widget","id":"w"}"#).unwrap_err();
+        assert!(e.reason.contains("unsupported"));
+        // Types without a typed table are kept whole when valid.
+        let ok = validate_line(r#"{"resourceType":"ServiceRequest","id":"s1","status":"active","intent":"order","subject":{"reference":"Patient/p1"},"authoredOn":"2025-03-01"}"#).unwrap();
+        assert_eq!(patient_of(&ok.body), Some(("subject", "p1".into())));
+        let ok = validate_line(r#"{"resourceType":"Medication","id":"m1","code":{"text":"x"}}"#)
+            .unwrap();
+        assert_eq!(patient_of(&ok.body), None);
+        let ok = validate_line(r#"{"resourceType":"AllergyIntolerance","id":"a1","patient":{"reference":"https://x.example/fhir/Patient/p2/_history/3"}}"#).unwrap();
+        assert_eq!(patient_of(&ok.body), Some(("patient", "p2".into())));
+        let e = validate_line(r#"{"resourceType":"DeviceRequest","id":"d1","status":"active","subject":{"reference":"Patient/p1"},"authoredOn":"2025-02-30"}"#).unwrap_err();
+        assert!(e.reason.contains("authoredOn"), "{}", e.reason);
+        assert!(!e.reason.contains("2025"), "{}", e.reason);
+        let e = validate_line(r#"{"resourceType":"Task","id":"t1","for":{"reference":7}}"#)
+            .unwrap_err();
+        assert!(e.reason.contains("for.reference"), "{}", e.reason);
     }
 }

@@ -39,7 +39,7 @@ fn measure_results_from_edw_match_direct_engine_run() {
     let _ = std::fs::remove_dir_all(&tmp);
     let (_pg, mut c) = loaded_edw("m", &tmp, 120, 9);
     // Chunks of 7 persons: results must not depend on where chunks split.
-    let rep = edw::measure::run_in_chunks(&mut c, &pkg, 2025, 7, &[]).unwrap();
+    let rep = edw::measure::run_in_chunks(&mut c, &pkg, 2025, 7, &Default::default()).unwrap();
     assert_eq!(rep.errors, 0);
     assert_eq!(rep.persons, 120);
 
@@ -124,30 +124,33 @@ fn measure_results_from_edw_match_direct_engine_run() {
     edw::measure::run_in_chunks(&mut c, &pkg, 2025, 50, &overrides).unwrap();
     assert_eq!(count(&mut c, open), met);
     assert!(edw::measure::parse_improvement_overrides("122FHIR=sideways").is_err());
-    assert!(edw::measure::parse_improvement_overrides("decrease").is_err());
+    assert!(edw::measure::parse_improvement_overrides("122FHIR").is_err());
     let _ = std::fs::remove_dir_all(&tmp);
 }
 
-type Snapshot = (Vec<(i64, String, String, i32)>, Vec<(i64, String, String)>);
+type Snapshot = (
+    Vec<(i64, String, String, String, i32)>,
+    Vec<(i64, String, String, String)>,
+);
 
 fn snapshot(c: &mut postgres::Client) -> Snapshot {
     let results = c
         .query(
-            "SELECT person_id, measure_id, population, count FROM edw.measure_result ORDER BY 1, 2, 3",
+            "SELECT person_id, measure_id, group_id, population, count FROM edw.measure_result ORDER BY 1, 2, 3, 4",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    let gaps = c
+        .query(
+            "SELECT person_id, measure_id, group_id, status FROM edw.care_gap ORDER BY 1, 2, 3",
             &[],
         )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    let gaps = c
-        .query(
-            "SELECT person_id, measure_id, status FROM edw.care_gap ORDER BY 1, 2",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect();
     (results, gaps)
 }

@@ -46,8 +46,8 @@ fn quality_queries_return_independently_computed_figures() {
     }
     for (p, m, s, d) in &gaps {
         c.execute(
-            "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, detected_at)
-             VALUES ($1, $2, '2025-01-01', $3, ($4::text || ' 12:00:00+00')::timestamptz)",
+            "INSERT INTO edw.care_gap (person_id, measure_id, group_id, period_start, status, detected_at)
+             VALUES ($1, $2, 'g1', '2025-01-01', $3, ($4::text || ' 12:00:00+00')::timestamptz)",
             &[p, m, s, d],
         )
         .unwrap();

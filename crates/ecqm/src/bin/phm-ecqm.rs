@@ -20,7 +20,7 @@ use ecqm::engine::{evaluate_batch, MeasurePackage, PreparedMeasure};
 use ecqm::patients::{PatientItem, PatientSource, ReadOptions};
 use ecqm::period::{now_utc, Period};
 use ecqm::report::{gap_rows, gaps_bundle, individual_report, safe_id, ReportContext, Summary};
-use ecqm::{EcqmError, EvalOptions, ImprovementNotation};
+use ecqm::{EcqmError, EvalOptions, ImprovementOverrides};
 use serde_json::{json, Value as Json};
 
 // The engine allocates many small values; mimalloc is markedly faster than
@@ -50,8 +50,7 @@ struct Args {
     report: Option<(ReportKind, PathBuf)>,
     threads: Option<usize>,
     opts: EvalOptions,
-    improvement: Option<ImprovementNotation>,
-    improvement_by_measure: std::collections::BTreeMap<String, ImprovementNotation>,
+    improvement: ImprovementOverrides,
     as_of: Option<String>,
     batch: usize,
     /// NDJSON larger than this is grouped through on-disk buckets of about this size
@@ -75,8 +74,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         report: None,
         threads: None,
         opts: EvalOptions::default(),
-        improvement: None,
-        improvement_by_measure: Default::default(),
+        improvement: ImprovementOverrides::default(),
         as_of: None,
         batch: 256,
         group_memory: ReadOptions::default().max_in_memory_bytes,
@@ -115,21 +113,11 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
             "--stratifiers" => a.opts.stratifiers = true,
             "--single-pass" => a.opts.single_pass = true,
             "--improvement-notation" => {
-                // `increase`, or `MEASURE=increase` (name, id or CMS id; repeatable)
+                // `increase` or `MEASURE=increase` (name, id or CMS id); repeatable, or comma-separated
                 let v = val()?;
-                let (who, what) = match v.split_once('=') {
-                    Some((w, n)) => (Some(w.to_string()), n),
-                    None => (None, v.as_str()),
-                };
-                let n = ImprovementNotation::parse(what).ok_or_else(|| {
-                    format!("--improvement-notation {v:?}: [MEASURE=]increase|decrease")
-                })?;
-                match who {
-                    Some(w) => {
-                        a.improvement_by_measure.insert(w, n);
-                    }
-                    None => a.improvement = Some(n),
-                }
+                a.improvement
+                    .push_arg(&v)
+                    .map_err(|e| format!("--improvement-notation: {e}"))?;
             }
             "--as-of" => a.as_of = Some(val()?),
             "--quiet" => a.quiet = true,
@@ -217,11 +205,7 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     let mut measures: Vec<PreparedMeasure> = Vec::with_capacity(packages.len());
     for p in &packages {
         let d = &p.def;
-        let overridden = a.improvement.is_some()
-            || [Some(&d.name), Some(&d.id), d.cms_id.as_ref()]
-                .into_iter()
-                .flatten()
-                .any(|k| a.improvement_by_measure.contains_key(k));
+        let overridden = a.improvement.override_for(d).is_some();
         let shown: Vec<&String> = d
             .warnings
             .iter()
@@ -251,8 +235,7 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     }
     let ctx_for = |m: &PreparedMeasure| {
         let mut c = ReportContext::new(m.period.clone(), now_utc());
-        c.improvement_override = a.improvement;
-        c.improvement_by_measure = a.improvement_by_measure.clone();
+        c.improvement = a.improvement.clone();
         c
     };
     let as_of = a
