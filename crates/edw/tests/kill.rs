@@ -25,6 +25,58 @@ fn killed_ingest_then_rerun_equals_clean_run() {
     let mut data = std::fs::read(&enc).unwrap();
     data.extend_from_slice(b"not json\n{\"resourceType\":\"Encounter\",\"id\":\"zz\"}\n");
     std::fs::write(&enc, data).unwrap();
+    // Types without a typed table (edw.resource): an order and a device request per
+    // patient, shared Medications, and one allergy of an unknown patient (quarantined).
+    let patients: Vec<String> = std::fs::read_to_string(tmp.join("Patient.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    let mut sr = String::new();
+    let mut dr = String::new();
+    for (i, p) in patients.iter().enumerate() {
+        sr += &format!(
+            "{}\n",
+            serde_json::json!({"resourceType": "ServiceRequest", "id": format!("sr{i}"),
+            "status": "active", "intent": "order", "subject": {"reference": format!("Patient/{p}")},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "306206005"}]}, "authoredOn": "2025-02-03"})
+        );
+        if i % 2 == 0 {
+            dr += &format!(
+                "{}\n",
+                serde_json::json!({"resourceType": "DeviceRequest", "id": format!("dr{i}"),
+                "status": "active", "intent": "order", "subject": {"reference": format!("Patient/{p}")},
+                "codeCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "code": "58938008"}]},
+                "authoredOn": "2025-03-04T09:00:00Z", "medicationReference": {"reference": format!("Medication/m{}", i % 5)}})
+            );
+        }
+    }
+    extra.push(("ServiceRequest", sr));
+    extra.push(("DeviceRequest", dr));
+    extra.push((
+        "Medication",
+        (0..5)
+            .map(|i| format!("{}\n", serde_json::json!({"resourceType": "Medication", "id": format!("m{i}"),
+                "code": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "617318"}]}})))
+            .collect(),
+    ));
+    extra.push((
+        "AllergyIntolerance",
+        format!(
+            "{}\n",
+            serde_json::json!({"resourceType": "AllergyIntolerance", "id": "a1",
+            "patient": {"reference": "Patient/nobody"}})
+        ),
+    ));
+    for (t, text) in &extra {
+        std::fs::write(tmp.join(format!("{t}.ndjson")), text).unwrap();
+    }
     let dir = tmp.to_str().unwrap();
 
     // Clean run.
@@ -78,7 +130,7 @@ fn killed_ingest_then_rerun_equals_clean_run() {
         &mut c,
         "SELECT count(*) FROM staging.load_batch WHERE status = 'merged'",
     );
-    let files = w.per_type.len() as i64;
+    let files = (w.per_type.len() + extra.len()) as i64;
     assert!(
         merged < files,
         "kill came too late: {merged}/{files} files merged"
@@ -105,7 +157,17 @@ fn killed_ingest_then_rerun_equals_clean_run() {
         edw::stats::checksums(&mut c).unwrap(),
         edw::stats::checksums(&mut cc).unwrap()
     );
-    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.quarantine"), 2);
+    assert_eq!(one(&mut c, "SELECT count(*) FROM edw.quarantine"), 3);
+    let shared = one(
+        &mut c,
+        "SELECT count(*) FROM edw.resource WHERE source_patient_id IS NULL",
+    );
+    assert_eq!(shared, 5);
+    let kept = one(&mut c, "SELECT count(*) FROM edw.resource");
+    assert_eq!(
+        kept,
+        (patients.len() + patients.len().div_ceil(2) + 5) as i64
+    );
     assert_eq!(edw::stats::orphans(&mut c).unwrap(), vec![]);
     assert_eq!(
         one(&mut c, "SELECT (sum(line_count) - sum(loaded_count) - sum(quarantined_count))::bigint FROM staging.load_batch"),

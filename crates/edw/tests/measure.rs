@@ -215,6 +215,51 @@ fn incremental_runs_reevaluate_only_changed_persons_and_equal_a_full_run() {
         .get(0);
     assert_eq!(members, 0, "left every population");
 
+    // A hospice order (a ServiceRequest: kept in edw.resource) for another person in the
+    // denominator excludes them; revoking it brings the gap back. Each change
+    // re-evaluates that one person.
+    let (other, other_src, before): (i64, String, String) = {
+        let r = c
+            .query_one(
+                "SELECT g.person_id, sp.source_id, g.status FROM edw.care_gap g
+                 JOIN edw.source_patient sp ON sp.person_id = g.person_id
+                 WHERE g.status IN ('open', 'closed') AND g.person_id <> $1 ORDER BY g.person_id LIMIT 1",
+                &[&pid],
+            )
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    };
+    let order = |status: &str| {
+        serde_json::json!({"resourceType": "ServiceRequest", "id": "hospice-order-1",
+            "status": status, "intent": "order",
+            "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99377"}]},
+            "subject": {"reference": format!("Patient/{other_src}")},
+            "authoredOn": "2025-05-01T10:00:00Z"})
+    };
+    let gap_of = |c: &mut postgres::Client| -> String {
+        c.query_one(
+            "SELECT status FROM edw.care_gap WHERE person_id = $1",
+            &[&other],
+        )
+        .unwrap()
+        .get(0)
+    };
+    for (dir, status, expect) in [
+        ("c", "active", "not-applicable"),
+        ("d", "revoked", before.as_str()),
+    ] {
+        std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        std::fs::write(
+            tmp.join(dir).join("ServiceRequest.ndjson"),
+            format!("{}\n", order(status)),
+        )
+        .unwrap();
+        edw::ingest::ingest(&mut c, &[tmp.join(dir)], &opts).unwrap();
+        let r = run(&mut c, false);
+        assert_eq!((r.mode, r.persons), ("incremental", 1), "order {status}");
+        assert_eq!(gap_of(&mut c), expect, "order {status}");
+    }
+
     // Same state as evaluating everyone again.
     let incremental = snapshot(&mut c);
     let full = run(&mut c, true);

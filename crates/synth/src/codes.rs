@@ -965,6 +965,377 @@ pub const METFORMIN: Concept = Concept {
     }],
 };
 
+// ---- Codes of the resource types added later (ServiceRequest, DeviceRequest,
+// AllergyIntolerance, AdverseEvent, MedicationDispense, DiagnosticReport); the
+// value-set codes are copied from the same expansions as above.
+
+/// Palliative Care Intervention (also the code of palliative care orders)
+pub const PALLIATIVE_CARE_INTERVENTION: Concept = Concept {
+    name: "Palliative Care Intervention",
+    value_set: Some("2.16.840.1.113883.3.464.1003.198.12.1135"),
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "103735009",
+            display: "Palliative care (regime/therapy)",
+        },
+        Code {
+            system: SNOMED,
+            code: "395695001",
+            display: "Specialist palliative care treatment - outpatient (regime/therapy)",
+        },
+        Code {
+            system: SNOMED,
+            code: "443761007",
+            display: "Anticipatory palliative care (regime/therapy)",
+        },
+    ],
+};
+
+/// Referral for Adult Depression
+pub const REFERRAL_ADULT_DEPRESSION: Concept = Concept {
+    name: "Referral for Adult Depression",
+    value_set: Some("2.16.840.1.113883.3.526.3.1571"),
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "308459004",
+            display: "Referral to psychologist (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "306226009",
+            display: "Referral to mental health counseling service (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "308477009",
+            display: "Referral to psychiatrist (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "390866009",
+            display: "Referral to mental health team (procedure)",
+        },
+    ],
+};
+
+/// Referral for Adolescent Depression
+pub const REFERRAL_ADOLESCENT_DEPRESSION: Concept = Concept {
+    name: "Referral for Adolescent Depression",
+    value_set: Some("2.16.840.1.113883.3.526.3.1570"),
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "306291008",
+            display: "Referral to child and adolescent psychiatrist (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "309627007",
+            display: "Child referral - clinical psychologist (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "306226009",
+            display: "Referral to mental health counseling service (procedure)",
+        },
+    ],
+};
+
+/// Referrals Where Weight Assessment May Occur
+pub const WEIGHT_REFERRAL: Concept = Concept {
+    name: "Referrals Where Weight Assessment May Occur",
+    value_set: Some("2.16.840.1.113883.3.600.1.1527"),
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "103699006",
+            display: "Referral to dietitian (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "408289007",
+            display: "Refer to weight management program (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "390893007",
+            display: "Referral to physical activity program (procedure)",
+        },
+        Code {
+            system: SNOMED,
+            code: "306163007",
+            display: "Referral to dietetics service (procedure)",
+        },
+    ],
+};
+
+/// Follow Up for Above Normal BMI (codes that are ordered, not performed at the visit)
+pub const ABOVE_NORMAL_BMI_ORDER: Concept = Concept {
+    name: "Follow Up for Above Normal BMI",
+    value_set: Some("2.16.840.1.113883.3.600.1.1525"),
+    codes: &[
+        Code {
+            system: CPT,
+            code: "97802",
+            display: "Medical nutrition therapy; initial assessment and intervention, individual, face-to-face with the patient, each 15 minutes",
+        },
+        Code {
+            system: HCPCS,
+            code: "G0447",
+            display: "Face-to-face behavioral counseling for obesity, 15 minutes",
+        },
+    ],
+};
+
+/// Follow Up for Below Normal BMI
+pub const BELOW_NORMAL_BMI_ORDER: Concept = Concept {
+    name: "Follow Up for Below Normal BMI",
+    value_set: Some("2.16.840.1.113883.3.600.1.1528"),
+    codes: &[
+        Code {
+            system: CPT,
+            code: "97802",
+            display: "Medical nutrition therapy; initial assessment and intervention, individual, face-to-face with the patient, each 15 minutes",
+        },
+        Code {
+            system: SNOMED,
+            code: "429095004",
+            display: "Dietary education for weight gain (procedure)",
+        },
+    ],
+};
+
+/// Underweight (the reason of a below-normal-BMI follow-up)
+pub const UNDERWEIGHT: Concept = Concept {
+    name: "Underweight",
+    value_set: Some("2.16.840.1.113883.3.526.3.1563"),
+    codes: &[
+        Code {
+            system: ICD10CM,
+            code: "R63.6",
+            display: "Underweight",
+        },
+        Code {
+            system: SNOMED,
+            code: "248342006",
+            display: "Underweight (finding)",
+        },
+    ],
+};
+
+/// Frailty Device (walkers first: the most often ordered)
+pub const FRAILTY_DEVICE: Concept = Concept {
+    name: "Frailty Device",
+    value_set: Some("2.16.840.1.113883.3.464.1003.118.12.1300"),
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "1255320005",
+            display: "Wheeled walker (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "266731002",
+            display: "Walking frame (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "87405001",
+            display: "Cane, device (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "58938008",
+            display: "Wheelchair device (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "228869008",
+            display: "Manual wheelchair (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "466786004",
+            display: "Basic electric hospital bed (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "360008003",
+            display: "Commode (physical object)",
+        },
+        Code {
+            system: SNOMED,
+            code: "261323006",
+            display: "Portable oxygen cylinder (physical object)",
+        },
+    ],
+};
+
+/// Statin Allergen (ingredients; AllergyIntolerance.code and AdverseEvent.event)
+pub const STATIN_ALLERGEN: Concept = Concept {
+    name: "Statin Allergen",
+    value_set: Some("2.16.840.1.113762.1.4.1110.42"),
+    codes: &[
+        Code {
+            system: RXNORM,
+            code: "83367",
+            display: "atorvastatin",
+        },
+        Code {
+            system: RXNORM,
+            code: "301542",
+            display: "rosuvastatin",
+        },
+        Code {
+            system: RXNORM,
+            code: "36567",
+            display: "simvastatin",
+        },
+        Code {
+            system: RXNORM,
+            code: "42463",
+            display: "pravastatin",
+        },
+        Code {
+            system: RXNORM,
+            code: "6472",
+            display: "lovastatin",
+        },
+    ],
+};
+
+/// Statin Associated Muscle Symptoms (the reaction of a statin intolerance)
+pub const STATIN_MUSCLE_SYMPTOMS: Concept = Concept {
+    name: "Statin Associated Muscle Symptoms",
+    value_set: Some("2.16.840.1.113762.1.4.1108.85"),
+    codes: &[Code {
+        system: SNOMED,
+        code: "16462851000119106",
+        display: "Myalgia caused by statin (finding)",
+    }],
+};
+
+/// Common allergens (SNOMED CT substances; no measure uses them). Order:
+/// penicillin, sulfamethoxazole, codeine, aspirin, peanut, egg, latex, grass
+/// pollen, cat dander.
+pub const COMMON_ALLERGENS: Concept = Concept {
+    name: "Common allergens (SNOMED CT substances)",
+    value_set: None,
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "764146007",
+            display: "Penicillin (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "387406002",
+            display: "Sulfamethoxazole (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "387494007",
+            display: "Codeine (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "387458008",
+            display: "Aspirin (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "762952008",
+            display: "Peanut (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "102263004",
+            display: "Eggs (edible) (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "111088007",
+            display: "Latex (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "256277009",
+            display: "Grass pollen (substance)",
+        },
+        Code {
+            system: SNOMED,
+            code: "260152009",
+            display: "Cat dander (substance)",
+        },
+    ],
+};
+
+/// Allergy reaction manifestations (SNOMED CT findings). Order: rash, hives,
+/// itching, anaphylaxis, nausea, sneezing, dyspnea.
+pub const ALLERGY_MANIFESTATIONS: Concept = Concept {
+    name: "Allergy reaction manifestations (SNOMED CT)",
+    value_set: None,
+    codes: &[
+        Code {
+            system: SNOMED,
+            code: "271807003",
+            display: "Eruption of skin (disorder)",
+        },
+        Code {
+            system: SNOMED,
+            code: "247472004",
+            display: "Wheal (finding)",
+        },
+        Code {
+            system: SNOMED,
+            code: "418290006",
+            display: "Itching (finding)",
+        },
+        Code {
+            system: SNOMED,
+            code: "39579001",
+            display: "Anaphylaxis (disorder)",
+        },
+        Code {
+            system: SNOMED,
+            code: "422587007",
+            display: "Nausea (finding)",
+        },
+        Code {
+            system: SNOMED,
+            code: "76067001",
+            display: "Sneezing (finding)",
+        },
+        Code {
+            system: SNOMED,
+            code: "267036007",
+            display: "Dyspnea (finding)",
+        },
+    ],
+};
+
+/// Laboratory report panels (LOINC; DiagnosticReport.code when the result is
+/// one test of a panel). Order: lipid panel (calculated LDL), comprehensive
+/// metabolic panel (eGFR).
+pub const LAB_PANELS: Concept = Concept {
+    name: "Laboratory report panels (LOINC)",
+    value_set: None,
+    codes: &[
+        Code {
+            system: LOINC,
+            code: "24331-1",
+            display: "Lipid 1996 panel - Serum or Plasma",
+        },
+        Code {
+            system: LOINC,
+            code: "24323-8",
+            display: "Comprehensive metabolic 2000 panel - Serum or Plasma",
+        },
+    ],
+};
+
 /// Every concept above, for the value-set conformance test.
 pub const ALL: &[&Concept] = &[
     &OFFICE_VISIT,
@@ -1029,4 +1400,17 @@ pub const ALL: &[&Concept] = &[
     &CKD_STAGE_3,
     &ANTIHYPERTENSIVE,
     &METFORMIN,
+    &PALLIATIVE_CARE_INTERVENTION,
+    &REFERRAL_ADULT_DEPRESSION,
+    &REFERRAL_ADOLESCENT_DEPRESSION,
+    &WEIGHT_REFERRAL,
+    &ABOVE_NORMAL_BMI_ORDER,
+    &BELOW_NORMAL_BMI_ORDER,
+    &UNDERWEIGHT,
+    &FRAILTY_DEVICE,
+    &STATIN_ALLERGEN,
+    &STATIN_MUSCLE_SYMPTOMS,
+    &COMMON_ALLERGENS,
+    &ALLERGY_MANIFESTATIONS,
+    &LAB_PANELS,
 ];

@@ -12,6 +12,8 @@ use fhir::{
 };
 use serde_json::json;
 
+mod extras;
+
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SynthConfig {
@@ -68,6 +70,9 @@ const STREAM_PCP: u64 = 1;
 const STREAM_PATIENT: u64 = 2;
 const STREAM_PRACTITIONER: u64 = 3;
 const STREAM_CLINIC: u64 = 4;
+/// The resource types added later ([`extras`]): a stream of their own, so the
+/// resources generated before them do not change.
+const STREAM_EXTRAS: u64 = 5;
 
 pub const PAYERS: &[(&str, &str)] = &[
     ("org-payer-medicare", "Medicare (synthetic)"),
@@ -689,6 +694,7 @@ impl<'g, 'o> PatientBuilder<'g, 'o> {
         self.medications(htn, dm2, diabetic, hld, ascvd, depression);
         self.immunizations();
         self.coverage();
+        self.extras();
     }
 
     fn patient_resource(&mut self) {

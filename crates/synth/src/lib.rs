@@ -5,7 +5,12 @@
 //! patients meet each measure and some do not. Output is a pure function of
 //! the [`SynthConfig`]: patient `i` depends only on (seed, i), so patients can
 //! be generated in any order or in parallel. [`write_ndjson_dir`] writes the
-//! Bulk Data layout (one `<Type>.ndjson` per resource type).
+//! Bulk Data layout (one `<Type>.ndjson` per resource type, [`OUTPUT_TYPES`]).
+//! ServiceRequest, DeviceRequest, AllergyIntolerance, AdverseEvent,
+//! MedicationDispense and DiagnosticReport have no struct in the `fhir` crate and
+//! are generated as [`fhir::Resource::Other`] JSON, after a patient's other
+//! resources and from a random stream of their own (so adding them changed no
+//! other type's output).
 //!
 //! ```
 //! use synth::{Generator, SynthConfig};

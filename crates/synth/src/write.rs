@@ -11,8 +11,31 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-/// The files written, in this order (`<Type>.ndjson`).
-pub const OUTPUT_TYPES: [&str; 11] = fhir::KNOWN_RESOURCE_TYPES;
+/// The files written, in this order (`<Type>.ndjson`): the types the `fhir`
+/// crate parses into structs ([`fhir::KNOWN_RESOURCE_TYPES`], same order), then
+/// the types generated as raw JSON ([`fhir::Resource::Other`]).
+pub const OUTPUT_TYPES: [&str; TYPES] = [
+    "Patient",
+    "Practitioner",
+    "Organization",
+    "Group",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "Procedure",
+    "MedicationRequest",
+    "Immunization",
+    "Coverage",
+    "ServiceRequest",
+    "DeviceRequest",
+    "AllergyIntolerance",
+    "AdverseEvent",
+    "MedicationDispense",
+    "DiagnosticReport",
+];
+
+/// Number of [`OUTPUT_TYPES`].
+const TYPES: usize = 17;
 
 /// Patients per unit of work.
 const CHUNK_PATIENTS: u64 = 256;
@@ -22,7 +45,7 @@ const CHUNK_PATIENTS: u64 = 256;
 pub struct WriteStats {
     pub patients: u64,
     /// Resources per type, indexed like [`OUTPUT_TYPES`].
-    pub resources: [u64; 11],
+    pub resources: [u64; TYPES],
     pub bytes: u64,
 }
 
@@ -33,22 +56,22 @@ impl WriteStats {
 }
 
 fn type_index(r: &Resource) -> usize {
-    OUTPUT_TYPES
-        .iter()
-        .position(|t| *t == r.resource_type())
-        .unwrap_or(0)
+    let t = r.resource_type();
+    let i = OUTPUT_TYPES.iter().position(|x| *x == t);
+    debug_assert!(i.is_some(), "generated a {t}, which has no output file");
+    i.unwrap_or(0)
 }
 
 struct Rendered {
     bufs: Vec<Vec<u8>>,
-    counts: [u64; 11],
+    counts: [u64; TYPES],
 }
 
 impl Rendered {
     fn new() -> Self {
         Rendered {
             bufs: vec![Vec::new(); OUTPUT_TYPES.len()],
-            counts: [0; 11],
+            counts: [0; TYPES],
         }
     }
 
@@ -175,4 +198,16 @@ pub fn write_ndjson_part(
     }
     stats.patients = patients;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_types_start_with_the_typed_ones_and_are_unique() {
+        assert_eq!(OUTPUT_TYPES[..11], fhir::KNOWN_RESOURCE_TYPES);
+        let mut seen = std::collections::HashSet::new();
+        assert!(OUTPUT_TYPES.iter().all(|t| seen.insert(*t)));
+    }
 }
