@@ -259,3 +259,29 @@ pub fn write_file_atomically<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_leaves_no_file_on_error_or_bad_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let r: Result<()> = write_file_atomically(&path, |w| {
+            writeln!(w, "half")?;
+            Err(Error::msg("database went away"))
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file, no partial");
+        let n = write_file_atomically(&path, |w| {
+            writeln!(w, "{{}}")?;
+            Ok(1)
+        })
+        .unwrap();
+        assert_eq!((n, std::fs::read_to_string(&path).unwrap()), (1, "{}\n".to_string()));
+        let e = write_file_atomically(&dir.path().join("missing/x.jsonl"), |_| Ok(()))
+            .unwrap_err();
+        assert!(e.0.contains("cannot write"), "{e}");
+    }
+}

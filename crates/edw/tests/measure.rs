@@ -90,6 +90,61 @@ fn measure_results_from_edw_match_direct_engine_run() {
         ip > 0,
         "synthetic population has no one in the initial population"
     );
+
+    // Stored results back out: `results` lines equal the direct run (every person, zeros
+    // included), the summary MeasureReport's counts are the sums, the subject list
+    // names the numerator's patients, and one individual report per person in the IP.
+    let mut out = Vec::new();
+    let n = edw::results::write_results(&mut c, 2025, Some("122FHIR"), &mut out).unwrap();
+    assert_eq!(n, 120);
+    let mut all: HashMap<(String, String), i32> = HashMap::new();
+    for line in String::from_utf8(out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for (code, n) in v["groups"][0]["populations"].as_object().unwrap() {
+            all.insert(
+                (v["case"].as_str().unwrap().into(), code.clone()),
+                n.as_i64().unwrap() as i32,
+            );
+        }
+    }
+    let totals = |m: &HashMap<(String, String), i32>, code: &str| -> i64 {
+        m.iter()
+            .filter(|(k, _)| k.1 == code)
+            .map(|(_, v)| *v as i64)
+            .sum()
+    };
+    assert_eq!(all.len(), 120 * 4);
+    for (k, v) in &direct {
+        assert_eq!(all.get(k), Some(v), "{k:?}");
+    }
+    let report = |c: &mut postgres::Client, kind| {
+        let mut out = Vec::new();
+        let n = edw::results::write_report(c, 2025, "122FHIR", kind, &mut out).unwrap();
+        (n, String::from_utf8(out).unwrap())
+    };
+    let (_, summary) = report(&mut c, edw::results::ReportType::Summary);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["type"], "summary");
+    for p in summary["group"][0]["population"].as_array().unwrap() {
+        let code = p["code"]["coding"][0]["code"].as_str().unwrap();
+        assert_eq!(p["count"].as_i64().unwrap(), totals(&all, code), "{code}");
+    }
+    let (_, list) = report(&mut c, edw::results::ReportType::SubjectList);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["type"], "subject-list");
+    let (individual, text) = report(&mut c, edw::results::ReportType::Individual);
+    assert_eq!(individual as i64, totals(&all, "initial-population"));
+    assert_eq!(text.lines().count(), individual);
+    assert!(edw::results::write_report(
+        &mut c,
+        2025,
+        "no-such-measure",
+        edw::results::ReportType::Summary,
+        &mut Vec::new()
+    )
+    .unwrap_err()
+    .0
+    .contains("no stored results"));
     // Idempotent: a second run changes nothing.
     let before: i64 = c
         .query_one("SELECT max(change_no) FROM edw.measure_result", &[])
