@@ -273,15 +273,21 @@ mod tests {
             Err(Error::msg("database went away"))
         });
         assert!(r.is_err());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file, no partial");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no file, no partial"
+        );
         let n = write_file_atomically(&path, |w| {
             writeln!(w, "{{}}")?;
             Ok(1)
         })
         .unwrap();
-        assert_eq!((n, std::fs::read_to_string(&path).unwrap()), (1, "{}\n".to_string()));
-        let e = write_file_atomically(&dir.path().join("missing/x.jsonl"), |_| Ok(()))
-            .unwrap_err();
+        assert_eq!(
+            (n, std::fs::read_to_string(&path).unwrap()),
+            (1, "{}\n".to_string())
+        );
+        let e = write_file_atomically(&dir.path().join("missing/x.jsonl"), |_| Ok(())).unwrap_err();
         assert!(e.0.contains("cannot write"), "{e}");
     }
 }

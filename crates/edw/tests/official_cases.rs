@@ -153,6 +153,20 @@ fn write_cases(ecqm: &Path, out: &Path, only: Option<&str>) -> Vec<Case> {
     cases
 }
 
+/// A new EDW with the NDJSON in `nd` ingested, matched and measured for 2025.
+fn measured_edw(nd: &Path, package: &Path) -> (edw::pgharness::PgHarness, postgres::Client) {
+    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let url = pg.create_db("official").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let opts = edw::ingest::Options::new("madie");
+    edw::ingest::ingest(&mut c, &[nd.to_path_buf()], &opts).unwrap();
+    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    let rep = edw::measure::run(&mut c, package, 2025).unwrap();
+    assert_eq!(rep.errors, 0, "persons whose evaluation failed");
+    (pg, c)
+}
+
 /// The scorer's rule: every expected population of every expected group equal.
 fn passes(expected: &Value, got: Option<&Value>) -> bool {
     let Some(got) = got else { return false };
@@ -225,19 +239,7 @@ fn official_cases_through_the_edw_score_as_the_engine() {
     );
 
     // Through the EDW.
-    let pg = edw::pgharness::PgHarness::start().unwrap();
-    let url = pg.create_db("official").unwrap();
-    let mut c = edw::connect(&url).unwrap();
-    edw::migrate::migrate(&mut c).unwrap();
-    edw::ingest::ingest(
-        &mut c,
-        std::slice::from_ref(&nd),
-        &edw::ingest::Options::new("madie"),
-    )
-    .unwrap();
-    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
-    let rep = edw::measure::run(&mut c, &ecqm.join("measures"), 2025).unwrap();
-    assert_eq!(rep.errors, 0, "persons whose evaluation failed");
+    let (_pg, mut c) = measured_edw(&nd, &ecqm.join("measures"));
     let results = tmp.path().join("results.jsonl");
     edw::results::write_file_atomically(&results, |w| {
         edw::results::write_results(&mut c, 2025, None, w)
@@ -425,19 +427,7 @@ fn gap_status_per_group_with_numerator_exclusion_equals_the_engine() {
         }
     }
 
-    let pg = edw::pgharness::PgHarness::start().unwrap();
-    let url = pg.create_db("numex").unwrap();
-    let mut c = edw::connect(&url).unwrap();
-    edw::migrate::migrate(&mut c).unwrap();
-    edw::ingest::ingest(
-        &mut c,
-        std::slice::from_ref(&nd),
-        &edw::ingest::Options::new("madie"),
-    )
-    .unwrap();
-    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
-    let rep = edw::measure::run(&mut c, &pkg, 2025).unwrap();
-    assert_eq!(rep.errors, 0);
+    let (_pg, mut c) = measured_edw(&nd, &pkg);
     let via_edw: BTreeMap<(String, String), String> = c
         .query(
             "SELECT DISTINCT ON (g.id) sp.source_id, g.group_id, g.status FROM edw.care_gap g

@@ -35,4 +35,4 @@ pub use generator::{
     ConfigError, Generator, Resources, SynthConfig, HOSPITAL_ID, PATIENTS_PER_PROVIDER, PAYERS,
     PROVIDERS_PER_CLINIC,
 };
-pub use write::{write_ndjson_dir, write_ndjson_part, WriteStats, OUTPUT_TYPES};
+pub use write::{write_ndjson_dir, write_ndjson_part, WriteStats, OUTPUT_TYPES, RAW_TYPES};

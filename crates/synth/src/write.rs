@@ -11,21 +11,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-/// The files written, in this order (`<Type>.ndjson`): the types the `fhir`
-/// crate parses into structs ([`fhir::KNOWN_RESOURCE_TYPES`], same order), then
-/// the types generated as raw JSON ([`fhir::Resource::Other`]).
-pub const OUTPUT_TYPES: [&str; TYPES] = [
-    "Patient",
-    "Practitioner",
-    "Organization",
-    "Group",
-    "Encounter",
-    "Condition",
-    "Observation",
-    "Procedure",
-    "MedicationRequest",
-    "Immunization",
-    "Coverage",
+/// Types generated as raw JSON ([`fhir::Resource::Other`]): the `fhir` crate has no
+/// struct for them.
+pub const RAW_TYPES: [&str; 6] = [
     "ServiceRequest",
     "DeviceRequest",
     "AllergyIntolerance",
@@ -35,7 +23,25 @@ pub const OUTPUT_TYPES: [&str; TYPES] = [
 ];
 
 /// Number of [`OUTPUT_TYPES`].
-const TYPES: usize = 17;
+const TYPES: usize = fhir::KNOWN_RESOURCE_TYPES.len() + RAW_TYPES.len();
+
+/// The files written, in this order (`<Type>.ndjson`): the types the `fhir` crate
+/// parses into structs ([`fhir::KNOWN_RESOURCE_TYPES`], same order), then
+/// [`RAW_TYPES`].
+pub const OUTPUT_TYPES: [&str; TYPES] = {
+    let mut out = [""; TYPES];
+    let mut i = 0;
+    while i < fhir::KNOWN_RESOURCE_TYPES.len() {
+        out[i] = fhir::KNOWN_RESOURCE_TYPES[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < RAW_TYPES.len() {
+        out[i + j] = RAW_TYPES[j];
+        j += 1;
+    }
+    out
+};
 
 /// Patients per unit of work.
 const CHUNK_PATIENTS: u64 = 256;

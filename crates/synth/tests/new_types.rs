@@ -9,14 +9,7 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use synth::{codes, Generator, SynthConfig, OUTPUT_TYPES};
 
-const NEW_TYPES: [&str; 6] = [
-    "ServiceRequest",
-    "DeviceRequest",
-    "AllergyIntolerance",
-    "AdverseEvent",
-    "MedicationDispense",
-    "DiagnosticReport",
-];
+const NEW_TYPES: [&str; 6] = synth::RAW_TYPES;
 
 fn code_of(v: &Value, key: &str) -> String {
     v[key]["coding"][0]["code"]
