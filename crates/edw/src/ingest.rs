@@ -777,8 +777,10 @@ impl<'a> FileRun<'a> {
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
                         e.insert(line_no);
-                        let st = validate::R4_TYPES
+                        // The modelled types first: they are almost every line.
+                        let st = validate::SUPPORTED
                             .iter()
+                            .chain(validate::R4_TYPES)
                             .find(|s| **s == t.as_str())
                             .expect("valid lines have an R4 type");
                         if !types.contains(st) {

@@ -323,3 +323,67 @@ fn incremental_runs_reevaluate_only_changed_persons_and_equal_a_full_run() {
     assert_eq!(run(&mut c, false).persons, 0);
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Rewrites every Retrieve of `from` in the package's libraries to retrieve `to`.
+fn retarget_retrieves(bundle: &mut serde_json::Value, from: &str, to: &str) -> usize {
+    use base64::Engine;
+    fn walk(v: &mut serde_json::Value, from: &str, to: &str, n: &mut usize) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("type").and_then(|t| t.as_str()) == Some("Retrieve")
+                    && m.get("dataType").and_then(|t| t.as_str()) == Some(from)
+                {
+                    m.insert("dataType".into(), serde_json::Value::String(to.into()));
+                    *n += 1;
+                }
+                m.values_mut().for_each(|x| walk(x, from, to, n));
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, from, to, n)),
+            _ => {}
+        }
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut n = 0;
+    for e in bundle["entry"].as_array_mut().unwrap() {
+        for c in e["resource"]["content"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            if c["contentType"] == "application/elm+json" {
+                let mut elm: serde_json::Value =
+                    serde_json::from_slice(&b64.decode(c["data"].as_str().unwrap()).unwrap())
+                        .unwrap();
+                walk(&mut elm, from, to, &mut n);
+                c["data"] = serde_json::Value::String(b64.encode(elm.to_string()));
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn a_package_retrieving_a_type_the_edw_does_not_feed_is_refused_by_name() {
+    let mut bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(package()).unwrap()).unwrap();
+    let n = retarget_retrieves(
+        &mut bundle,
+        "{http://hl7.org/fhir}ServiceRequest",
+        "{http://hl7.org/fhir}PractitionerRole",
+    );
+    assert!(n > 0, "the package retrieves ServiceRequest");
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("changed.json");
+    std::fs::write(&pkg, bundle.to_string()).unwrap();
+    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let url = pg.create_db("refuse").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let e = edw::measure::run(&mut c, &pkg, 2025).unwrap_err();
+    assert!(e.0.contains("retrieves PractitionerRole"), "{e}");
+    let runs: i64 = c
+        .query_one("SELECT count(*) FROM edw.measure_run", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 0, "refused before anything is recorded");
+}
