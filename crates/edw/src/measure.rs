@@ -137,13 +137,9 @@ fn references_to(v: &Value, types: &[String], out: &mut Vec<(String, String)>) {
         Value::Object(m) => {
             for (k, x) in m {
                 if k == "reference" {
-                    if let Some(r) = x.as_str() {
-                        let r = r.split("/_history/").next().unwrap_or(r);
-                        if let Some((ty, id)) = r.rsplit_once('/') {
-                            let ty = ty.rsplit('/').next().unwrap_or(ty);
-                            if types.iter().any(|t| t == ty) {
-                                out.push((ty.to_string(), id.to_string()));
-                            }
+                    if let Some((ty, id)) = x.as_str().and_then(crate::validate::reference_parts) {
+                        if types.iter().any(|t| t == ty) {
+                            out.push((ty.to_string(), id.to_string()));
                         }
                     }
                 } else {

@@ -341,15 +341,22 @@ pub fn loadable(rtype: &str) -> bool {
 /// Elements that name the patient a resource is about, in the order they are tried.
 pub const PATIENT_ELEMENTS: &[&str] = &["subject", "patient", "beneficiary", "for"];
 
+/// The type and id of a `Type/id` reference, relative, absolute or versioned
+/// (`https://x/fhir/Patient/1/_history/2` → `("Patient", "1")`).
+pub fn reference_parts(r: &str) -> Option<(&str, &str)> {
+    let r = r.split("/_history/").next().unwrap_or(r);
+    let (ty, id) = r.rsplit_once('/')?;
+    Some((ty.rsplit('/').next().unwrap_or(ty), id))
+}
+
 /// The patient a resource is about: the first of [`PATIENT_ELEMENTS`] holding a
 /// reference to a Patient, as (element, Patient id). `None` for resources about no
 /// one patient (Medication, Location, a Device without `patient`).
 pub fn patient_of(body: &Value) -> Option<(&'static str, String)> {
     PATIENT_ELEMENTS.iter().find_map(|e| {
         let r = body.get(*e)?.get("reference")?.as_str()?;
-        let r = r.split("/_history/").next().unwrap_or(r);
-        let (ty, id) = r.rsplit_once('/')?;
-        (ty == "Patient" || ty.ends_with("/Patient")).then(|| (*e, id.to_string()))
+        let (ty, id) = reference_parts(r)?;
+        (ty == "Patient").then(|| (*e, id.to_string()))
     })
 }
 
