@@ -24,8 +24,8 @@ if ! command -v cargo >/dev/null; then
   echo "error: no Rust toolchain found; install one with rustup (Rust 1.90 or newer) and run again" >&2
   exit 1
 fi
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)'; then
-  echo "error: Node.js 20 or newer is needed for the UI build (Vite 7)" >&2
+if ! command -v node >/dev/null || ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "error: Node.js 20.19 or newer is needed for the UI build (Vite 7, Svelte 5)" >&2
   exit 1
 fi
 
@@ -34,5 +34,5 @@ if ! command -v tauri-driver >/dev/null; then
   cargo install tauri-driver --locked --version '^2' --quiet
 fi
 
-echo "== installing UI packages and building the UI"
+echo "== installing UI packages, checking and building the UI"
 (cd ui && npm install --no-audit --no-fund --loglevel=error && npm run build --silent)

@@ -9,7 +9,7 @@ bash scripts/setup-debian.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== UI type check"
-(cd ui && npx tsc --noEmit)
+(cd ui && npm run check)
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"

@@ -89,6 +89,139 @@ async fn screenshot(c: &Client, dir: &Path, name: &str) {
     }
 }
 
+/// Filters the worklist by measure, logs outreach on a row, records closure evidence that
+/// meets the measure and sees the row close.
+async fn care_manager_works_the_worklist(c: &Client, shots: &Path) {
+    c.wait()
+        .for_element(Locator::Css("#worklist-view"))
+        .await
+        .unwrap();
+    until("worklist rows", || async {
+        !texts(c, ".worklist-row[data-key]").await.is_empty()
+    })
+    .await;
+    let measure = "BreastCancerScreeningFHIR";
+    c.wait()
+        .for_element(Locator::Css(&format!(
+            "#worklist-measure option[value='{measure}']"
+        )))
+        .await
+        .unwrap();
+    c.find(Locator::Css("#worklist-measure"))
+        .await
+        .unwrap()
+        .select_by_value(measure)
+        .await
+        .unwrap();
+    let measure_of_rows = || async {
+        c.execute(
+            "return Array.from(document.querySelectorAll('.worklist-row[data-key]')).map(e => e.dataset.measureId)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect::<Vec<_>>()
+    };
+    until("measure filter", || async {
+        let m = measure_of_rows().await;
+        !m.is_empty() && m.iter().all(|x| x == measure)
+    })
+    .await;
+    let key = c
+        .execute(
+            "return document.querySelector('.worklist-row[data-key]').dataset.key",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let row = format!(".worklist-row[data-key='{key}']");
+    let click = |css: String| async move {
+        c.find(Locator::Css(&css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+
+    // Log a call on the row.
+    click(row.clone()).await;
+    click("#action-outreach".into()).await;
+    click("#action-submit".into()).await;
+    until("outreach saved", || async {
+        text(c, "#action-message").await.starts_with("Saved")
+    })
+    .await;
+    until("the row shows the call", || async {
+        texts(c, &format!("{row} .c-outreach"))
+            .await
+            .iter()
+            .any(|t| t.contains("call"))
+    })
+    .await;
+
+    // Record the mammography done elsewhere: the evidence meets the measure and the row closes.
+    click(row.clone()).await;
+    until("closure form available", || async {
+        c.execute(
+            "return !document.querySelector('#action-closure').disabled",
+            vec![],
+        )
+        .await
+        .unwrap()
+            == json!(true)
+    })
+    .await;
+    click("#action-closure".into()).await;
+    c.wait()
+        .for_element(Locator::Css("#closure-code option"))
+        .await
+        .unwrap();
+    c.execute(
+        "const pick = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change', { bubbles: true })); e.dispatchEvent(new Event('input', { bubbles: true })); };\
+         const req = Array.from(document.querySelectorAll('#closure-requirement option')).find(o => o.textContent.startsWith('Mammography'));\
+         pick('closure-requirement', req.value);",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#closure-code option"))
+        .await
+        .unwrap();
+    c.execute(
+        "const pick = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change', { bubbles: true })); e.dispatchEvent(new Event('input', { bubbles: true })); };\
+         pick('closure-date', '2025-06-01');\
+         pick('closure-category', 'imaging');",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(c, shots, "worklist.png").await;
+    click("#action-submit".into()).await;
+    until("closure recorded", || async {
+        text(c, "#action-message").await.contains("closed")
+    })
+    .await;
+    until("the row left the open worklist", || async {
+        c.execute(
+            "return document.querySelector(arguments[0]) === null",
+            vec![json!(row)],
+        )
+        .await
+        .unwrap()
+            == json!(true)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn care_manager_privacy_officer_and_clinician_flows() {
     let _xvfb = start_xvfb();
@@ -123,16 +256,36 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .await
         .unwrap();
 
-    // Care manager: filter the panel, open a timeline.
+    // Care manager: the worklist first (gaps evaluated locally after the demo import).
     sign_in(&c, "caremanager", "TREAT").await;
+    care_manager_works_the_worklist(&c, &shots).await;
+
+    // Then the panel: the patients of the care teams assigned to her, not all 400.
+    c.find(Locator::Css("#nav-panel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     c.wait()
         .for_element(Locator::Css(".panel-row[data-patient-id]"))
         .await
         .unwrap();
+    until("panel total", || async {
+        !text(&c, "#panel-total").await.starts_with("Loading")
+    })
+    .await;
     let total_all = text(&c, "#panel-total").await;
+    let shown: u64 = total_all
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
     assert!(
-        total_all.starts_with("400 "),
-        "whole panel shown: {total_all}"
+        shown > 0 && shown < 400,
+        "her care teams' patients only: {total_all}"
     );
 
     c.find(Locator::Css("#filter-sex"))
@@ -276,6 +429,32 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         refused.starts_with("denied: "),
         "clinician refused the audit trail: {refused}"
     );
+    // Only the clinician's own attributed patients, on the panel and on the worklist.
+    c.find(Locator::Css("#nav-panel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css(".panel-row[data-patient-id] .c-provider"))
+        .await
+        .unwrap();
+    let providers = texts(&c, ".panel-row[data-patient-id] .c-provider").await;
+    assert!(!providers.is_empty());
+    assert!(
+        providers.iter().all(|p| *p == providers[0]),
+        "one provider: {providers:?}"
+    );
+    let outsider = c
+        .execute_async(
+            "window.__TAURI_INTERNALS__.invoke('patient_timeline', { patientId: 'not-mine' })\
+               .then(() => arguments[0]('allowed'), (e) => arguments[0](e.code))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(outsider.as_str(), Some("outside_panel"));
     sign_out(&c).await;
 
     c.close().await.unwrap();

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use tauri::{Manager, State};
 use workstation::{
-    AuditFilter, AuditRow, AuditVerification, Facets, PanelPage, PanelQuery, Purpose, SessionInfo,
-    StartupStatus, Timeline, Workstation, WsError,
+    ActionOutcome, ActionRequest, AuditFilter, AuditRow, AuditVerification, EvaluationStatus,
+    Facets, PanelPage, PanelQuery, PatientGaps, Purpose, SessionInfo, StartupStatus, Timeline,
+    WorklistFacets, WorklistPage, WorklistQuery, Workstation, WsError,
 };
 
 /// Shared between the startup thread and the commands.
@@ -89,6 +90,74 @@ fn audit_verify(state: State<'_, AppState>) -> Result<AuditVerification, WsError
     state.ws()?.audit_verify()
 }
 
+#[tauri::command]
+fn evaluation_status(state: State<'_, AppState>) -> Result<EvaluationStatus, WsError> {
+    Ok(state.ws()?.evaluation_status())
+}
+
+#[tauri::command]
+fn worklist(state: State<'_, AppState>, query: WorklistQuery) -> Result<WorklistPage, WsError> {
+    state.ws()?.worklist(&query)
+}
+
+#[tauri::command]
+fn worklist_facets(state: State<'_, AppState>) -> Result<WorklistFacets, WsError> {
+    state.ws()?.worklist_facets()
+}
+
+#[tauri::command]
+fn save_worklist_view(
+    state: State<'_, AppState>,
+    name: String,
+    query: WorklistQuery,
+) -> Result<(), WsError> {
+    state.ws()?.save_worklist_view(&name, &query)
+}
+
+#[tauri::command]
+fn delete_worklist_view(state: State<'_, AppState>, name: String) -> Result<(), WsError> {
+    state.ws()?.delete_worklist_view(&name)
+}
+
+#[tauri::command]
+fn patient_gaps(state: State<'_, AppState>, patient_id: String) -> Result<PatientGaps, WsError> {
+    state.ws()?.patient_gaps(&patient_id)
+}
+
+#[tauri::command]
+fn worklist_action(
+    state: State<'_, AppState>,
+    request: ActionRequest,
+) -> Result<Vec<ActionOutcome>, WsError> {
+    state.ws()?.worklist_action(&request)
+}
+
+#[tauri::command]
+fn value_set_codes(
+    state: State<'_, AppState>,
+    url: String,
+    search: String,
+) -> Result<Vec<workstation::CodeChoice>, WsError> {
+    state.ws()?.value_set_codes(&url, &search)
+}
+
+/// Stores the choice, then re-evaluates the panel off the UI thread (progress through
+/// `evaluation_status`).
+#[tauri::command]
+fn set_measurement_period(
+    app: tauri::AppHandle,
+    state: State<'_, AppState>,
+    choice: String,
+) -> Result<(), WsError> {
+    state.ws()?.set_measurement_period(&choice)?;
+    std::thread::spawn(move || {
+        if let Ok(ws) = app.state::<AppState>().ws() {
+            let _ = ws.evaluate_panel(&|_| {});
+        }
+    });
+    Ok(())
+}
+
 pub fn run() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -118,6 +187,11 @@ pub fn run() {
                         let size = ws.panel_size();
                         let _ = state.workstation.set(ws);
                         report(StartupStatus::ready(size));
+                        // Care gaps: evaluate the patients whose data changed (all, the first
+                        // time); the worklist shows the stored results meanwhile.
+                        if let Some(ws) = state.workstation.get() {
+                            let _ = ws.evaluate_panel(&|_| {});
+                        }
                     }
                     Err(e) => {
                         tracing::error!(code = e.code, "startup failed");
@@ -140,6 +214,15 @@ pub fn run() {
             patient_timeline,
             audit_list,
             audit_verify,
+            evaluation_status,
+            worklist,
+            worklist_facets,
+            save_worklist_view,
+            delete_worklist_view,
+            patient_gaps,
+            worklist_action,
+            set_measurement_period,
+            value_set_codes,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

@@ -26,7 +26,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 const DOMAIN: &[u8] = b"phm-audit-v1\0";
 
 /// Result of an audited command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Allowed,

@@ -11,7 +11,7 @@ pub const PURPOSE_OF_USE_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v
 
 /// Why a user is accessing data; recorded in every audit record.
 /// Serialized as the HL7 code (e.g. `"TREAT"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 pub enum PurposeOfUse {
     /// TREAT: treatment.
     #[serde(rename = "TREAT")]

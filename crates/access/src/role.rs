@@ -8,7 +8,9 @@ use crate::UnknownId;
 
 /// A user's role. Stable ids (`care_manager`, ...) are stored in the cache,
 /// the EDW and the audit trail; never renumber or rename them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     CareManager,
@@ -78,7 +80,9 @@ impl FromStr for Role {
 }
 
 /// Every app command that touches data (plus login), by stable id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Panel list (patients with demographics).

@@ -13,6 +13,8 @@ pub struct Cache {
     pub(crate) conn: Connection,
     /// In-memory panel list; `None` until first used and after each import.
     pub(crate) panel_mem: std::cell::RefCell<Option<crate::query::PanelMem>>,
+    /// In-memory worklist; `None` until first used and after each import.
+    pub(crate) worklist_mem: std::cell::RefCell<Option<crate::worklist::WorklistMem>>,
     path: PathBuf,
     encrypted: bool,
     /// The key, kept to open the replacement file of an import and to reopen
@@ -106,6 +108,7 @@ impl Cache {
         Ok(Cache {
             conn,
             panel_mem: std::cell::RefCell::new(None),
+            worklist_mem: std::cell::RefCell::new(None),
             path: path.to_owned(),
             encrypted,
             key,
@@ -200,6 +203,7 @@ impl Cache {
         }
         self.reopen()?;
         *self.panel_mem.get_mut() = None;
+        *self.worklist_mem.get_mut() = None;
         renamed
     }
 }

@@ -279,6 +279,7 @@ impl Cache {
         // Drop the in-memory panel now; it reloads from whichever panel is
         // committed (the new one, or the old one if this import fails).
         *self.panel_mem.get_mut() = None;
+        *self.worklist_mem.get_mut() = None;
         phase("clear");
         let (summary, mut progress) = fill(&tx, total, progress, feed, phase)?;
         tx.commit()?;
@@ -295,7 +296,21 @@ impl Cache {
 }
 
 /// Tables kept across imports (not clinical content).
-const KEPT_TABLES: &[&str] = &["accounts", "audit", "settings"];
+const KEPT_TABLES: &[&str] = &[
+    "accounts",
+    "audit",
+    "settings",
+    "account_groups",
+    "measure_package",
+    "eval_run",
+    "eval_patient",
+    "measure_result",
+    "care_gap",
+    "gap_work",
+    "outbox",
+    "local_resource",
+    "saved_view",
+];
 
 /// Copies [`KEPT_TABLES`] row for row (same columns, same rowids) from the
 /// current cache into the replacement.

@@ -6,6 +6,7 @@
 //! * Migrations from `migrations/cache/NNNN_name.sql`, embedded at build time.
 //! * Import of FHIR resources / NDJSON in one transaction (replaces the panel).
 //! * Panel, timeline and patient summary queries; accounts; the audit trail.
+//! * Stored care gaps and results, the in-memory worklist, the outbox of worklist actions.
 //!
 //! No PHI or key material appears in errors or logs from this crate: errors
 //! name files, line numbers, counts and categories only.
@@ -13,14 +14,20 @@
 mod accounts;
 mod audit;
 mod db;
+mod gaps;
 mod import;
 mod key;
 mod migrate;
 mod query;
+mod worklist;
 
 pub use accounts::{Account, LoginResult};
 pub use audit::AuditFilter;
 pub use db::{Cache, HMAC_ALGORITHM, PAGE_SIZE};
+pub use gaps::{
+    EvalRun, GapWork, GroupInfo, LocalResource, MeasurePackageRow, OutboxEntry, PatientEvaluation,
+    PatientGap, PatientResources, PopulationCounts, StoredGap, StoredResult, WorkChange,
+};
 pub use import::{ImportProgress, ImportSummary, PROGRESS_EVERY};
 pub use key::{
     init_keyring_backend, CacheKey, KeyError, KeyStore, KeyringBackend, KEYRING_SERVICE,
@@ -29,6 +36,10 @@ pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use query::{
     BloodPressure, EventKind, Measurement, PanelPage, PanelQuery, PanelRow, PanelSort,
     PatientSummary, SortDir, Timeline, TimelineEvent,
+};
+pub use worklist::{
+    OutreachFilter, PatientScope, WorklistPage, WorklistQuery, WorklistRow, WorklistSort,
+    MAX_WORKLIST_PAGE,
 };
 
 /// Errors from the cache. Messages never contain PHI or key material.

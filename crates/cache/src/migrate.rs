@@ -5,11 +5,18 @@ use rusqlite::Connection;
 use crate::CacheError;
 
 /// `(version, name, sql)`, in order. Versions are 1, 2, 3, ...
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../../migrations/cache/0001_init.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../../migrations/cache/0001_init.sql"),
+    ),
+    (
+        2,
+        "care_gaps",
+        include_str!("../../../migrations/cache/0002_care_gaps.sql"),
+    ),
+];
 
 /// The schema version this build creates and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

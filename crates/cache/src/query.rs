@@ -458,6 +458,15 @@ impl Cache {
     /// dropped by every import) with one precomputed order per sort column:
     /// a query is one pass over the rows in that order.
     pub fn panel(&self, q: &PanelQuery) -> Result<PanelPage, CacheError> {
+        self.panel_in(q, None)
+    }
+
+    /// As [`Cache::panel`], limited to the patients in `scope` (`None`: every patient).
+    pub fn panel_in(
+        &self,
+        q: &PanelQuery,
+        scope: Option<&std::collections::HashSet<String>>,
+    ) -> Result<PanelPage, CacheError> {
         if q.limit == 0 || q.limit > MAX_PAGE {
             return Err(CacheError::InvalidQuery(format!(
                 "page size must be between 1 and {MAX_PAGE}"
@@ -518,7 +527,9 @@ impl Cache {
         let mut rows = Vec::with_capacity(limit.min(64));
         let mut visit = |i: u32| {
             let r = &mem.rows[i as usize];
-            if filter.matches(r, cond_ok.as_deref()) {
+            if scope.is_none_or(|s| s.contains(&r.patient_id))
+                && filter.matches(r, cond_ok.as_deref())
+            {
                 if total >= offset && rows.len() < limit {
                     rows.push(r.to_row(on_days));
                 }

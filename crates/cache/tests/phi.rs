@@ -6,7 +6,10 @@
 mod common;
 
 use access::{Action, AuditEntry, Outcome, PurposeOfUse, Role};
-use cache::{Cache, PanelQuery, PanelSort};
+use cache::{
+    Cache, LocalResource, OutboxEntry, PanelQuery, PanelSort, PatientEvaluation, PopulationCounts,
+    StoredGap, StoredResult, WorkChange, WorklistQuery,
+};
 use common::gen;
 use std::path::Path;
 
@@ -63,6 +66,62 @@ fn workload(mut c: Cache, lines: &[String], patients: &[gen::GenPatient]) -> Cac
         )
         .unwrap();
     }
+    // Care gaps, their evidence, worklist actions with notes and recorded resources: the new
+    // tables carry names and dates too (here on purpose), and must be as unreadable.
+    for p in patients.iter().take(20) {
+        let said = format!("{}, {} born {}", p.family, p.given, p.birth_date);
+        c.store_evaluations(
+            &[PatientEvaluation {
+                patient_id: p.id.clone(),
+                data_hash: "h".into(),
+                results: vec![StoredResult {
+                    measure_id: "M".into(),
+                    group_id: "g".into(),
+                    counts: PopulationCounts {
+                        ip: 1,
+                        denom: 1,
+                        ..Default::default()
+                    },
+                }],
+                gaps: vec![StoredGap {
+                    measure_id: "M".into(),
+                    group_id: "g".into(),
+                    status: "open".into(),
+                    why_open: serde_json::json!([{ "name": "n", "text": said }]).to_string(),
+                    evidence: "[]".into(),
+                }],
+            }],
+            "setup",
+            "2026-01-01T00:00:00Z",
+        )
+        .unwrap();
+        let action = format!("00000000-0000-4000-8000-{:012}", p.id.len());
+        c.record_action(
+            &OutboxEntry {
+                id: format!("{action}-{}", p.id),
+                created_at: "2026-01-02T00:00:00Z".into(),
+                username: "alice".into(),
+                kind: "outreach".into(),
+                patient_id: p.id.clone(),
+                measure_id: Some("M".into()),
+                group_id: Some("g".into()),
+                body: serde_json::json!({ "note": said }).to_string(),
+            },
+            Some(&WorkChange {
+                outreach: Some(format!("call: reached {said}")),
+                ..Default::default()
+            }),
+            Some(&LocalResource {
+                id: format!("r-{}", p.id),
+                patient_id: p.id.clone(),
+                resource_type: "Observation".into(),
+                raw: serde_json::json!({ "resourceType": "Observation", "note": said }).to_string(),
+            }),
+        )
+        .unwrap();
+    }
+    let page = c.worklist(&WorklistQuery::default(), None).unwrap();
+    assert!(page.total >= 20);
     c
 }
 

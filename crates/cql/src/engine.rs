@@ -171,6 +171,30 @@ impl LibrarySet {
         })
     }
 
+    /// From already decoded ELM JSON libraries, each with its Library url when known, shared
+    /// (`Arc`) so that one library used by many measures is held once; plus ValueSet resources.
+    pub fn from_shared_elm(
+        libs: &[(Option<String>, Arc<Json>)],
+        valuesets: &[Json],
+    ) -> R<LibrarySet> {
+        let mut out = Vec::with_capacity(libs.len());
+        for (url, elm) in libs {
+            let (name, version) = lib_identity(elm)?;
+            out.push(LibSrc {
+                name,
+                version,
+                url: url.clone(),
+                elm: elm.clone(),
+            });
+        }
+        let mut set = LibrarySet {
+            libs: out,
+            valuesets: HashMap::new(),
+        };
+        set.add_valuesets(valuesets);
+        Ok(set)
+    }
+
     /// Add value sets (FHIR ValueSet resources with expansions).
     pub fn add_valuesets(&mut self, resources: &[Json]) {
         for r in resources {
@@ -460,13 +484,13 @@ fn profile_ok(r: &Value, f: &ProfileFilter, template: Option<&str>) -> bool {
 
 #[derive(Debug)]
 pub(crate) struct Query {
-    sources: Vec<(Expr, usize, Arc<str>)>,
-    lets: Vec<(Expr, usize)>,
-    rels: Vec<(bool, Expr, usize, Expr)>,
-    where_: Option<Expr>,
-    ret: Option<(Expr, bool)>,
-    agg: Option<(usize, Option<Expr>, Expr, bool)>,
-    sort: Option<(usize, Vec<(Option<Expr>, bool)>)>,
+    pub(crate) sources: Vec<(Expr, usize, Arc<str>)>,
+    pub(crate) lets: Vec<(Expr, usize)>,
+    pub(crate) rels: Vec<(bool, Expr, usize, Expr)>,
+    pub(crate) where_: Option<Expr>,
+    pub(crate) ret: Option<(Expr, bool)>,
+    pub(crate) agg: Option<(usize, Option<Expr>, Expr, bool)>,
+    pub(crate) sort: Option<(usize, Vec<(Option<Expr>, bool)>)>,
 }
 
 #[derive(Debug)]
@@ -549,32 +573,35 @@ pub(crate) enum Expr {
 }
 
 #[derive(Debug)]
-struct Def {
-    name: String,
-    expr: Option<Expr>,
+pub(crate) struct Def {
+    pub(crate) name: String,
+    pub(crate) expr: Option<Expr>,
     nslots: usize,
     operand_types: Vec<TypeSpec>,
-    is_function: bool,
+    pub(crate) is_function: bool,
     patient_context: bool,
     /// index into its library's per-evaluation memo (expression definitions only)
     memo_slot: usize,
 }
 
 pub(crate) struct CLib {
-    name: String,
-    defs: Vec<Def>,
+    pub(crate) name: String,
+    pub(crate) defs: Vec<Def>,
     def_index: HashMap<String, usize>,
-    params: Vec<(String, Value)>,
+    pub(crate) params: Vec<(String, Value)>,
     param_defaults: Vec<Option<Arc<Expr>>>,
     /// number of memoized definitions (expression definitions)
     memo_len: usize,
     key: LibKey,
+    /// declared value sets (name, data) and codes (name, code), for describing retrieves
+    pub(crate) valuesets: Vec<(String, Arc<ValueSetData>)>,
+    pub(crate) codes: Vec<(String, Code)>,
 }
 
 /// A compiled library set, ready to evaluate. `Send + Sync`.
 pub struct Prepared {
-    libs: Vec<CLib>,
-    main: usize,
+    pub(crate) libs: Vec<CLib>,
+    pub(crate) main: usize,
 }
 
 struct PreLib {
@@ -840,6 +867,18 @@ impl<'a> Compiler<'a> {
         }
         let name = self.set.libs[src].name.clone();
         let def_index = self.libs[li].def_index.clone();
+        let mut valuesets: Vec<(String, Arc<ValueSetData>)> = self.libs[li]
+            .vs_index
+            .iter()
+            .map(|(n, d)| (n.clone(), d.clone()))
+            .collect();
+        valuesets.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut codes: Vec<(String, Code)> = self.libs[li]
+            .codes
+            .iter()
+            .map(|(n, c)| (n.clone(), self.code_from_def(c, li)))
+            .collect();
+        codes.sort_by(|a, b| a.0.cmp(&b.0));
         self.libs[li].done = Some(CLib {
             name,
             defs,
@@ -852,6 +891,8 @@ impl<'a> Compiler<'a> {
                 content: 0,
                 params: 0,
             },
+            valuesets,
+            codes,
         });
         Ok(())
     }
@@ -1587,7 +1628,7 @@ impl IntoLit for Value {
 // ---------------------------------------------------------------------------
 
 pub(crate) struct Ctx<'a> {
-    p: &'a Prepared,
+    pub(crate) p: &'a Prepared,
     patient: Option<&'a PatientData>,
     /// per library (same index as `p.libs`); shared with other `Prepared`s through a [`PatientMemo`]
     memo: Vec<Memo>,
@@ -1601,7 +1642,7 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(p: &'a Prepared, patient: Option<&'a PatientData>) -> Ctx<'a> {
+    pub(crate) fn new(p: &'a Prepared, patient: Option<&'a PatientData>) -> Ctx<'a> {
         let memo = p
             .libs
             .iter()
@@ -1637,7 +1678,7 @@ impl<'a> Ctx<'a> {
         st[idx] = v;
     }
 
-    fn call_frame(
+    pub(crate) fn call_frame(
         &self,
         nslots: usize,
         args: Vec<Value>,
@@ -1664,7 +1705,7 @@ impl<'a> Ctx<'a> {
         r
     }
 
-    fn eval_def(&self, lib: usize, def: usize) -> R<Value> {
+    pub(crate) fn eval_def(&self, lib: usize, def: usize) -> R<Value> {
         let d = &self.p.libs[lib].defs[def];
         if let Some(Some(v)) = self.memo[lib].borrow().get(d.memo_slot) {
             return Ok(v.clone());
@@ -2461,95 +2502,10 @@ impl Prepared {
 }
 
 fn collect_unsupported(e: &Expr, out: &mut Vec<String>) {
-    let mut go = |x: &Expr| collect_unsupported(x, out);
-    match e {
-        Expr::Unsupported(m) => out.push(m.to_string()),
-        Expr::Lit(_)
-        | Expr::Def { .. }
-        | Expr::Param { .. }
-        | Expr::ValueSetRef(_)
-        | Expr::Slot(_) => {}
-        Expr::Func { args, .. }
-        | Expr::Op { args, .. }
-        | Expr::Coalesce(args)
-        | Expr::List(args) => args.iter().for_each(go),
-        Expr::Native { arg, .. } => go(arg),
-        Expr::Property { src, .. } => go(src),
-        Expr::And(a, b) | Expr::Or(a, b) => {
-            go(a);
-            go(b);
-        }
-        Expr::If(a, b, c) => {
-            go(a);
-            go(b);
-            go(c);
-        }
-        Expr::Case {
-            comparand,
-            items,
-            els,
-        } => {
-            if let Some(c) = comparand {
-                go(c);
-            }
-            for (w, t) in items {
-                go(w);
-                go(t);
-            }
-            go(els);
-        }
-        Expr::Query(q) => {
-            q.sources.iter().for_each(|(x, _, _)| go(x));
-            q.lets.iter().for_each(|(x, _)| go(x));
-            for (_, x, _, c) in &q.rels {
-                go(x);
-                go(c);
-            }
-            if let Some(w) = &q.where_ {
-                go(w);
-            }
-            if let Some((r, _)) = &q.ret {
-                go(r);
-            }
-            if let Some((_, st, x, _)) = &q.agg {
-                if let Some(st) = st {
-                    go(st);
-                }
-                go(x);
-            }
-            if let Some((_, by)) = &q.sort {
-                by.iter().filter_map(|(x, _)| x.as_ref()).for_each(go);
-            }
-        }
-        Expr::Retrieve { codes, .. } => {
-            if let Some(c) = codes {
-                go(c);
-            }
-        }
-        Expr::Tuple(items) | Expr::Instance { elems: items, .. } => {
-            items.iter().for_each(|(_, x)| go(x))
-        }
-        Expr::Interval { low, high, lc, hc } => {
-            go(low);
-            go(high);
-            go(lc);
-            go(hc);
-        }
-        Expr::As { operand, .. } | Expr::Is { operand, .. } => go(operand),
-        Expr::Message {
-            source,
-            cond,
-            code,
-            severity,
-            message,
-        } => {
-            go(source);
-            go(cond);
-            go(code);
-            go(severity);
-            go(message);
-        }
+    if let Expr::Unsupported(m) = e {
+        out.push(m.to_string());
     }
+    crate::analysis::children(e, &mut |c| collect_unsupported(c, out));
 }
 
 type Memo = Rc<RefCell<Vec<Option<Value>>>>;
@@ -2573,7 +2529,7 @@ impl<'a> PatientMemo<'a> {
 
 /// See [`Prepared::session`].
 pub struct Session<'a> {
-    ctx: Ctx<'a>,
+    pub(crate) ctx: Ctx<'a>,
 }
 
 impl Session<'_> {

@@ -10,15 +10,18 @@
 
 #![allow(clippy::needless_range_loop, clippy::type_complexity)]
 
+pub mod analysis;
 pub mod datetime;
 mod engine;
 pub mod fhir;
 pub mod interval;
 pub mod ops;
 mod regex;
+pub mod render;
 pub mod units;
 pub mod value;
 
+pub use analysis::{DataRequirement, DateWindow, DefId, DefineGraph, NamedCode, NamedValueSet};
 pub use engine::{LibrarySet, PatientMemo, Prepared, Session};
 pub use value::{Code, Concept, Interval, Quantity, Value};
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value as Json;
 
 use crate::error::{EcqmError, Result};
+use crate::evidence::EvidencePlan;
 use crate::package::{parse_measure_bundle, MeasureDef};
 use crate::patients::PatientRecord;
 use crate::period::Period;
@@ -73,6 +74,11 @@ impl MeasurePackage {
         Ok(MeasurePackage { def, libraries })
     }
 
+    /// A package from an already parsed Measure and its library set (see [`crate::compact`]).
+    pub fn from_parts(def: MeasureDef, libraries: cql::LibrarySet) -> Self {
+        MeasurePackage { def, libraries }
+    }
+
     /// The Measure's effective period, used when no period is given.
     pub fn default_period(&self) -> Result<Period> {
         let (s, e) = self.def.effective_period.as_ref().ok_or_else(|| {
@@ -107,6 +113,7 @@ impl MeasurePackage {
         Ok(PreparedMeasure {
             def: self.def.clone(),
             period: period.clone(),
+            evidence: EvidencePlan::new(&self.def, &prepared),
             prepared,
             retrieved_types: self.retrieved_types()?,
         })
@@ -134,15 +141,17 @@ impl MeasurePackage {
 pub struct PreparedMeasure {
     pub def: MeasureDef,
     pub period: Period,
-    prepared: cql::Prepared,
+    pub(crate) prepared: cql::Prepared,
     retrieved_types: BTreeSet<String>,
+    /// care-gap evidence plan and closing requirements (see [`crate::evidence`])
+    pub(crate) evidence: EvidencePlan,
 }
 
 /// One measure bound to one patient's evaluation session: definitions are memoized across the
 /// population, stratifier and SDE calls, and (through a shared [`cql::PatientMemo`]) across
 /// measures that use identical libraries with identical parameters.
-struct Bound<'a> {
-    session: cql::Session<'a>,
+pub(crate) struct Bound<'a> {
+    pub(crate) session: cql::Session<'a>,
 }
 
 impl Evaluator for Bound<'_> {

@@ -4,13 +4,18 @@
 //! - [`populations`]: proportion/cohort membership rules and per-patient
 //!   evaluation over an [`Evaluator`] (the cql engine in production).
 //! - [`patients`]: read patients from Bundle files or NDJSON.
+//! - [`compact`]: the packages' compact, shippable form (ELM JSON and expansions, gzipped).
 //! - [`gaps`]: the care-gap rule and improvement-notation overrides.
+//! - [`evidence`]: care-gap evidence derived from the ELM (why open, which data, what would
+//!   close it).
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
 pub mod allocator;
+pub mod compact;
 pub mod engine;
 pub mod error;
+pub mod evidence;
 pub mod gaps;
 pub mod package;
 pub mod patients;
@@ -23,6 +28,7 @@ pub mod scoring;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub use error::{EcqmError, Result};
+pub use evidence::{DefineValue, EvidenceResource, GroupEvidence, Requirement};
 pub use gaps::{gap_status, GapStatus, ImprovementOverrides};
 pub use package::{
     parse_measure_bundle, GroupDef, ImprovementNotation, MeasureDef, PopulationCode,

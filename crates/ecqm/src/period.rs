@@ -108,6 +108,11 @@ impl Period {
         })
     }
 
+    /// The date part of the start (`YYYY-MM-DD`).
+    pub fn start_date(&self) -> &str {
+        &self.start_datetime[..10]
+    }
+
     /// The date part of the end (`YYYY-MM-DD`).
     pub fn end_date(&self) -> &str {
         &self.end_datetime[..10]

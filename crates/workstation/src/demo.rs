@@ -49,3 +49,30 @@ pub fn generate_panel(
     tracing::info!(patients, "demo panel generated");
     Ok(())
 }
+
+/// Links the demo care manager to the care teams of the first panels (about half, at most
+/// three) and the demo clinician to the first panel's practitioner, unless they are linked
+/// already.
+pub fn link_accounts(cache: &Cache) -> Result<(), WsError> {
+    let groups = cache.groups()?;
+    let mut with_pcp: Vec<_> = groups
+        .iter()
+        .filter(|g| g.practitioner_id.is_some() && g.size > 0)
+        .collect();
+    with_pcp.sort_by(|a, b| a.id.cmp(&b.id));
+    let Some(first) = with_pcp.first() else {
+        return Ok(());
+    };
+    let (p, g) = cache.account_links("caremanager")?;
+    if cache.account("caremanager")?.is_some() && p.is_none() && g.is_empty() {
+        // About half the panels, at most three: a care manager sees part of the practice.
+        let n = with_pcp.len().div_ceil(2).clamp(1, 3);
+        let teams: Vec<String> = with_pcp.iter().take(n).map(|g| g.id.clone()).collect();
+        cache.set_account_links("caremanager", None, &teams)?;
+    }
+    let (p, g) = cache.account_links("clinician")?;
+    if cache.account("clinician")?.is_some() && p.is_none() && g.is_empty() {
+        cache.set_account_links("clinician", first.practitioner_id.as_deref(), &[])?;
+    }
+    Ok(())
+}

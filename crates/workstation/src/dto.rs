@@ -1,9 +1,15 @@
 //! What the UI sends and receives (camelCase JSON). Kept apart from the
 //! cache's own types so the screen contract changes only on purpose.
+//!
+//! Every type here derives `ts_rs::TS`; its TypeScript binding is committed in
+//! `ui/src/bindings/`, which the UI imports instead of declaring its own types.
+//! After changing a type, regenerate them with
+//! `PHM_UPDATE_BINDINGS=1 cargo test -p workstation --test ts_bindings`;
+//! without the variable that test fails, naming the file, when they differ.
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct StartupStatus {
     /// `starting`, `generating`, `ready` or `failed`.
@@ -52,13 +58,14 @@ impl StartupStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionInfo {
     pub username: String,
     pub display_name: String,
     pub role: access::Role,
     pub role_label: String,
+    #[ts(as = "Option<access::PurposeOfUse>")]
     pub purpose: Option<String>,
     pub purpose_label: Option<String>,
     /// Action ids the role allows, so the screen shows only what Rust will permit.
@@ -66,13 +73,14 @@ pub struct SessionInfo {
     pub idle_timeout_secs: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Purpose {
+    #[ts(as = "access::PurposeOfUse")]
     pub code: String,
     pub label: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub enum SortKey {
     #[default]
@@ -83,7 +91,7 @@ pub enum SortKey {
     LastVisit,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase", default)]
 pub struct PanelQuery {
     pub name: Option<String>,
@@ -100,7 +108,7 @@ pub struct PanelQuery {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct PanelRow {
     pub id: String,
@@ -112,33 +120,36 @@ pub struct PanelRow {
     pub last_visit: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct PanelPage {
     pub rows: Vec<PanelRow>,
     pub total: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Provider {
     pub id: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Facets {
     pub providers: Vec<Provider>,
     pub conditions: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Vital {
     pub date: Option<String>,
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
 pub struct TimelineEvent {
+    /// The FHIR resource id (links a care gap's evidence to its event).
+    pub resource_id: Option<String>,
     pub date: Option<String>,
     pub kind: String,
     pub display: String,
@@ -147,7 +158,7 @@ pub struct TimelineEvent {
     pub status: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
     pub patient_id: String,
@@ -163,33 +174,37 @@ pub struct Timeline {
     pub events: Vec<TimelineEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase", default)]
 pub struct AuditFilter {
     pub user: Option<String>,
     pub patient_id: Option<String>,
+    #[ts(as = "Option<access::Action>")]
     pub action: Option<String>,
+    #[ts(as = "Option<access::Outcome>")]
     pub outcome: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct AuditRow {
     pub seq: i64,
     pub at: String,
     pub user: String,
     pub role: String,
     pub purpose: String,
+    #[ts(as = "access::Action")]
     pub action: String,
     pub patients: Vec<String>,
     pub query: Option<String>,
+    #[ts(as = "access::Outcome")]
     pub outcome: String,
     pub hash: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditVerification {
     pub ok: bool,

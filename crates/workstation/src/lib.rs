@@ -3,10 +3,13 @@
 //! purpose chosen), checks the role in Rust, runs one cache query and writes
 //! exactly one audit record — allowed, denied or error alike.
 
+pub mod closure;
 mod demo;
 mod dto;
 mod error;
+pub mod evaluation;
 mod queries;
+mod worklist;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -17,6 +20,7 @@ use cache::{Cache, CacheKey, KeyStore, LoginResult};
 
 pub use dto::*;
 pub use error::{action_label, WsError};
+pub use worklist::*;
 
 /// Where the cache lives and how the app behaves; read from the environment
 /// by the app, built directly by tests.
@@ -28,6 +32,9 @@ pub struct Config {
     pub demo_seed: u64,
     pub idle_timeout: Duration,
     pub lockout: LockoutPolicy,
+    /// Improvement-notation overrides (`PHM_IMPROVEMENT_NOTATION`, default
+    /// [`evaluation::SHIPPED_IMPROVEMENT_OVERRIDES`]).
+    pub improvement: ecqm::ImprovementOverrides,
 }
 
 impl Config {
@@ -38,6 +45,10 @@ impl Config {
             demo_seed: 20_251_231,
             idle_timeout: Duration::from_secs(15 * 60),
             lockout: LockoutPolicy::default(),
+            improvement: ecqm::ImprovementOverrides::parse(
+                evaluation::SHIPPED_IMPROVEMENT_OVERRIDES,
+            )
+            .unwrap_or_default(),
         }
     }
 
@@ -50,6 +61,12 @@ impl Config {
         let mut c = Config::new(dir);
         if let Some(n) = env_u64("PHM_DEMO_PATIENTS") {
             c.demo_patients = n;
+        }
+        if let Some(Ok(o)) = std::env::var("PHM_IMPROVEMENT_NOTATION")
+            .ok()
+            .map(|s| ecqm::ImprovementOverrides::parse(&s))
+        {
+            c.improvement = o;
         }
         if let Some(m) = env_u64("PHM_IDLE_MINUTES") {
             c.idle_timeout = Duration::from_secs(m.max(1) * 60);
@@ -74,6 +91,8 @@ struct Session {
     role: Role,
     purpose: Option<PurposeOfUse>,
     last_activity_ms: i64,
+    /// The patients this session may see (`None`: all), fixed at sign-in.
+    scope: Option<std::sync::Arc<cache::PatientScope>>,
 }
 
 /// Milliseconds since the epoch; replaceable so idle-lock tests need no sleeping.
@@ -85,6 +104,12 @@ pub struct Workstation {
     idle: IdlePolicy,
     lockout: LockoutPolicy,
     clock: Clock,
+    improvement: ecqm::ImprovementOverrides,
+    /// The measures prepared for the current measurement period.
+    measures: Mutex<Option<evaluation::EvalContext>>,
+    eval_status: Mutex<EvaluationStatus>,
+    /// One evaluation run at a time; a second waits, then runs with the newest settings.
+    eval_lock: Mutex<()>,
 }
 
 /// The demo accounts, one per role: (user name, display name, role).
@@ -167,6 +192,7 @@ impl Workstation {
         if cache.patient_count()? == 0 && config.demo_patients > 0 {
             demo::generate_panel(&mut cache, config.demo_patients, config.demo_seed, progress)?;
         }
+        demo::link_accounts(&cache)?;
         Ok(Workstation {
             cache: Mutex::new(cache),
             session: Mutex::new(None),
@@ -175,6 +201,13 @@ impl Workstation {
             },
             lockout: config.lockout,
             clock,
+            improvement: config.improvement.clone(),
+            measures: Mutex::new(None),
+            eval_status: Mutex::new(EvaluationStatus {
+                phase: "idle".into(),
+                ..Default::default()
+            }),
+            eval_lock: Mutex::new(()),
         })
     }
 
@@ -237,12 +270,14 @@ impl Workstation {
         };
         match result {
             LoginResult::Success(account) => {
+                let scope = Workstation::scope_for(&self.cache(), &account.username, account.role)?;
                 let s = Session {
                     username: account.username.clone(),
                     display_name: account.display_name.clone(),
                     role: account.role,
                     purpose: None,
                     last_activity_ms: now,
+                    scope,
                 };
                 let mut e = AuditEntry::now(
                     &s.username,
@@ -357,7 +392,7 @@ impl Workstation {
         &self,
         action: Action,
         query: Option<String>,
-        run: impl FnOnce(&Cache) -> Result<T, WsError>,
+        run: impl FnOnce(&Cache, &Session) -> Result<T, WsError>,
         patients: impl FnOnce(&T) -> Vec<String>,
     ) -> Result<T, WsError> {
         let s = self.authorize(action)?;
@@ -368,7 +403,7 @@ impl Workstation {
                 None => e,
             }
         };
-        let result = run(&self.cache());
+        let result = run(&self.cache(), &s);
         match &result {
             Ok(value) => self.audit(base(Outcome::Allowed).with_patients(patients(value)))?,
             Err(e) => self.audit(base(Outcome::Error).with_detail(e.code))?,
@@ -380,7 +415,7 @@ impl Workstation {
         self.audited(
             Action::ViewPanel,
             Some("panel facets".into()),
-            queries::facets,
+            |c, _| queries::facets(c),
             |_| Vec::new(),
         )
     }
@@ -390,17 +425,20 @@ impl Workstation {
         self.audited(
             Action::ViewPanel,
             Some(query),
-            |c| queries::panel(c, q),
+            |c, s| queries::panel(c, q, s.scope.as_deref().map(|s| &s.patients)),
             |page| page.rows.iter().map(|r| r.id.clone()).collect(),
         )
     }
 
+    /// One patient's timeline; a patient outside the caller's panel is refused and audited.
     pub fn patient_timeline(&self, patient_id: &str) -> Result<Timeline, WsError> {
+        let s = self.authorize(Action::ViewTimeline)?;
+        self.check_in_panel(&s, Action::ViewTimeline, patient_id)?;
         let id = patient_id.to_owned();
         self.audited(
             Action::ViewTimeline,
             None,
-            |c| queries::timeline(c, patient_id),
+            |c, _| queries::timeline(c, patient_id),
             move |_| vec![id],
         )
     }
@@ -410,7 +448,7 @@ impl Workstation {
         self.audited(
             Action::ViewAudit,
             Some(query),
-            |c| queries::audit_list(c, f),
+            |c, _| queries::audit_list(c, f),
             |rows| {
                 let mut ids: Vec<String> = rows
                     .iter()
@@ -424,9 +462,12 @@ impl Workstation {
     }
 
     pub fn audit_verify(&self) -> Result<AuditVerification, WsError> {
-        self.audited(Action::VerifyAudit, None, queries::audit_verify, |_| {
-            Vec::new()
-        })
+        self.audited(
+            Action::VerifyAudit,
+            None,
+            |c, _| queries::audit_verify(c),
+            |_| Vec::new(),
+        )
     }
 }
 

@@ -36,7 +36,11 @@ fn blank_to_none(s: &Option<String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn panel(c: &Cache, q: &PanelQuery) -> Result<PanelPage, WsError> {
+pub fn panel(
+    c: &Cache,
+    q: &PanelQuery,
+    scope: Option<&std::collections::HashSet<String>>,
+) -> Result<PanelPage, WsError> {
     if let (Some(lo), Some(hi)) = (q.age_min, q.age_max) {
         if lo > hi {
             return Err(WsError::invalid(
@@ -71,7 +75,7 @@ pub fn panel(c: &Cache, q: &PanelQuery) -> Result<PanelPage, WsError> {
         },
         as_of: None,
     };
-    let page = c.panel(&query)?;
+    let page = c.panel_in(&query, scope)?;
     Ok(PanelPage {
         rows: page.rows.into_iter().map(panel_row).collect(),
         total: page.total,
@@ -138,6 +142,7 @@ pub fn timeline(c: &Cache, patient_id: &str) -> Result<Timeline, WsError> {
                 _ => e.value_text.clone(),
             };
             TimelineEvent {
+                resource_id: e.resource_id,
                 date: e.date.map(|d| date_part(&d)),
                 kind: e.kind.id().into(),
                 display: e

@@ -6,8 +6,10 @@
 //!     [--report summary|subject-list|individual|gaps|worklist --report-out FILE]
 //!     [--threads N] [--sde] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...]
 //!     [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--quiet]
+//! phm-ecqm compact --measure DIR --out FILE.json.gz
 //! ```
-//! Exit status: 0 ok, 2 usage or input error, 3 when some patient
+//! `compact` writes the packages' compact form (see `ecqm::compact`), which the workstation
+//! ships. Exit status: 0 ok, 2 usage or input error, 3 when some patient
 //! evaluations failed (their result lines are missing; the rest is written).
 
 use std::io::{BufWriter, Write};
@@ -154,8 +156,57 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(a)
 }
 
+/// `phm-ecqm compact --measure DIR --out FILE`: the bundles' compact, gzipped form.
+fn compact_command(mut it: impl Iterator<Item = String>) -> Result<(), String> {
+    let (mut measure, mut out) = (None, None);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--measure" => measure = Some(PathBuf::from(value()?)),
+            "--out" => out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    let (Some(measure), Some(out)) = (measure, out) else {
+        return Err("usage: phm-ecqm compact --measure DIR --out FILE.json.gz".into());
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&measure)
+        .map_err(|e| format!("{}: {e}", measure.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .collect();
+    files.sort();
+    let bundles = files
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            serde_json::from_slice(&bytes).map_err(|e| format!("{}: not JSON ({e})", f.display()))
+        })
+        .collect::<Result<Vec<Json>, String>>()?;
+    let gz = ecqm::compact::compact(&bundles)
+        .and_then(|c| ecqm::compact::to_gzip(&c))
+        .map_err(|e| e.to_string())?;
+    std::fs::write(&out, &gz).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!(
+        "phm-ecqm: {} measures, {} bytes -> {}",
+        bundles.len(),
+        gz.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     ecqm::allocator::tune();
+    if std::env::args().nth(1).as_deref() == Some("compact") {
+        return match compact_command(std::env::args().skip(2)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("phm-ecqm: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

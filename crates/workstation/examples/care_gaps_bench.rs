@@ -1,0 +1,239 @@
+//! Care-gap benchmark on a generated demo panel in a real SQLCipher cache:
+//! first local evaluation (every patient × the 12 shipped measures, with evidence), a second run
+//! with nothing changed, worklist queries (filter + sort + page) and one patient's re-evaluation
+//! after closure evidence.
+//!
+//! `cargo run --release -p workstation --example care_gaps_bench -- PATIENTS`
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cache::{Cache, CacheKey};
+use workstation::{demo_passphrase, Config, WorklistQuery, WorklistSortKey, Workstation};
+
+#[global_allocator]
+static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+
+fn p95(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[(v.len() * 95 / 100).min(v.len() - 1)]
+}
+
+fn main() {
+    ecqm::allocator::tune();
+    let patients: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000);
+    let dir = tempfile::tempdir().unwrap();
+    let key = CacheKey::generate().unwrap();
+    let cache = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let mut config = Config::new(dir.path());
+    config.demo_patients = patients;
+    let t = Instant::now();
+    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
+    let ws = Workstation::with_cache(
+        cache,
+        &config,
+        &|_| {},
+        Box::new(move || now.load(Ordering::SeqCst)),
+    )
+    .unwrap();
+    println!(
+        "demo panel of {patients}: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    let s = ws.evaluate_panel(&|_| {}).unwrap();
+    let first = t.elapsed().as_secs_f64();
+    println!(
+        "first evaluation: {first:.1} s ({:.0} patients/s), {} evaluated, {} failed",
+        patients as f64 / first,
+        s.evaluated,
+        s.failed
+    );
+    println!(
+        "period {:?} to {:?}, over: {}",
+        s.period_start, s.period_end, s.period_over
+    );
+    let t = Instant::now();
+    let s = ws.evaluate_panel(&|_| {}).unwrap();
+    println!(
+        "nothing changed: {:.2} s, {} evaluated",
+        t.elapsed().as_secs_f64(),
+        s.evaluated
+    );
+
+    ws.login("caremanager", &demo_passphrase("caremanager"))
+        .unwrap();
+    ws.set_purpose("TREAT").unwrap();
+    let own = ws.worklist(&WorklistQuery::default()).unwrap().total;
+    println!("the demo care manager's own panels: {own} open gaps");
+    ws.logout();
+    // A care manager over every panel: the whole worklist.
+    let second = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let groups: Vec<String> = second.groups().unwrap().into_iter().map(|g| g.id).collect();
+    second
+        .set_account_links("caremanager", None, &groups)
+        .unwrap();
+    drop(second);
+    ws.login("caremanager", &demo_passphrase("caremanager"))
+        .unwrap();
+    ws.set_purpose("TREAT").unwrap();
+    let facets = ws.worklist_facets().unwrap();
+    let total = ws.worklist(&WorklistQuery::default()).unwrap().total;
+    let stored: u64 = Cache::open(dir.path().join("cache.db"), &key)
+        .unwrap()
+        .gap_counts()
+        .unwrap()
+        .iter()
+        .filter(|g| g.2 != "closed")
+        .map(|g| g.3)
+        .sum();
+    println!("open gaps stored: {stored}");
+    let results = Cache::open(dir.path().join("cache.db"), &key)
+        .unwrap()
+        .measure_results()
+        .unwrap()
+        .len();
+    println!("result rows stored: {results}");
+    println!("care manager's open gaps: {total}");
+    let sorts = [
+        WorklistSortKey::Priority,
+        WorklistSortKey::Patient,
+        WorklistSortKey::Measure,
+        WorklistSortKey::LastOutreach,
+    ];
+    let mut times = Vec::new();
+    for i in 0..200 {
+        let q = WorklistQuery {
+            measure: (i % 3 == 0).then(|| facets.measures[i % facets.measures.len()].id.clone()),
+            sort: sorts[i % sorts.len()],
+            descending: i % 2 == 0,
+            offset: ((i * 37) % 5) as u32 * 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        ws.worklist(&q).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "worklist query (command: role, panel, audit) p95: {:.1} ms over {} gaps",
+        p95(times),
+        total
+    );
+    // The same queries on the cache alone (no role check, no audit record).
+    let direct = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let mut times = Vec::new();
+    for i in 0..200 {
+        let q = cache::WorklistQuery {
+            measure: (i % 3 == 0).then(|| facets.measures[i % facets.measures.len()].id.clone()),
+            offset: ((i * 37) % 5) as u32 * 100,
+            ..Default::default()
+        };
+        let t = Instant::now();
+        direct.worklist(&q, None).unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!("worklist query (cache only) p95: {:.1} ms", p95(times));
+    drop(direct);
+
+    // One patient's re-evaluation on its own: read the patient's resources from the cache,
+    // run every measure with evidence, store results and gaps (one transaction).
+    let year: i32 = s
+        .period_start
+        .as_deref()
+        .and_then(|d| d.get(..4))
+        .and_then(|y| y.parse().ok())
+        .unwrap();
+    let packages = workstation::evaluation::shipped_packages().unwrap();
+    let today = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms());
+    let set = workstation::evaluation::MeasureSet::prepare(
+        &packages,
+        year,
+        &today[..10],
+        &config.improvement,
+    )
+    .unwrap();
+    let direct = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let ids = direct.patient_ids().unwrap();
+    let shared: std::collections::HashMap<String, cql::fhir::J> = direct
+        .shared_resources()
+        .unwrap()
+        .into_iter()
+        .map(|(t, id, raw)| (format!("{t}/{id}"), serde_json::from_str(&raw).unwrap()))
+        .collect();
+    let (mut read, mut eval, mut write, mut whole) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for id in ids.iter().step_by((ids.len() / 200).max(1)).take(200) {
+        let t = Instant::now();
+        let p = direct.patient_resources(std::slice::from_ref(id)).unwrap();
+        let t_read = t.elapsed();
+        let e = set.evaluate(&p[0], &shared).unwrap();
+        let t_eval = t.elapsed();
+        direct.store_evaluations(&[e], &set.setup, &today).unwrap();
+        let t_all = t.elapsed();
+        read.push(t_read.as_secs_f64() * 1000.0);
+        eval.push((t_eval - t_read).as_secs_f64() * 1000.0);
+        write.push((t_all - t_eval).as_secs_f64() * 1000.0);
+        whole.push(t_all.as_secs_f64() * 1000.0);
+    }
+    println!(
+        "re-evaluation of one patient p95: {:.1} ms (read {:.1}, evaluate {:.1}, store {:.1}; {} patients)",
+        p95(whole.clone()),
+        p95(read),
+        p95(eval),
+        p95(write),
+        whole.len()
+    );
+    drop(direct);
+
+    // Closure evidence: the action stored, the patient re-evaluated at once, the list updated.
+    let rows = ws
+        .worklist(&WorklistQuery {
+            measure: Some("BreastCancerScreeningFHIR".into()),
+            limit: 50,
+            ..Default::default()
+        })
+        .unwrap()
+        .rows;
+    let mut times = Vec::new();
+    for r in &rows {
+        let t = Instant::now();
+        ws.worklist_action(&workstation::ActionRequest {
+            targets: vec![workstation::GapRef {
+                patient_id: r.patient_id.clone(),
+                measure_id: r.measure_id.clone(),
+                group_id: r.group_id.clone(),
+            }],
+            action: workstation::WorklistAction::Closure {
+                evidence: workstation::ClosureEvidence {
+                    requirement: 0,
+                    system: "http://loinc.org".into(),
+                    code: "00000-0".into(),
+                    display: None,
+                    date: "2025-06-01".into(),
+                    value: None,
+                    unit: None,
+                    source: "outside-record".into(),
+                    category: None,
+                },
+            },
+        })
+        .unwrap();
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "closure evidence with re-evaluation, per action p95: {:.1} ms ({} actions)",
+        p95(times.clone()),
+        times.len()
+    );
+    let t = Instant::now();
+    ws.worklist(&WorklistQuery::default()).unwrap();
+    println!(
+        "first worklist page after those actions: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+}
