@@ -66,6 +66,7 @@ CREATE TABLE care_gap (
     group_id   TEXT NOT NULL,
     status     TEXT NOT NULL CHECK (status IN ('open','closed','prospective')),
     why_open   TEXT NOT NULL DEFAULT '[]',
+    why_line   TEXT NOT NULL DEFAULT '',   -- the first line of why_open, for the worklist
     evidence   TEXT NOT NULL DEFAULT '[]',
     since      TEXT NOT NULL,          -- when this status was first computed
     PRIMARY KEY (patient_id, measure_id, group_id)

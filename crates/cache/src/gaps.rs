@@ -297,7 +297,9 @@ impl Cache {
             params![id, finished_at, evaluated as i64, failed as i64],
         )?;
         // The worklist's due dates and measure names come from the finished run.
-        self.invalidate_worklist();
+        if evaluated > 0 {
+            self.invalidate_worklist();
+        }
         Ok(())
     }
 
@@ -349,8 +351,9 @@ impl Cache {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut ins_gap = tx.prepare_cached(
-                "INSERT INTO care_gap(patient_id, measure_id, group_id, status, why_open, evidence, since)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO care_gap(patient_id, measure_id, group_id, status, why_open, why_line,
+                        evidence, since)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut state = tx.prepare_cached(
                 "INSERT INTO eval_patient(patient_id, data_hash, setup, evaluated_at)
@@ -393,6 +396,7 @@ impl Cache {
                         g.group_id,
                         g.status,
                         g.why_open,
+                        crate::worklist::first_text(&g.why_open),
                         g.evidence,
                         first
                     ])?;

@@ -160,6 +160,13 @@ struct MemGap {
     teams: Vec<String>,
 }
 
+/// Which care-gap rows to read.
+enum RowsOf<'a> {
+    Open,
+    Closed,
+    Patient(&'a str),
+}
+
 /// The worklist in memory.
 pub(crate) struct WorklistMem {
     gaps: Vec<MemGap>,
@@ -173,11 +180,15 @@ pub(crate) struct WorklistMem {
     teams: HashMap<String, Vec<String>>,
     measures: HashMap<String, (String, HashMap<String, String>)>,
     due_date: String,
+    /// Whether every closed gap is loaded. Most gaps are closed and most queries ask for open
+    /// ones, so closed rows are read on the first query that asks for them (until then only
+    /// those of patients refreshed after an action are present).
+    closed_loaded: bool,
 }
 
 const ROW_SQL: &str = "
     SELECT g.patient_id, p.name, p.name_lc, p.birth_date, p.sex, p.pcp_id, pr.name,
-           g.measure_id, g.group_id, g.status, g.why_open,
+           g.measure_id, g.group_id, g.status, g.why_line,
            w.state, w.assignee, w.snoozed_until, w.visit_date, w.last_outreach_at, w.last_outreach
     FROM care_gap g
     JOIN patients p ON p.id = g.patient_id
@@ -186,7 +197,7 @@ const ROW_SQL: &str = "
                         AND w.group_id = g.group_id";
 
 /// The first entry of a JSON array of `{name?, text}` objects, as "name: text" (or the text).
-fn first_text(json: &str) -> String {
+pub(crate) fn first_text(json: &str) -> String {
     serde_json::from_str::<serde_json::Value>(json)
         .ok()
         .and_then(|v| {
@@ -243,23 +254,36 @@ impl WorklistMem {
             teams,
             measures,
             due_date,
+            closed_loaded: false,
         };
-        mem.gaps = mem.read_rows(conn, None)?;
+        mem.gaps = mem.read_rows(conn, RowsOf::Open)?;
         mem.count_open();
         Ok(mem)
+    }
+
+    /// Adds every closed gap (replacing the closed rows already present).
+    fn load_closed(&mut self, conn: &rusqlite::Connection) -> Result<(), CacheError> {
+        let mut closed = self.read_rows(conn, RowsOf::Closed)?;
+        self.gaps.retain(|g| g.row.status != "closed");
+        self.gaps.append(&mut closed);
+        self.count_open();
+        self.orders.clear();
+        self.scope_rows = None;
+        self.closed_loaded = true;
+        Ok(())
     }
 
     fn read_rows(
         &self,
         conn: &rusqlite::Connection,
-        patient: Option<&str>,
+        which: RowsOf<'_>,
     ) -> Result<Vec<MemGap>, CacheError> {
-        let sql = match patient {
-            None => ROW_SQL.to_string(),
-            Some(_) => format!("{ROW_SQL} WHERE g.patient_id = ?1"),
+        let (sql, params): (String, Vec<&str>) = match which {
+            RowsOf::Open => (format!("{ROW_SQL} WHERE g.status <> 'closed'"), vec![]),
+            RowsOf::Closed => (format!("{ROW_SQL} WHERE g.status = 'closed'"), vec![]),
+            RowsOf::Patient(p) => (format!("{ROW_SQL} WHERE g.patient_id = ?1"), vec![p]),
         };
         let mut stmt = conn.prepare_cached(&sql)?;
-        let params: Vec<&str> = patient.into_iter().collect();
         let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
@@ -289,7 +313,7 @@ impl WorklistMem {
                     measure,
                     group_id,
                     status: r.get(9)?,
-                    why_open: first_text(&why),
+                    why_open: why,
                     closes_with,
                     due_date: self.due_date.clone(),
                     overdue: false,
@@ -333,15 +357,16 @@ impl WorklistMem {
         Ok(())
     }
 
-    /// Re-reads one patient's rows. When the patient has the same gaps as before (the usual
-    /// case after an action) the rows are updated where they are and moved within each cached
-    /// order; otherwise the rows are replaced and the orders rebuilt on next use.
+    /// Re-reads one patient's rows. When none of the patient's rows went away (the usual case
+    /// after an action: statuses change, a closed gap's row may be new) the rows are updated
+    /// where they are, new ones appended, and each moved within every cached order; otherwise
+    /// the rows are replaced and the orders rebuilt on next use.
     fn refresh_patient(
         &mut self,
         conn: &rusqlite::Connection,
         patient: &str,
     ) -> Result<(), CacheError> {
-        let mut fresh = self.read_rows(conn, Some(patient))?;
+        let mut fresh = self.read_rows(conn, RowsOf::Patient(patient))?;
         let open = fresh.iter().filter(|g| g.row.status != "closed").count() as u32;
         for g in &mut fresh {
             g.row.open_gaps = open;
@@ -350,11 +375,8 @@ impl WorklistMem {
         let at: Vec<usize> = (0..self.gaps.len())
             .filter(|&i| self.gaps[i].row.patient_id == patient)
             .collect();
-        let mut old_keys: Vec<_> = at.iter().map(|&i| key(&self.gaps[i])).collect();
-        let mut new_keys: Vec<_> = fresh.iter().map(key).collect();
-        old_keys.sort();
-        new_keys.sort();
-        if old_keys != new_keys {
+        let new_keys: HashSet<_> = fresh.iter().map(key).collect();
+        if !at.iter().all(|&i| new_keys.contains(&key(&self.gaps[i]))) {
             self.gaps.retain(|g| g.row.patient_id != patient);
             self.gaps.extend(fresh);
             self.orders.clear();
@@ -362,18 +384,27 @@ impl WorklistMem {
             return Ok(());
         }
         let moved: HashSet<u32> = at.iter().map(|&i| i as u32).collect();
+        let mut touched = at.clone();
         for g in fresh {
             let k = key(&g);
-            if let Some(&i) = at.iter().find(|&&i| key(&self.gaps[i]) == k) {
-                self.gaps[i] = g;
+            match at.iter().find(|&&i| key(&self.gaps[i]) == k) {
+                Some(&i) => self.gaps[i] = g,
+                None => {
+                    self.gaps.push(g);
+                    touched.push(self.gaps.len() - 1);
+                }
             }
+        }
+        if touched.len() > at.len() {
+            // New rows: the scope's row map is rebuilt on next use.
+            self.scope_rows = None;
         }
         // Take the patient's rows out of each order and put them back where they now belong.
         let today = self.orders_today.clone();
         let gaps = &self.gaps;
         for (sort, order) in self.orders.iter_mut() {
             order.retain(|i| !moved.contains(i));
-            for &i in &at {
+            for &i in &touched {
                 let row = &gaps[i].row;
                 let pos = order.partition_point(|&j| {
                     compare(*sort, &today, &gaps[j as usize].row, row).is_lt()
@@ -466,11 +497,22 @@ impl Cache {
     ) -> Result<(), CacheError> {
         let mut guard = self.worklist_mem.borrow_mut();
         if let Some(mem) = guard.as_mut() {
-            if patients.len() > 1000 {
+            // Each patient's refresh scans the rows: a batch (an evaluation run) reloads instead.
+            if patients.len() > 32 {
                 *guard = None;
             } else {
                 mem.refresh(&self.conn, patients)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Loads the worklist into memory now (after an evaluation, so the first page a user asks
+    /// for needs no load).
+    pub fn warm_worklist(&self) -> Result<(), CacheError> {
+        let mut guard = self.worklist_mem.borrow_mut();
+        if guard.is_none() {
+            *guard = Some(WorklistMem::load(&self.conn)?);
         }
         Ok(())
     }
@@ -508,11 +550,12 @@ impl Cache {
             s.as_deref().filter(|s| !s.is_empty())
         }
 
+        self.warm_worklist()?;
         let mut guard = self.worklist_mem.borrow_mut();
-        if guard.is_none() {
-            *guard = Some(WorklistMem::load(&self.conn)?);
-        }
         let mem = guard.as_mut().expect("loaded above");
+        if q.closed && !mem.closed_loaded {
+            mem.load_closed(&self.conn)?;
+        }
         let in_scope: Option<Vec<bool>> = scope.map(|s| mem.scope_rows(s).to_vec());
         let order = mem.order(q.sort, &today).to_vec();
         let mem = &*mem;

@@ -705,8 +705,10 @@ impl Workstation {
             eprintln!("evaluation phases: read {t_read:.2} s, evaluate {t_eval:.2} s, write {t_write:.2} s");
         }
         let finished = now_rfc3339();
-        self.cache()
-            .finish_eval_run(run, &finished, status.evaluated, status.failed)?;
+        let cache = self.cache();
+        cache.finish_eval_run(run, &finished, status.evaluated, status.failed)?;
+        // The first worklist page after sign-in should not wait for the worklist's load.
+        cache.warm_worklist()?;
         status.evaluated_at = Some(finished);
         Ok(())
     }

@@ -592,13 +592,60 @@ fn the_worklist_after_actions_equals_a_fresh_read_in_every_order() {
         })
         .unwrap();
     }
+    // Closure evidence that meets the measure: the gap's row turns closed (closed rows are not
+    // loaded yet, so it is a new row in memory) and leaves the open list.
+    let mammo =
+        f.ws.worklist(&WorklistQuery {
+            measure: Some("BreastCancerScreeningFHIR".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .rows[0]
+            .clone();
+    let gaps = f.ws.patient_gaps(&mammo.patient_id).unwrap();
+    let req = gaps
+        .gaps
+        .iter()
+        .find(|g| g.measure_id == mammo.measure_id && g.group_id == mammo.group_id)
+        .unwrap()
+        .closes_with
+        .iter()
+        .find(|r| r.value_set.as_deref() == Some("Mammography"))
+        .unwrap()
+        .clone();
+    let (start, _) = req.window.clone().unwrap();
+    let (system, code) = mammography_code();
+    let outcome =
+        f.ws.worklist_action(&ActionRequest {
+            targets: vec![GapRef {
+                patient_id: mammo.patient_id.clone(),
+                measure_id: mammo.measure_id.clone(),
+                group_id: mammo.group_id.clone(),
+            }],
+            action: WorklistAction::Closure {
+                evidence: ClosureEvidence {
+                    requirement: req.index,
+                    system,
+                    code,
+                    display: None,
+                    date: start,
+                    value: None,
+                    unit: None,
+                    source: "outside-record".into(),
+                    category: Some("imaging".into()),
+                },
+            },
+        })
+        .unwrap();
+    assert_eq!(outcome[0].status, "closed");
     let fresh = Cache::open(&f.path, &f.key).unwrap();
-    for sort in sorts {
+    for (sort, closed) in sorts.into_iter().flat_map(|s| [(s, false), (s, true)]) {
         for descending in [false, true] {
             let mine: Vec<(String, String, String)> =
                 f.ws.worklist(&WorklistQuery {
                     sort,
                     descending,
+                    closed,
                     limit: 1000,
                     ..Default::default()
                 })
@@ -625,6 +672,7 @@ fn the_worklist_after_actions_equals_a_fresh_read_in_every_order() {
                     &cache::WorklistQuery {
                         sort: cache_sort,
                         dir,
+                        closed,
                         limit: 1000,
                         ..Default::default()
                     },
@@ -635,7 +683,16 @@ fn the_worklist_after_actions_equals_a_fresh_read_in_every_order() {
                 .into_iter()
                 .map(|r| (r.patient_id, r.measure_id, r.state))
                 .collect();
-            assert_eq!(mine, theirs, "{sort:?} descending={descending}");
+            assert!(
+                closed
+                    || !mine
+                        .iter()
+                        .any(|r| r.0 == mammo.patient_id && r.1 == mammo.measure_id)
+            );
+            assert_eq!(
+                mine, theirs,
+                "{sort:?} descending={descending} closed={closed}"
+            );
         }
     }
 }
