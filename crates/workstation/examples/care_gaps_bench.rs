@@ -18,6 +18,9 @@ use workstation::{demo_passphrase, Config, WorklistQuery, WorklistSortKey, Works
 static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 
 fn p95(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[(v.len() * 95 / 100).min(v.len() - 1)]
 }
