@@ -498,7 +498,7 @@ fn first_code(cc: Option<&CodeableConcept>) -> Option<String> {
 }
 
 /// Unix ms for a FHIR date/dateTime/instant, including partial dates (`YYYY`, `YYYY-MM`).
-fn fhir_ts(s: Option<&str>) -> Option<i64> {
+pub(crate) fn fhir_ts(s: Option<&str>) -> Option<i64> {
     let s = s?;
     if let Some(ms) = access::time::parse_rfc3339_ms(s) {
         return Some(ms);
@@ -757,6 +757,40 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
 }
 
 /// The event row for a clinical resource; `None` for other types.
+/// The timeline event of a resource recorded on this workstation (a `local_resource` row, e.g.
+/// closure evidence), with its timestamp for ordering. Its id is `-rowid`, which
+/// [`Cache::event_raw`] resolves; `None` for a type that has no timeline event.
+pub(crate) fn local_timeline_event(
+    rowid: i64,
+    raw: &str,
+) -> Option<(Option<i64>, crate::query::TimelineEvent)> {
+    let line = fhir::NdjsonLine {
+        line_no: 1,
+        text: raw.to_owned(),
+        unterminated: false,
+    };
+    let res = line.parse().ok()?;
+    let ev = event_of(&res)?;
+    Some((
+        fhir_ts(ev.date.as_deref()),
+        crate::query::TimelineEvent {
+            id: -rowid,
+            kind: crate::query::EventKind::from_id(ev.kind)?,
+            resource_id: res.id().map(str::to_owned),
+            date: ev.date,
+            end_date: ev.end_date,
+            code_system: ev.concept.0,
+            code: ev.concept.1,
+            display: ev.concept.2,
+            value: ev.value_num,
+            value2: ev.value2_num,
+            value_text: ev.value_text,
+            unit: ev.unit,
+            status: ev.status,
+        },
+    ))
+}
+
 fn event_of(res: &Resource) -> Option<Event> {
     Some(match res {
         Resource::Encounter(e) => {

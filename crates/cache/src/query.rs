@@ -628,13 +628,38 @@ impl Cache {
             params.extend(kinds.iter().map(|k| Value::Text(k.id().to_owned())));
         }
         sql.push_str(" ORDER BY ts IS NULL, ts, id");
-        let events = {
+        let mut events = {
             let mut stmt = tx.prepare_cached(&sql)?;
             let v = stmt
                 .query_map(params_from_iter(params.iter()), timeline_event)?
                 .collect::<Result<Vec<_>, _>>()?;
             v
         };
+        // Resources recorded here (closure evidence) join the synced events in date order.
+        let local: Vec<(Option<i64>, TimelineEvent)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT rowid, raw FROM local_resource WHERE patient_id = ?1 ORDER BY rowid",
+            )?;
+            let rows = stmt
+                .query_map([patient_id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.iter()
+                .filter_map(|(rowid, raw)| crate::import::local_timeline_event(*rowid, raw))
+                .filter(|(_, e)| kinds.is_empty() || kinds.contains(&e.kind))
+                .collect()
+        };
+        if !local.is_empty() {
+            // `ts` as stored on import: the same conversion of the same date.
+            let mut all: Vec<(Option<i64>, TimelineEvent)> = events
+                .into_iter()
+                .map(|e| (crate::import::fhir_ts(e.date.as_deref()), e))
+                .collect();
+            all.extend(local);
+            all.sort_by_key(|(ts, e)| (ts.is_none(), *ts, e.id));
+            events = all.into_iter().map(|(_, e)| e).collect();
+        }
         let latest_bp = self.latest_bp(patient_id)?;
         let latest_hba1c = self.latest_measurement(patient_id, &LOINC_HBA1C)?;
         let latest_bmi = self.latest_measurement(patient_id, &LOINC_BMI)?;
@@ -652,9 +677,16 @@ impl Cache {
     pub fn event_raw(&self, event_id: i64) -> Result<Option<String>, CacheError> {
         Ok(self
             .conn
-            .query_row("SELECT raw FROM events WHERE id = ?1", [event_id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                if event_id < 0 {
+                    // A resource recorded on this workstation (see `Cache::timeline`).
+                    "SELECT raw FROM local_resource WHERE rowid = -?1"
+                } else {
+                    "SELECT raw FROM events WHERE id = ?1"
+                },
+                [event_id],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 

@@ -335,6 +335,34 @@ fn closure_evidence_closes_the_gap_only_when_it_meets_the_measure() {
         .unwrap();
     assert!(!page.rows.iter().any(|r| r.patient_id == target.patient_id));
 
+    // The three recorded resources are on the patient's timeline, and each one's JSON is
+    // found by its event id.
+    let timeline = c.timeline(&target.patient_id, &[]).unwrap().unwrap();
+    let recorded: Vec<_> = timeline.events.iter().filter(|e| e.id < 0).collect();
+    assert_eq!(recorded.len(), 3, "all three recorded resources are shown");
+    let shown = recorded
+        .iter()
+        .find(|e| {
+            e.code.as_deref() == Some(code.as_str())
+                && e.date
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(inside.as_str()))
+        })
+        .expect("the closing evidence, on its date");
+    let raw = c.event_raw(shown.id).unwrap().unwrap();
+    assert!(raw.contains(&code) && raw.contains(shown.resource_id.as_deref().unwrap()));
+    // Only the kinds asked for.
+    let encounters = c
+        .timeline(&target.patient_id, &[cache::EventKind::Encounter])
+        .unwrap()
+        .unwrap();
+    assert!(encounters.events.iter().all(|e| e.id > 0));
+    let through_app = f.ws.patient_timeline(&target.patient_id).unwrap();
+    assert!(through_app
+        .events
+        .iter()
+        .any(|e| e.resource_id == shown.resource_id));
+
     // All three are in the outbox with their own UUIDs, and audited.
     let outbox = c.outbox(true).unwrap();
     let closures: Vec<_> = outbox
