@@ -198,10 +198,15 @@ const ROW_SQL: &str = "
 
 /// The first entry of a JSON array of `{name?, text}` objects, as "name: text" (or the text).
 pub(crate) fn first_text(json: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|v| {
-            v.as_array()?.iter().find_map(|x| {
+    serde_json::from_str(json)
+        .map(|v| first_text_of(&v))
+        .unwrap_or_default()
+}
+
+fn first_text_of(v: &serde_json::Value) -> String {
+    v.as_array()
+        .and_then(|items| {
+            items.iter().find_map(|x| {
                 let text = x.get("text")?.as_str()?;
                 Some(match x.get("name").and_then(|n| n.as_str()) {
                     Some(name) => format!("{name}: {text}"),
@@ -234,7 +239,7 @@ impl WorklistMem {
                     serde_json::from_str::<HashMap<String, serde_json::Value>>(&reqs)
                         .unwrap_or_default()
                         .into_iter()
-                        .map(|(g, v)| (g, first_text(&v.to_string())))
+                        .map(|(g, v)| (g, first_text_of(&v)))
                         .collect();
                 measures.insert(r.get(0)?, (r.get(1)?, by_group));
             }
@@ -415,8 +420,8 @@ impl WorklistMem {
         Ok(())
     }
 
-    /// The rows in `sort` order (ascending), built on first use.
-    fn order(&mut self, sort: WorklistSort, today: &str) -> &[u32] {
+    /// Builds the rows' `sort` order (ascending) unless it is cached.
+    fn ensure_order(&mut self, sort: WorklistSort, today: &str) {
         if self.orders_today != today {
             self.orders.clear();
             self.orders_today = today.to_string();
@@ -428,11 +433,11 @@ impl WorklistMem {
                 compare(sort, today, &gaps[a as usize].row, &gaps[b as usize].row)
             });
             idx
-        })
+        });
     }
 
-    /// Whether each row is within `scope`, computed once per scope.
-    fn scope_rows(&mut self, scope: &PatientScope) -> &[bool] {
+    /// Computes whether each row is within `scope`, unless done for this scope.
+    fn ensure_scope_rows(&mut self, scope: &PatientScope) {
         if self
             .scope_rows
             .as_ref()
@@ -445,7 +450,6 @@ impl WorklistMem {
                 .collect();
             self.scope_rows = Some((scope.id, rows));
         }
-        &self.scope_rows.as_ref().expect("set above").1
     }
 }
 
@@ -556,15 +560,19 @@ impl Cache {
         if q.closed && !mem.closed_loaded {
             mem.load_closed(&self.conn)?;
         }
-        let in_scope: Option<Vec<bool>> = scope.map(|s| mem.scope_rows(s).to_vec());
-        let order = mem.order(q.sort, &today).to_vec();
+        if let Some(s) = scope {
+            mem.ensure_scope_rows(s);
+        }
+        mem.ensure_order(q.sort, &today);
         let mem = &*mem;
+        let in_scope: Option<&[bool]> = scope.and(mem.scope_rows.as_ref().map(|(_, r)| &r[..]));
+        let order: &[u32] = &mem.orders[&q.sort];
         let keep = |i: usize, g: &MemGap| {
             let r = &g.row;
             if q.closed != (r.status == "closed") {
                 return false;
             }
-            if in_scope.as_ref().is_some_and(|s| !s[i]) {
+            if in_scope.is_some_and(|s| !s[i]) {
                 return false;
             }
             if nonempty(&q.measure).is_some_and(|m| m != r.measure_id) {

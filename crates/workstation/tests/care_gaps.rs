@@ -240,7 +240,8 @@ fn stored_populations_and_open_gaps_equal_phm_ecqm_on_the_exported_panel() {
     assert_eq!((again.total, again.evaluated), (160, 0));
 }
 
-fn mammography_code() -> (String, String) {
+/// The first code of the shipped value set whose `field` is `value` (`name` or `url`).
+fn first_code_of(field: &str, value: &str) -> (String, String) {
     use std::io::Read;
     let mut text = Vec::new();
     flate2::read::GzDecoder::new(workstation::evaluation::PACKAGES_GZ)
@@ -251,20 +252,30 @@ fn mammography_code() -> (String, String) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|v| v["name"] == "Mammography")
-        .unwrap();
+        .find(|v| v[field] == value)
+        .unwrap_or_else(|| panic!("no value set with {field} {value}"));
     let (system, codes) = vs["codes"].as_object().unwrap().iter().next().unwrap();
     (system.clone(), codes[0][0].as_str().unwrap().to_string())
 }
 
-#[test]
-fn closure_evidence_closes_the_gap_only_when_it_meets_the_measure() {
-    let f = fixture(160);
+fn mammography_code() -> (String, String) {
+    first_code_of("name", "Mammography")
+}
+
+/// Evaluates the panel and signs in the care manager, linked to every panel.
+fn care_manager_over_every_panel(f: &Fixture) -> Cache {
     f.ws.evaluate_panel(&|_| {}).unwrap();
     let c = Cache::open(&f.path, &f.key).unwrap();
     let groups: Vec<String> = c.groups().unwrap().into_iter().map(|g| g.id).collect();
     c.set_account_links("caremanager", None, &groups).unwrap();
     sign_in(&f.ws, "caremanager");
+    c
+}
+
+#[test]
+fn closure_evidence_closes_the_gap_only_when_it_meets_the_measure() {
+    let f = fixture(160);
+    let c = care_manager_over_every_panel(&f);
     let page =
         f.ws.worklist(&WorklistQuery {
             measure: Some("BreastCancerScreeningFHIR".into()),
@@ -463,31 +474,10 @@ fn a_clinician_sees_only_their_patients_and_a_refusal_is_audited() {
         .all(|r| r.user == "clinician" && r.role == Some(Role::Clinician)));
 }
 
-fn first_code_of(value_set_url: &str) -> (String, String) {
-    use std::io::Read;
-    let mut text = Vec::new();
-    flate2::read::GzDecoder::new(workstation::evaluation::PACKAGES_GZ)
-        .read_to_end(&mut text)
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
-    let vs = doc["valueSets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["url"] == value_set_url)
-        .unwrap_or_else(|| panic!("no value set {value_set_url}"));
-    let (system, codes) = vs["codes"].as_object().unwrap().iter().next().unwrap();
-    (system.clone(), codes[0][0].as_str().unwrap().to_string())
-}
-
 #[test]
 fn a_result_out_of_range_leaves_an_inverse_measure_gap_open_and_one_in_range_closes_it() {
     let f = fixture(160);
-    f.ws.evaluate_panel(&|_| {}).unwrap();
-    let c = Cache::open(&f.path, &f.key).unwrap();
-    let groups: Vec<String> = c.groups().unwrap().into_iter().map(|g| g.id).collect();
-    c.set_account_links("caremanager", None, &groups).unwrap();
-    sign_in(&f.ws, "caremanager");
+    care_manager_over_every_panel(&f);
     let measure = "DiabetesGlycemicStatusAssessmentGreaterThan9PercentFHIR";
     let page =
         f.ws.worklist(&WorklistQuery {
@@ -515,7 +505,7 @@ fn a_result_out_of_range_leaves_an_inverse_measure_gap_open_and_one_in_range_clo
                 && r.value_set.as_deref().is_some_and(|v| v.contains("HbA1c"))
         })
         .unwrap_or_else(|| panic!("an HbA1c requirement in {:?}", gap.closes_with));
-    let (system, code) = first_code_of(req.value_set_url.as_deref().unwrap());
+    let (system, code) = first_code_of("url", req.value_set_url.as_deref().unwrap());
     let today = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms())[..10].to_string();
     let (_, end) = req.window.clone().expect("a date window");
     let date = if end > today { today } else { end };
@@ -568,11 +558,7 @@ fn a_result_out_of_range_leaves_an_inverse_measure_gap_open_and_one_in_range_clo
 fn the_worklist_after_actions_equals_a_fresh_read_in_every_order() {
     use workstation::WorklistSortKey as K;
     let f = fixture(160);
-    f.ws.evaluate_panel(&|_| {}).unwrap();
-    let c = Cache::open(&f.path, &f.key).unwrap();
-    let groups: Vec<String> = c.groups().unwrap().into_iter().map(|g| g.id).collect();
-    c.set_account_links("caremanager", None, &groups).unwrap();
-    sign_in(&f.ws, "caremanager");
+    care_manager_over_every_panel(&f);
     let sorts = [
         K::Priority,
         K::Patient,
