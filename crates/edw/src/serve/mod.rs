@@ -15,6 +15,69 @@ use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// The authenticated SMART client of a request, resolved from its access token
+/// (see `FromRequestParts` below). Handlers take it as an extractor: a request
+/// without a valid token is refused (401, audited) before any handler runs.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub client_id: String,
+    /// PostgreSQL role of the client's organisation: every query of the request runs
+    /// after `SET LOCAL ROLE` to it, so row-level security applies.
+    pub org_role: String,
+    /// `edw.patient_group` ids the client was granted.
+    pub groups: Vec<i64>,
+    /// Granted scopes (SMART v1 / v2 system scopes).
+    pub scopes: Vec<String>,
+}
+
+/// Shared state of the server.
+pub struct AppState {
+    pub pool: deadpool_postgres::Pool,
+    /// Public base URL of this server (`https://127.0.0.1:8443`), for `Content-Location`,
+    /// the token endpoint and manifest file URLs.
+    pub base_url: String,
+    /// Where export files are written (mode 0700), until they expire.
+    pub export_dir: std::path::PathBuf,
+}
+
+impl<S> axum::extract::FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<AppState>: axum::extract::FromRef<S>,
+{
+    type Rejection = Response;
+    async fn from_request_parts(
+        _parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Filled in with the SMART access-token check.
+        Err(outcome(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "missing or invalid access token",
+        ))
+    }
+}
+
+/// Starts a transaction that runs as the caller's organisation role.
+pub async fn begin_as<'a>(
+    client: &'a mut deadpool_postgres::Object,
+    caller: &Caller,
+) -> Result<deadpool_postgres::Transaction<'a>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL ROLE {}",
+        quote_ident(&caller.org_role)
+    ))
+    .await?;
+    Ok(tx)
+}
+
+/// A PostgreSQL identifier, quoted.
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 pub struct App {
     pub db: String,
     token_hash: [u8; 32],
@@ -68,7 +131,7 @@ async fn db(app: &App) -> Result<tokio_postgres::Client, String> {
     Ok(client)
 }
 
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
+pub fn json(status: StatusCode, body: serde_json::Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/fhir+json")],
@@ -77,7 +140,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-fn outcome(status: StatusCode, code: &str, msg: &str) -> Response {
+pub fn outcome(status: StatusCode, code: &str, msg: &str) -> Response {
     json(
         status,
         serde_json::json!({"resourceType": "OperationOutcome",
