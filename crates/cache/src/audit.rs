@@ -209,6 +209,13 @@ impl Cache {
     /// Verifies the whole chain and its recorded head. `Ok(n)` = n rows
     /// verified; a break is [`CacheError::AuditChain`] naming the first bad seq.
     pub fn audit_verify(&self) -> Result<u64, CacheError> {
+        self.audit_verify_anchored(None)
+    }
+
+    /// [`Self::audit_verify`], and the chain must still hold the head the EDW
+    /// acknowledged (kept in the cache) and `anchor` (the same head kept outside the
+    /// cache, e.g. in the OS keyring, so restoring an older cache file is detected).
+    pub fn audit_verify_anchored(&self, anchor: Option<(i64, String)>) -> Result<u64, CacheError> {
         let tx = self.conn.unchecked_transaction()?;
         let mut records = Vec::new();
         {
@@ -249,6 +256,65 @@ impl Cache {
             }
         };
         access::verify_chain_with_head(&records, head.as_ref().map(|(s, h)| (*s, h.as_str())))?;
+        let edw_head = self.audit_edw_head()?;
+        for (seq, hash) in edw_head.iter().chain(anchor.as_ref()) {
+            check_anchor(&records, *seq, hash)?;
+        }
         Ok(records.len() as u64)
+    }
+
+    /// Records after `after_seq`, oldest first, at most `limit` (for shipping to the EDW).
+    pub fn audit_after(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRecord>, CacheError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        ))?;
+        let mut rows = stmt.query(rusqlite::params![after_seq, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let raw = raw_row(r)?;
+            let seq = raw.seq;
+            out.push(raw.parse().ok_or(ChainBreak {
+                seq,
+                reason: BreakReason::HashMismatch,
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The chain position the EDW last acknowledged, `(seq, hash)`.
+    pub fn audit_edw_head(&self) -> Result<Option<(i64, String)>, CacheError> {
+        Ok(self.setting(EDW_HEAD_KEY)?.and_then(|h| parse_head(&h)))
+    }
+
+    /// Records the EDW's acknowledgement of the chain up to `seq`.
+    pub fn set_audit_edw_head(&self, seq: i64, hash: &str) -> Result<(), CacheError> {
+        self.set_setting(EDW_HEAD_KEY, &format!("{seq} {hash}"))
+    }
+}
+
+/// Settings key holding the head the EDW acknowledged, `"<seq> <hash>"`.
+const EDW_HEAD_KEY: &str = "audit_edw_head";
+
+fn parse_head(h: &str) -> Option<(i64, String)> {
+    let (s, hash) = h.split_once(' ')?;
+    Some((s.parse().ok()?, hash.to_owned()))
+}
+
+/// The chain must still hold an acknowledged position: a cache restored from an older
+/// copy, or a trail cut below what the EDW holds, fails here.
+fn check_anchor(records: &[AuditRecord], seq: i64, hash: &str) -> Result<(), ChainBreak> {
+    if seq <= 0 {
+        return Ok(());
+    }
+    match records.get((seq - 1) as usize) {
+        None => Err(ChainBreak {
+            seq: records.last().map_or(0, |r| r.seq),
+            reason: BreakReason::Truncated { expected_last: seq },
+        }),
+        Some(r) if r.seq != seq || r.hash != hash => Err(ChainBreak {
+            seq,
+            reason: BreakReason::HashMismatch,
+        }),
+        Some(_) => Ok(()),
     }
 }

@@ -609,6 +609,45 @@ impl Cache {
         Ok(rows)
     }
 
+    /// Marks actions the EDW acknowledged (stored now or already held) as sent.
+    pub fn outbox_mark_sent(&self, ids: &[String], at: &str) -> Result<(), CacheError> {
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "UPDATE outbox SET sent_at = ?2, attempts = attempts + 1, last_error = NULL
+                 WHERE id = ?1 AND sent_at IS NULL",
+            )?;
+            for id in ids {
+                stmt.execute(params![id, at])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records a failed delivery: `reason` is the server's (a refusal the user must fix)
+    /// or the transport's (retried later).
+    pub fn outbox_mark_failed(&self, id: &str, reason: &str) -> Result<(), CacheError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            params![id, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Unsent actions with their delivery attempts and last error, oldest first.
+    pub fn outbox_pending(&self) -> Result<Vec<(OutboxEntry, u32, Option<String>)>, CacheError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, created_at, username, kind, patient_id, measure_id, group_id, body,
+                    attempts, last_error
+             FROM outbox WHERE sent_at IS NULL ORDER BY created_at, rowid",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((outbox_row(r)?, r.get(8)?, r.get(9)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// The latest actions on one patient (newest first).
     pub fn patient_actions(
         &self,

@@ -239,6 +239,34 @@ impl KeyStore {
         }
     }
 
+    /// Stores a secret other than a cache key (the sync private key, the acknowledged
+    /// audit head) under `account`, hex-encoded.
+    pub fn store_secret(&self, account: &str, secret: &[u8]) -> Result<(), KeyError> {
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let r = self.entry(account)?.set_password(&hex);
+        wipe_string(hex);
+        r.map_err(keyring_err)
+    }
+
+    /// A secret stored by [`Self::store_secret`], or `None`.
+    pub fn load_secret(&self, account: &str) -> Result<Option<Vec<u8>>, KeyError> {
+        match self.entry(account)?.get_password() {
+            Ok(hex) => {
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
+                    .collect::<Result<Vec<u8>, _>>();
+                let ok = hex.len() % 2 == 0;
+                wipe_string(hex);
+                match bytes {
+                    Ok(b) if ok => Ok(Some(b)),
+                    _ => Err(KeyError::Malformed),
+                }
+            }
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(keyring_err(e)),
+        }
+    }
+
     /// Removes the key (the cache file becomes unreadable). `Ok` if there was none.
     pub fn delete(&self, account: &str) -> Result<(), KeyError> {
         match self.entry(account)?.delete_credential() {

@@ -255,3 +255,36 @@ fn appends_continue_the_chain_across_reopen() {
     assert_eq!(r.seq, 4);
     assert_eq!(c.audit_verify().unwrap(), 4);
 }
+
+/// The head the EDW acknowledged anchors the chain: a cache restored from a copy made
+/// before it, or a trail cut below it, no longer verifies.
+#[test]
+fn acknowledged_head_detects_restore_and_truncation() {
+    let (dir, path, k, c) = setup(2);
+    let old_copy = dir.path().join("old.db");
+    c.checkpoint().unwrap();
+    std::fs::copy(&path, &old_copy).unwrap();
+    c.audit_append(entry(3)).unwrap();
+    let r4 = c.audit_append(entry(4)).unwrap();
+    assert_eq!(c.audit_after(2, 10).unwrap().len(), 2);
+    assert_eq!(c.audit_after(0, 1).unwrap()[0].seq, 1);
+    c.set_audit_edw_head(4, &r4.hash).unwrap();
+    assert_eq!(c.audit_verify().unwrap(), 4);
+    let anchor = Some((4, r4.hash.clone()));
+    assert_eq!(c.audit_verify_anchored(anchor.clone()).unwrap(), 4);
+    // A wrong hash at the acknowledged position.
+    match c.audit_verify_anchored(Some((3, r4.hash.clone()))) {
+        Err(CacheError::AuditChain(b)) => assert_eq!(b.reason, BreakReason::HashMismatch),
+        other => panic!("expected a break, got {other:?}"),
+    }
+    drop(c);
+    // The old copy is a valid chain on its own, but not against the kept anchor.
+    let restored = Cache::open(&old_copy, &k).unwrap();
+    assert_eq!(restored.audit_verify().unwrap(), 2);
+    match restored.audit_verify_anchored(anchor) {
+        Err(CacheError::AuditChain(b)) => {
+            assert_eq!(b.reason, BreakReason::Truncated { expected_last: 4 })
+        }
+        other => panic!("expected truncation, got {other:?}"),
+    }
+}
