@@ -40,13 +40,13 @@ pub const PROGRESS_EVERY: u64 = 1000;
 
 /// Where a resource came from, for error messages (never content).
 #[derive(Clone, Copy)]
-enum Origin<'a> {
+pub(crate) enum Origin<'a> {
     Index(u64),
     Line(&'a str, u64),
 }
 
 impl Origin<'_> {
-    fn error(&self, reason: impl Into<String>) -> CacheError {
+    pub(crate) fn error(&self, reason: impl Into<String>) -> CacheError {
         match *self {
             Origin::Index(i) => CacheError::Import(format!("resource #{i}: {}", reason.into())),
             Origin::Line(file, line) => CacheError::Ndjson {
@@ -75,8 +75,9 @@ const CLEAR_SQL: &str = "
 
 /// Builds the denormalized panel list from the imported patients and the
 /// per-patient aggregates collected during the import (`temp.panel_agg`), so
-/// the events table is not read back.
-const PANEL_SQL: &str = "
+/// the events table is not read back. `{filter}` restricts the patients (a
+/// sync rebuilds the rows of changed patients only).
+pub(crate) const PANEL_SQL_TEMPLATE: &str = "
 INSERT INTO panel_row(patient_id, name, name_lc, birth_date, sex, pcp_id, pcp_name,
                       last_visit, conditions, condition_codes)
 SELECT p.id, p.name, p.name_lc, p.birth_date, p.sex, p.pid, pr.name,
@@ -85,14 +86,18 @@ FROM (SELECT p.*, coalesce(p.pcp_id,
         (SELECT g.practitioner_id FROM group_members gm JOIN groups g ON g.id = gm.group_id
           WHERE gm.patient_id = p.id AND g.practitioner_id IS NOT NULL
           ORDER BY g.id LIMIT 1)) AS pid
-      FROM patients p) p
+      FROM patients p {filter}) p
 LEFT JOIN practitioners pr ON pr.id = p.pid
 LEFT JOIN temp.panel_agg a ON a.patient_id = p.id;
 ";
 
+fn panel_sql(filter: &str) -> String {
+    PANEL_SQL_TEMPLATE.replace("{filter}", filter)
+}
+
 /// Per-patient panel aggregates gathered while streaming.
 #[derive(Default)]
-struct PatientAgg {
+pub(crate) struct PatientAgg {
     /// (ts, date as written) of the latest encounter.
     last_visit: Option<(i64, String)>,
     /// Active condition displays (or codes when there is no display).
@@ -101,11 +106,11 @@ struct PatientAgg {
     events: u64,
 }
 
-struct Writer<'t, 'c, F: FnMut(ImportProgress)> {
-    tx: &'t Transaction<'c>,
-    patient_ids: std::collections::HashSet<String>,
-    aggs: std::collections::HashMap<String, PatientAgg>,
-    summary: ImportSummary,
+pub(crate) struct Writer<'t, 'c, F: FnMut(ImportProgress)> {
+    pub(crate) tx: &'t Transaction<'c>,
+    pub(crate) patient_ids: std::collections::HashSet<String>,
+    pub(crate) aggs: std::collections::HashMap<String, PatientAgg>,
+    pub(crate) summary: ImportSummary,
     total: Option<u64>,
     progress: F,
 }
@@ -174,7 +179,7 @@ impl Cache {
         })
     }
 
-    fn replace_all<F, G>(
+    pub(crate) fn replace_all<F, G>(
         &mut self,
         total: Option<u64>,
         progress: F,
@@ -296,8 +301,10 @@ impl Cache {
 }
 
 /// Tables kept across imports (not clinical content).
-const KEPT_TABLES: &[&str] = &[
+pub(crate) const KEPT_TABLES: &[&str] = &[
     "accounts",
+    "sync_state",
+    "sync_group",
     "audit",
     "settings",
     "account_groups",
@@ -344,14 +351,7 @@ where
     F: FnMut(ImportProgress),
     G: FnOnce(&mut Writer<'_, '_, F>) -> Result<(), CacheError>,
 {
-    let mut w = Writer {
-        tx,
-        patient_ids: Default::default(),
-        aggs: Default::default(),
-        summary: ImportSummary::default(),
-        total,
-        progress,
-    };
+    let mut w = Writer::new(tx, total, progress);
     feed(&mut w)?;
     phase("insert");
     let orphans = w.orphan_events();
@@ -362,7 +362,7 @@ where
     }
     phase("orphans");
     w.write_aggregates()?;
-    tx.execute_batch(PANEL_SQL)?;
+    tx.execute_batch(&panel_sql(""))?;
     tx.execute_batch("DROP TABLE temp.panel_agg")?;
     phase("panel");
     let now = access::time::rfc3339_from_unix_ms(access::time::now_unix_ms());
@@ -442,7 +442,7 @@ fn count_lines(path: &Path) -> Result<u64, CacheError> {
 }
 
 /// Id from a `Type/id` (or `urn:uuid:id`) reference.
-fn ref_id(r: Option<&Reference>, ty: &str) -> Option<String> {
+pub(crate) fn ref_id(r: Option<&Reference>, ty: &str) -> Option<String> {
     let r = r?;
     if let Some(id) = r.id_of(ty) {
         return Some(id.to_owned());
@@ -533,7 +533,18 @@ fn condition_is_active(ev: &Event) -> bool {
     }
 }
 
-impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
+impl<'t, 'c, F: FnMut(ImportProgress)> Writer<'t, 'c, F> {
+    pub(crate) fn new(tx: &'t Transaction<'c>, total: Option<u64>, progress: F) -> Self {
+        Writer {
+            tx,
+            patient_ids: Default::default(),
+            aggs: Default::default(),
+            summary: ImportSummary::default(),
+            total,
+            progress,
+        }
+    }
+
     /// Clinical resources whose patient is not in the import.
     fn orphan_events(&self) -> u64 {
         self.aggs
@@ -545,31 +556,15 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
 
     /// Writes the aggregates into an in-memory temp table for PANEL_SQL.
     fn write_aggregates(&mut self) -> Result<(), CacheError> {
-        self.tx.execute_batch(
-            "CREATE TEMP TABLE panel_agg(patient_id TEXT PRIMARY KEY, last_visit TEXT,
-               conditions TEXT, condition_codes TEXT)",
-        )?;
-        let mut stmt = self
-            .tx
-            .prepare("INSERT INTO temp.panel_agg VALUES (?1, ?2, ?3, ?4)")?;
-        for (pid, a) in self.aggs.drain() {
-            let conditions = a.conditions.into_iter().collect::<Vec<_>>().join("; ");
-            let codes = if a.codes.is_empty() {
-                "|".to_owned()
-            } else {
-                format!("|{}|", a.codes.into_iter().collect::<Vec<_>>().join("|"))
-            };
-            stmt.execute(rusqlite::params![
-                pid,
-                a.last_visit.map(|(_, d)| d),
-                conditions,
-                codes
-            ])?;
-        }
-        Ok(())
+        write_aggregates(self.tx, self.aggs.drain())
     }
 
-    fn add(&mut self, res: &Resource, raw: Option<&str>, at: Origin<'_>) -> Result<(), CacheError> {
+    pub(crate) fn add(
+        &mut self,
+        res: &Resource,
+        raw: Option<&str>,
+        at: Origin<'_>,
+    ) -> Result<(), CacheError> {
         let owned;
         let raw = match raw {
             Some(r) => r,
@@ -706,28 +701,7 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
                             raw,
                         ])?;
                     self.summary.events += 1;
-                    let agg = self.aggs.entry(pid).or_default();
-                    agg.events += 1;
-                    match ev.kind {
-                        "encounter" => {
-                            if let (Some(t), Some(d)) = (ts, &ev.date) {
-                                if agg.last_visit.as_ref().is_none_or(|(lt, _)| t > *lt) {
-                                    agg.last_visit = Some((t, d.clone()));
-                                }
-                            }
-                        }
-                        "condition" if condition_is_active(&ev) => {
-                            let (_, code, display) = &ev.concept;
-                            if let Some(d) = display.as_ref().or(code.as_ref()) {
-                                agg.conditions.insert(d.clone());
-                            }
-                            if let Some(c) = code {
-                                agg.codes.insert(c.clone());
-                            }
-                            agg.codes.extend(ev.all_codes.iter().cloned());
-                        }
-                        _ => {}
-                    }
+                    self.aggs.entry(pid).or_default().add(&ev, ts);
                 } else {
                     self.tx
                         .prepare_cached(
@@ -754,6 +728,107 @@ impl<F: FnMut(ImportProgress)> Writer<'_, '_, F> {
         }
         Ok(())
     }
+}
+
+/// Creates `temp.panel_agg` and fills it with `aggs`, for the panel SQL.
+pub(crate) fn write_aggregates(
+    tx: &Transaction<'_>,
+    aggs: impl Iterator<Item = (String, PatientAgg)>,
+) -> Result<(), CacheError> {
+    tx.execute_batch(
+        "CREATE TEMP TABLE panel_agg(patient_id TEXT PRIMARY KEY, last_visit TEXT,
+           conditions TEXT, condition_codes TEXT)",
+    )?;
+    let mut stmt = tx.prepare("INSERT INTO temp.panel_agg VALUES (?1, ?2, ?3, ?4)")?;
+    for (pid, a) in aggs {
+        let conditions = a.conditions.into_iter().collect::<Vec<_>>().join("; ");
+        let codes = if a.codes.is_empty() {
+            "|".to_owned()
+        } else {
+            format!("|{}|", a.codes.into_iter().collect::<Vec<_>>().join("|"))
+        };
+        stmt.execute(rusqlite::params![
+            pid,
+            a.last_visit.map(|(_, d)| d),
+            conditions,
+            codes
+        ])?;
+    }
+    Ok(())
+}
+
+/// Rebuilds the `panel_row`s of the patients listed in `temp.panel_patients` (one column,
+/// `id`) from the stored patients, groups, practitioners and events: the same rows an import
+/// builds. The events' aggregates are recomputed from their stored resources.
+pub(crate) fn rebuild_panel_rows(tx: &Transaction<'_>) -> Result<(), CacheError> {
+    tx.execute(
+        "DELETE FROM panel_row WHERE patient_id IN (SELECT id FROM temp.panel_patients)",
+        [],
+    )?;
+    let mut aggs: std::collections::HashMap<String, PatientAgg> = Default::default();
+    {
+        let mut stmt = tx.prepare(
+            "SELECT e.patient_id, e.raw FROM events e JOIN temp.panel_patients t
+               ON t.id = e.patient_id WHERE e.kind IN ('encounter', 'condition')",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let pid: String = row.get(0)?;
+            let raw: String = row.get(1)?;
+            let res = Resource::from_json_str(&raw)
+                .map_err(|_| CacheError::Import("a stored event no longer parses".into()))?;
+            if let Some(ev) = event_of(&res) {
+                let ts = fhir_ts(ev.date.as_deref());
+                aggs.entry(pid).or_default().add(&ev, ts);
+            }
+        }
+    }
+    write_aggregates(tx, aggs.into_iter())?;
+    tx.execute_batch(&panel_sql(
+        "WHERE p.id IN (SELECT id FROM temp.panel_patients)",
+    ))?;
+    tx.execute_batch("DROP TABLE temp.panel_agg")?;
+    Ok(())
+}
+
+impl PatientAgg {
+    /// Counts one clinical event of the patient into the panel aggregates.
+    fn add(&mut self, ev: &Event, ts: Option<i64>) {
+        self.events += 1;
+        match ev.kind {
+            "encounter" => {
+                if let (Some(t), Some(d)) = (ts, &ev.date) {
+                    if self.last_visit.as_ref().is_none_or(|(lt, _)| t > *lt) {
+                        self.last_visit = Some((t, d.clone()));
+                    }
+                }
+            }
+            "condition" if condition_is_active(ev) => {
+                let (_, code, display) = &ev.concept;
+                if let Some(d) = display.as_ref().or(code.as_ref()) {
+                    self.conditions.insert(d.clone());
+                }
+                if let Some(c) = code {
+                    self.codes.insert(c.clone());
+                }
+                self.codes.extend(ev.all_codes.iter().cloned());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `events.kind` a resource type is stored under, if it is a timeline type.
+pub(crate) fn event_kind_of_type(resource_type: &str) -> Option<&'static str> {
+    Some(match resource_type {
+        "Encounter" => "encounter",
+        "Condition" => "condition",
+        "Observation" => "observation",
+        "Procedure" => "procedure",
+        "MedicationRequest" => "medication",
+        "Immunization" => "immunization",
+        _ => return None,
+    })
 }
 
 /// The event row for a clinical resource; `None` for other types.

@@ -7,6 +7,7 @@
 //! * Import of FHIR resources / NDJSON in one transaction (replaces the panel).
 //! * Panel, timeline and patient summary queries; accounts; the audit trail.
 //! * Stored care gaps and results, the in-memory worklist, the outbox of worklist actions.
+//! * Panel sync from the EDW: sync state, staging of downloads, atomic full/incremental apply.
 //!
 //! No PHI or key material appears in errors or logs from this crate: errors
 //! name files, line numbers, counts and categories only.
@@ -19,6 +20,7 @@ mod import;
 mod key;
 mod migrate;
 mod query;
+mod sync;
 mod worklist;
 
 pub use accounts::{Account, LoginResult};
@@ -36,6 +38,10 @@ pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
 pub use query::{
     BloodPressure, EventKind, Measurement, PanelPage, PanelQuery, PanelRow, PanelSort,
     PatientSummary, SortDir, Timeline, TimelineEvent,
+};
+pub use sync::{
+    deleted_entries, stage_path, GroupSyncState, StagedExport, StagedFile, StagedSync, SyncApplied,
+    SyncApply, SyncFileKind, SyncLine, SyncStage, SyncState,
 };
 pub use worklist::{
     OutreachFilter, PatientScope, WorklistPage, WorklistQuery, WorklistRow, WorklistSort,

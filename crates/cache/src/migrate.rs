@@ -16,6 +16,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "care_gaps",
         include_str!("../../../migrations/cache/0002_care_gaps.sql"),
     ),
+    (
+        3,
+        "sync",
+        include_str!("../../../migrations/cache/0003_sync.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
