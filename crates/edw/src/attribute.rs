@@ -1,6 +1,8 @@
 //! `phm-edw attribute`: patient -> provider attribution by plurality of primary-care
 //! visits in the 24 months before the as-of date (ties: most recent visit, then
 //! lowest practitioner id), plus FHIR Groups per provider and per care team.
+//! Membership changes by difference: who leaves is logged in `edw.patient_group_left`,
+//! who joins gets `joined_change_no` (the bulk export's `_since` reads both).
 
 use crate::Result;
 
@@ -40,6 +42,12 @@ pub struct Report {
 /// as_of: 'YYYY-MM-DD' (None = today).
 pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
     let mut tx = c.transaction()?;
+    // Membership changes take change numbers: a bulk export reads its watermark only
+    // when no such write is in flight (see measure::SOURCE_WRITE_LOCK).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock_shared($1)",
+        &[&crate::measure::SOURCE_WRITE_LOCK],
+    )?;
     tx.execute("SELECT pg_advisory_xact_lock(7419003)", &[])?;
     let as_of: String = match as_of {
         Some(d) => {
@@ -103,13 +111,24 @@ pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
          ON CONFLICT (kind, ref_id) DO UPDATE SET name = EXCLUDED.name",
         &[&METHOD, &as_of],
     )?;
-    tx.execute("DELETE FROM edw.patient_group_member", &[])?;
+    // Membership by difference, so a bulk export knows who joined and who left after
+    // its `_since`: members no longer attributed leave (logged with the change number
+    // they left at), new members join with theirs, the others keep their rows.
     tx.execute(
-        "INSERT INTO edw.patient_group_member (group_id, person_id)
-         SELECT g.id, a.person_id FROM edw.attribution a
-         JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                  OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
-         WHERE a.method = $1 AND a.period_end = $2::text::date
+        "WITH want AS (
+            SELECT DISTINCT g.id AS group_id, a.person_id FROM edw.attribution a
+            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+            WHERE a.method = $1 AND a.period_end = $2::text::date),
+         gone AS (
+            DELETE FROM edw.patient_group_member m
+            WHERE NOT EXISTS (SELECT 1 FROM want w WHERE w.group_id = m.group_id AND w.person_id = m.person_id)
+            RETURNING m.group_id, m.person_id),
+         logged AS (
+            INSERT INTO edw.patient_group_left (group_id, person_id)
+            SELECT group_id, person_id FROM gone)
+         INSERT INTO edw.patient_group_member (group_id, person_id)
+         SELECT w.group_id, w.person_id FROM want w
          ON CONFLICT DO NOTHING",
         &[&METHOD, &as_of],
     )?;

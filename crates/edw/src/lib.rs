@@ -2,6 +2,7 @@
 //! attribution, star-schema ETL and a small authenticated HTTP API.
 
 pub mod attribute;
+pub mod bulk;
 pub mod etl;
 pub mod ingest;
 pub mod matching;

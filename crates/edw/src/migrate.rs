@@ -75,6 +75,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "every_resource_every_group",
         include_str!("../../../migrations/edw/0014_every_resource_every_group.sql"),
     ),
+    (
+        16,
+        "bulk_export",
+        include_str!("../../../migrations/edw/0016_bulk_export.sql"),
+    ),
 ];
 
 pub fn latest_version() -> i32 {
