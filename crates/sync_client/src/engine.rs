@@ -71,8 +71,9 @@ fn run(
         })
     };
     report_progress(SyncPhase::Connecting, None);
-    discover(&http, cfg, &fhir)?;
+    // Recorded first, so a failure to reach a newly configured server is shown for it.
     cache.set_sync_server(&cfg.base_url, &cfg.client_id)?;
+    discover(&http, cfg, &fhir)?;
     let groups = match &cfg.groups {
         Some(g) if !g.is_empty() => g.clone(),
         _ => list_groups(&http, &fhir)?,
@@ -142,8 +143,9 @@ fn run(
                 ));
             }
             let ex = &plan.exports[i];
-            let status_url = match &ex.status_url {
-                Some(u) => u.clone(),
+            // An empty status URL marks an export the server lost: kick off anew.
+            let status_url = match ex.status_url.as_deref().filter(|u| !u.is_empty()) {
+                Some(u) => u.to_owned(),
                 None => {
                     let u = kick_off(&http, &fhir, &ex.group_id, ex.since.as_deref())?;
                     stage.set_status_url(&ex.group_id, &u)?;
@@ -166,9 +168,6 @@ fn run(
                 }
             }
             plan = stage.staged()?.expect("begun");
-            if plan.exports[i].status_url.as_deref() == Some("") {
-                plan.exports[i].status_url = None;
-            }
         }
     }
 

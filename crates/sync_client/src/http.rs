@@ -373,7 +373,19 @@ pub(crate) fn classify(e: ureq::Error) -> SyncError {
         }
         E::ConnectionFailed => SyncError::Offline("the server could not be reached".into()),
         E::Timeout(_) => SyncError::Transient("the server did not answer in time".into()),
-        E::Io(io) => SyncError::Transient(format!("connection error ({})", io.kind())),
+        E::Io(io) => {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused
+                | K::NetworkUnreachable
+                | K::HostUnreachable
+                | K::AddrNotAvailable
+                | K::NetworkDown => {
+                    SyncError::Offline(format!("the server could not be reached ({})", io.kind()))
+                }
+                k => SyncError::Transient(format!("connection error ({k})")),
+            }
+        }
         E::Tls(m) => SyncError::Tls(m.to_owned()),
         E::Rustls(r) => SyncError::Tls(r.to_string()),
         E::Pem(_) => SyncError::Config("the CA file is not valid PEM".into()),
