@@ -16,7 +16,14 @@ const USAGE: &str = "usage:
                   (one JSON line per person and measure, as `phm-ecqm eval` writes)
   phm-edw report --db URL --period YEAR --measure NAME --type summary|subject-list|individual
                  [--out FILE|-]   (FHIR MeasureReports from the stored results)
-  phm-edw serve --db URL --addr 127.0.0.1:PORT   (token from PHM_EDW_TOKEN)
+  phm-edw serve --db URL [--addr HOST:PORT] [--tls-cert PEM --tls-key PEM] [--state-dir DIR]
+                [--plain-http] [--public-url URL] [--jwks-ca PEM] [--pool N]
+                (HTTPS; without --tls-cert/--tls-key a self-signed certificate for
+                localhost/127.0.0.1 is made once in DIR/tls; --plain-http only on loopback)
+  phm-edw client add --db URL --name NAME --org ORG_ID|SOURCE_ID (--jwks FILE | --jwks-url URL)
+                     --group ID [--group ID ...]     (prints the new client id)
+  phm-edw client list --db URL
+  phm-edw client revoke --db URL CLIENT_ID
 URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
 
 struct Args {
@@ -288,15 +295,96 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         "serve" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db", "addr"])?;
-            let token = std::env::var("PHM_EDW_TOKEN").unwrap_or_default();
-            edw::serve::serve(
-                a.req("db")?.to_string(),
-                a.get("addr").unwrap_or("127.0.0.1:8787"),
-                &token,
-            )
+            let a = Args::parse(rest, &["plain-http"])?;
+            a.check(&[
+                "db",
+                "addr",
+                "tls-cert",
+                "tls-key",
+                "state-dir",
+                "plain-http",
+                "public-url",
+                "jwks-ca",
+                "pool",
+            ])?;
+            let path = |n: &str| a.get(n).map(std::path::PathBuf::from);
+            edw::serve::serve(edw::serve::ServeOptions {
+                db: a.req("db")?.to_string(),
+                addr: a.get("addr").unwrap_or("127.0.0.1:8443").to_string(),
+                tls_cert: path("tls-cert"),
+                tls_key: path("tls-key"),
+                state_dir: path("state-dir"),
+                plain_http: a.flag("plain-http"),
+                public_url: a.get("public-url").map(str::to_owned),
+                jwks_ca: path("jwks-ca"),
+                pool_size: num(&a, "pool", 8usize)?.clamp(2, 64),
+            })
             .map_err(e)
+        }
+        "client" => {
+            let sub = rest.first().map(String::as_str).unwrap_or("");
+            let a = Args::parse(&rest[rest.len().min(1)..], &[])?;
+            let mut c = edw::serve::pg::connect_sync(a.req("db")?).map_err(e)?;
+            match sub {
+                "add" => {
+                    a.check(&["db", "name", "org", "jwks", "jwks-url", "group"])?;
+                    let jwks =
+                        match (a.get("jwks"), a.get("jwks-url")) {
+                            (Some(f), None) => {
+                                let text = std::fs::read_to_string(f)
+                                    .map_err(|x| format!("--jwks {f}: {x}"))?;
+                                let v: serde_json::Value = serde_json::from_str(&text)
+                                    .map_err(|x| format!("--jwks {f}: not JSON: {x}"))?;
+                                edw::serve::clients::Jwks::Inline(v)
+                            }
+                            (None, Some(u)) => edw::serve::clients::Jwks::Url(u.to_string()),
+                            _ => return Err(
+                                "client add: give exactly one of --jwks FILE and --jwks-url URL"
+                                    .into(),
+                            ),
+                        };
+                    let mut groups = Vec::new();
+                    for (n, v) in &a.opts {
+                        if n == "group" {
+                            let v = v.as_deref().unwrap_or("");
+                            groups.push(
+                                v.parse::<i64>()
+                                    .map_err(|_| format!("--group: not a Group id: {v}"))?,
+                            );
+                        }
+                    }
+                    if groups.is_empty() {
+                        return Err("client add: give at least one --group ID".into());
+                    }
+                    let id = edw::serve::clients::add(
+                        &mut c,
+                        a.req("name")?,
+                        a.req("org")?,
+                        &jwks,
+                        &groups,
+                    )
+                    .map_err(e)?;
+                    println!("{id}");
+                    Ok(())
+                }
+                "list" => {
+                    a.check(&["db"])?;
+                    for line in edw::serve::clients::list(&mut c).map_err(e)? {
+                        println!("{line}");
+                    }
+                    Ok(())
+                }
+                "revoke" => {
+                    a.check(&["db"])?;
+                    let [id] = a.positional.as_slice() else {
+                        return Err("client revoke: give one CLIENT_ID".into());
+                    };
+                    edw::serve::clients::revoke(&mut c, id).map_err(e)?;
+                    eprintln!("client {id} revoked");
+                    Ok(())
+                }
+                other => Err(format!("client: unknown subcommand {other:?}\n{USAGE}")),
+            }
         }
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("../../../migrations/edw/0014_every_resource_every_group.sql"),
     ),
     (
+        15,
+        "smart_clients",
+        include_str!("../../../migrations/edw/0015_smart_clients.sql"),
+    ),
+    (
         16,
         "bulk_export",
         include_str!("../../../migrations/edw/0016_bulk_export.sql"),

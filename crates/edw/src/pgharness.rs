@@ -130,7 +130,18 @@ impl PgHarness {
         Self::start_opts(true)
     }
 
+    /// Start a server on 127.0.0.1:<free port> that also accepts TLS (`ssl=on`) with a
+    /// fresh self-signed certificate for `127.0.0.1`/`localhost`; see
+    /// [`PgHarness::ssl_cert`] and [`PgHarness::tcp_url`].
+    pub fn start_with_ssl() -> Result<Self, HarnessError> {
+        Self::start_opts_ssl(true, true)
+    }
+
     fn start_opts(tcp: bool) -> Result<Self, HarnessError> {
+        Self::start_opts_ssl(tcp, false)
+    }
+
+    fn start_opts_ssl(tcp: bool, ssl: bool) -> Result<Self, HarnessError> {
         let bin = find_bin_dir().ok_or_else(|| {
             HarnessError(
                 "no PostgreSQL server found under /usr/lib/postgresql/*/bin \
@@ -194,6 +205,36 @@ impl PgHarness {
                 path_str(&h.dir)?
             );
             h.port = Some(port);
+        }
+        if ssl {
+            let ck = rcgen::generate_simple_self_signed(vec![
+                "127.0.0.1".to_string(),
+                "localhost".to_string(),
+            ])
+            .map_err(|e| HarnessError(format!("certificate: {e}")))?;
+            let (cert, key) = (h.dir.join("server.crt"), h.dir.join("server.key"));
+            std::fs::write(&cert, ck.cert.pem()).map_err(|e| HarnessError(e.to_string()))?;
+            std::fs::write(&key, ck.signing_key.serialize_pem())
+                .map_err(|e| HarnessError(e.to_string()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| HarnessError(e.to_string()))?;
+            if run_as_other {
+                let st = Command::new("chown")
+                    .arg(format!("{RUN_AS}:{RUN_AS}"))
+                    .arg(&cert)
+                    .arg(&key)
+                    .status()
+                    .map_err(|e| HarnessError(format!("chown: {e}")))?;
+                if !st.success() {
+                    return err("chown of the certificate failed");
+                }
+            }
+            opts.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                path_str(&cert)?,
+                path_str(&key)?
+            ));
         }
         // Extra server settings for benchmarks (e.g. shared_buffers): PGHARNESS_SETTINGS
         // = "name=value,name=value".
@@ -268,6 +309,17 @@ impl PgHarness {
     /// TCP port, when started with [`PgHarness::start_with_tcp`].
     pub fn port(&self) -> Option<u16> {
         self.port
+    }
+
+    /// The server certificate (PEM) of a server started with [`PgHarness::start_with_ssl`].
+    pub fn ssl_cert(&self) -> PathBuf {
+        self.dir.join("server.crt")
+    }
+
+    /// Connection string over TCP to 127.0.0.1 (for TLS), as superuser `app`.
+    pub fn tcp_url(&self, db: &str) -> Option<String> {
+        self.port
+            .map(|p| format!("host=127.0.0.1 port={p} user=app dbname={db}"))
     }
 
     /// Connection string (key=value form) for database `db` as superuser `app`.

@@ -81,9 +81,12 @@ impl ExportRequest {
                 .find_map(|k| p.get(*k).and_then(|x| x.as_str()));
             match (name, value) {
                 ("_since", Some(s)) => r.since = Some(s.to_string()),
-                ("_type", Some(s)) => r
-                    .types
-                    .extend(s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from)),
+                ("_type", Some(s)) => r.types.extend(
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from),
+                ),
                 ("_typeFilter", Some(s)) => r.type_filters.push(s.to_string()),
                 ("_outputFormat", Some(s)) => check_output_format(s)?,
                 ("_outputFormat" | "_since" | "_type" | "_typeFilter", None) => {
@@ -100,7 +103,9 @@ impl ExportRequest {
 pub fn check_output_format(s: &str) -> Result<(), String> {
     match s {
         NDJSON | "application/ndjson" | "ndjson" => Ok(()),
-        other => Err(format!("_outputFormat {other:?} is not supported (only {NDJSON})")),
+        other => Err(format!(
+            "_outputFormat {other:?} is not supported (only {NDJSON})"
+        )),
     }
 }
 
@@ -121,7 +126,10 @@ mod tests {
             types: vec!["Patient".into(), "Observation".into()],
             type_filters: vec!["Observation?category=laboratory".into()],
         };
-        assert_eq!(ExportRequest::from_parameters(&r.to_parameters()).unwrap(), r);
+        assert_eq!(
+            ExportRequest::from_parameters(&r.to_parameters()).unwrap(),
+            r
+        );
         let v = serde_json::json!({"resourceType": "Parameters", "parameter": [
             {"name": "_type", "valueString": "Patient, Condition"}]});
         assert_eq!(

@@ -1,15 +1,33 @@
-//! `phm-edw serve`: a small HTTP API over the EDW.
-//! * `GET /health`  – process is up (no DB access).
-//! * `GET /ready`   – DB reachable and migrated to this binary's schema version.
-//! * `GET /fhir/Patient/{id}` – the enterprise Patient (person id), bearer-token protected
-//!   (static token from `PHM_EDW_TOKEN` for now; SMART Backend Services later).
-//!   Every attempt (200/401/404) is written to `audit.phi_access` *before* the answer;
-//!   if the audit write fails the request fails (500) and no PHI is returned.
+//! `phm-edw serve`: the EDW's HTTPS API for workstations and other SMART Backend
+//! Services clients.
+//!
+//! * `GET /health` – process is up (no DB access); `GET /ready` – DB reachable and migrated.
+//! * `GET /.well-known/smart-configuration` (also under `/fhir/`), `POST /auth/token`:
+//!   SMART Backend Services (`private_key_jwt`, RS384/ES384) – see [`smart`].
+//! * `GET /fhir/metadata` (no auth), `GET /fhir/Group` (the Groups granted to the client),
+//!   `GET /fhir/Patient/{id}`, and the Bulk Data export routes of `crate::bulk`.
+//! * `POST /api/actions` – worklist actions written back ([`actions`]);
+//!   `POST /api/audit`, `GET /api/audit/head` – workstation audit chains ([`audit`]).
+//!
+//! Every request with a token runs its queries in [`begin_as`]: a transaction as the
+//! client's organisation role, so (FORCEd) row-level security applies. A request
+//! without a valid token is refused before any query of clinical data: the token
+//! lookup and the refusal's audit row are its only database work. Every PHI access and
+//! every refusal is written to `audit.phi_access` before the answer; if that write
+//! fails the request fails (500) and no PHI is returned. Logs and error bodies carry
+//! no PHI.
+
+pub mod actions;
+pub mod audit;
+pub mod clients;
+pub mod pg;
+pub mod smart;
+pub mod tls;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
@@ -30,6 +48,16 @@ pub struct Caller {
     pub scopes: Vec<String>,
 }
 
+impl Caller {
+    /// Whether a granted scope allows reading and searching `resource_type`
+    /// (`system/*.read`, `system/*.rs`, `system/Patient.rs`, ...).
+    pub fn may_read(&self, resource_type: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| smart::parse_scope(s).is_some_and(|(t, _)| t == "*" || t == resource_type))
+    }
+}
+
 /// Shared state of the server.
 pub struct AppState {
     pub pool: deadpool_postgres::Pool,
@@ -38,6 +66,55 @@ pub struct AppState {
     pub base_url: String,
     /// Where export files are written (mode 0700), until they expire.
     pub export_dir: std::path::PathBuf,
+    /// The token endpoint's state: JWKS fetched by URL, their trust roots.
+    pub smart: smart::SmartState,
+}
+
+impl AppState {
+    /// `{base_url}/auth/token`: the `aud` every client assertion must carry.
+    pub fn token_url(&self) -> String {
+        format!("{}/auth/token", self.base_url)
+    }
+}
+
+/// The request's peer address, when known (an extractor that never fails).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer_of(parts)))
+    }
+}
+
+/// The request's peer address, when known.
+fn peer_of(parts: &axum::http::request::Parts) -> Option<SocketAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+/// What a path is about, for the PHI access log of a refused request.
+fn path_resource(path: &str) -> (&'static str, &'static str, Option<String>) {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let id = |i: usize| segs.get(i).map(|s| s.chars().take(64).collect::<String>());
+    match segs.as_slice() {
+        ["fhir", "Patient", ..] => ("read", "Patient", id(2)),
+        ["fhir", "Group", _, "$export", ..] => ("export", "Group", id(2)),
+        ["fhir", "Group", ..] => ("read", "Group", id(2)),
+        ["fhir", "$export-poll-status", ..] | ["fhir", "bulkstatus", ..] => {
+            ("export", "ExportJob", None)
+        }
+        ["fhir", ..] => ("read", "Bulk", None),
+        ["api", "actions", ..] => ("write", "WorklistAction", None),
+        ["api", "audit", ..] => ("write", "AuditEvent", None),
+        _ => ("read", "Unknown", None),
+    }
 }
 
 impl<S> axum::extract::FromRequestParts<S> for Caller
@@ -47,15 +124,78 @@ where
 {
     type Rejection = Response;
     async fn from_request_parts(
-        _parts: &mut axum::http::request::Parts,
-        _state: &S,
+        parts: &mut axum::http::request::Parts,
+        state: &S,
     ) -> Result<Self, Self::Rejection> {
-        // Filled in with the SMART access-token check.
-        Err(outcome(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "missing or invalid access token",
-        ))
+        let app: Arc<AppState> = axum::extract::FromRef::from_ref(state);
+        let peer = peer_of(parts);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, t) = v.trim().split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then(|| t.trim().to_string())
+            })
+            .filter(|t| !t.is_empty() && t.len() <= 512);
+        let c = match app.pool.get().await {
+            Ok(c) => c,
+            Err(_) => return Err(unavailable()),
+        };
+        let found = match &token {
+            Some(t) => match smart::lookup_token(&c, t).await {
+                Ok(x) => x,
+                Err(_) => {
+                    return Err(outcome(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "exception",
+                        "token lookup failed",
+                    ))
+                }
+            },
+            None => None,
+        };
+        match found {
+            Some(caller) => Ok(caller),
+            None => {
+                let (action, rtype, rid) = path_resource(parts.uri.path());
+                if audit_access(
+                    &c,
+                    "anonymous",
+                    action,
+                    rtype,
+                    rid.as_deref(),
+                    StatusCode::UNAUTHORIZED,
+                    peer,
+                )
+                .await
+                .is_err()
+                {
+                    return Err(audit_failed());
+                }
+                let mut r = outcome(
+                    StatusCode::UNAUTHORIZED,
+                    "login",
+                    if token.is_some() {
+                        "invalid or expired access token"
+                    } else {
+                        "an access token is required (SMART Backend Services: POST /auth/token)"
+                    },
+                );
+                let v = if token.is_some() {
+                    "Bearer error=\"invalid_token\""
+                } else {
+                    "Bearer"
+                };
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(v),
+                );
+                Err(r)
+            }
+        }
     }
 }
 
@@ -65,11 +205,8 @@ pub async fn begin_as<'a>(
     caller: &Caller,
 ) -> Result<deadpool_postgres::Transaction<'a>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL ROLE {}",
-        quote_ident(&caller.org_role)
-    ))
-    .await?;
+    tx.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&caller.org_role)))
+        .await?;
     Ok(tx)
 }
 
@@ -78,57 +215,33 @@ pub fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-pub struct App {
-    pub db: String,
-    token_hash: [u8; 32],
-}
-
-impl App {
-    pub fn new(db: String, token: &str) -> crate::Result<App> {
-        if token.len() < 16 {
-            return Err(crate::Error::msg(
-                "PHM_EDW_TOKEN must be set to a secret of at least 16 characters",
-            ));
-        }
-        Ok(App {
-            db,
-            token_hash: Sha256::digest(token.as_bytes()).into(),
-        })
-    }
-    /// Compare hashes in constant time (no early exit on the first differing byte).
-    fn token_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(v) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let Some(t) = v.strip_prefix("Bearer ") else {
-            return false;
-        };
-        let h: [u8; 32] = Sha256::digest(t.trim().as_bytes()).into();
-        h.iter()
-            .zip(self.token_hash.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    }
-}
-
-async fn db(app: &App) -> Result<tokio_postgres::Client, String> {
-    let (client, conn) = tokio_postgres::connect(&app.db, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| {
-            format!(
-                "database unreachable: {}",
-                e.as_db_error()
-                    .map(|d| d.message().to_string())
-                    .unwrap_or_else(|| e.to_string())
-            )
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
+/// One row of the PHI access log: who (`actor`: client id or `anonymous`), what
+/// (`action`: read/write/export/token, the resource type and id), the HTTP status and
+/// the peer address. `detail` stays NULL here (the bulk export fills it).
+pub async fn audit_access(
+    c: &impl deadpool_postgres::GenericClient,
+    actor: &str,
+    action: &str,
+    resource_type: &str,
+    resource_id: Option<&str>,
+    status: StatusCode,
+    peer: Option<SocketAddr>,
+) -> Result<(), tokio_postgres::Error> {
+    let actor: String = actor.chars().take(128).collect();
+    c.execute(
+        "INSERT INTO audit.phi_access (actor, action, resource_type, resource_id, outcome, client)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &actor,
+            &action,
+            &resource_type,
+            &resource_id,
+            &(status.as_u16() as i32),
+            &peer.map(|p| p.ip().to_string()),
+        ],
+    )
+    .await
+    .map(|_| ())
 }
 
 pub fn json(status: StatusCode, body: serde_json::Value) -> Response {
@@ -141,22 +254,75 @@ pub fn json(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 pub fn outcome(status: StatusCode, code: &str, msg: &str) -> Response {
-    json(
-        status,
-        serde_json::json!({"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": msg}]}),
+    json(status, protocol::operation_outcome(code, msg))
+}
+
+fn unavailable() -> Response {
+    let mut r = outcome(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "transient",
+        "database unavailable",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+    r
+}
+
+fn audit_failed() -> Response {
+    outcome(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exception",
+        "audit write failed",
     )
+}
+
+fn query_failed() -> Response {
+    outcome(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exception",
+        "query failed",
+    )
+}
+
+/// Audits a refusal of an authenticated caller (in its own statement, as the server's
+/// role) and answers it.
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    app: &AppState,
+    caller: &Caller,
+    action: &str,
+    rtype: &str,
+    rid: Option<&str>,
+    peer: Option<SocketAddr>,
+    status: StatusCode,
+    code: &str,
+    msg: &str,
+) -> Response {
+    let Ok(c) = app.pool.get().await else {
+        return unavailable();
+    };
+    if audit_access(&c, &caller.client_id, action, rtype, rid, status, peer)
+        .await
+        .is_err()
+    {
+        return audit_failed();
+    }
+    outcome(status, code, msg)
 }
 
 async fn health() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-async fn ready(State(app): State<Arc<App>>) -> Response {
-    let c = match db(&app).await {
+async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    let c = match app.pool.get().await {
         Ok(c) => c,
         Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response()
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: database unreachable: {e}\n"),
+            )
+                .into_response()
         }
     };
     let v: Option<i32> = match c
@@ -185,25 +351,187 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn audit(
-    c: &tokio_postgres::Client,
-    actor: &str,
-    id: &str,
-    status: StatusCode,
-    client: &SocketAddr,
-) -> Result<(), tokio_postgres::Error> {
-    c.execute(
-        "INSERT INTO audit.phi_access (actor, action, resource_type, resource_id, outcome, client)
-         VALUES ($1, 'read', 'Patient', $2, $3, $4)",
-        &[
-            &actor,
-            &id,
-            &(status.as_u16() as i32),
-            &client.ip().to_string(),
-        ],
+/// `GET /fhir/metadata`: the R4 CapabilityStatement (Bulk Data, SMART token URL).
+async fn metadata(State(app): State<Arc<AppState>>) -> Response {
+    let base = &app.base_url;
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": access::time::rfc3339_from_unix_ms(access::time::now_unix_ms()),
+            "publisher": "PHM EDW",
+            "kind": "instance",
+            "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
+            "software": {"name": "phm-edw", "version": env!("CARGO_PKG_VERSION")},
+            "implementation": {"description": "PHM enterprise data warehouse", "url": format!("{base}/fhir")},
+            "fhirVersion": "4.0.1",
+            "format": ["json", "application/fhir+json", "application/fhir+ndjson"],
+            "rest": [{
+                "mode": "server",
+                "security": {
+                    "cors": false,
+                    "service": [{"coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "code": "SMART-on-FHIR"}]}],
+                    "description": "SMART Backend Services: client_credentials with a private_key_jwt assertion (RS384 or ES384)",
+                    "extension": [{
+                        "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                        "extension": [{"url": "token", "valueUri": app.token_url()}]
+                    }]
+                },
+                "resource": [
+                    {"type": "Group", "interaction": [{"code": "search-type"}],
+                     "operation": [{"name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}]},
+                    {"type": "Patient", "interaction": [{"code": "read"}]}
+                ],
+                "operation": [{"name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}]
+            }]
+        }),
     )
-    .await
-    .map(|_| ())
+}
+
+/// `GET /fhir/Group`: a searchset Bundle of the Groups granted to the client, each with
+/// the number of its members the client's organisation may see.
+async fn list_groups(
+    State(app): State<Arc<AppState>>,
+    Peer(peer): Peer,
+    caller: Caller,
+) -> Response {
+    if !caller.may_read("Group") {
+        return refuse(
+            &app,
+            &caller,
+            "read",
+            "Group",
+            None,
+            peer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the granted scopes do not cover Group",
+        )
+        .await;
+    }
+    let Ok(mut c) = app.pool.get().await else {
+        return unavailable();
+    };
+    let rows = async {
+        let tx = begin_as(&mut c, &caller).await?;
+        let rows = tx
+            .query(
+                "SELECT g.id, coalesce(g.name, g.kind || ' ' || g.ref_id),
+                        (SELECT count(*) FROM edw.patient_group_member m
+                           JOIN edw.person p ON p.id = m.person_id WHERE m.group_id = g.id)
+                 FROM edw.patient_group g WHERE g.id = ANY($1) ORDER BY g.id",
+                &[&caller.groups],
+            )
+            .await?;
+        audit_access(
+            &tx,
+            &caller.client_id,
+            "read",
+            "Group",
+            None,
+            StatusCode::OK,
+            peer,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(rows)
+    }
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(_) => return query_failed(),
+    };
+    let entries: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let name: String = r.get(1);
+            let n: i64 = r.get(2);
+            serde_json::json!({
+                "fullUrl": format!("{}/fhir/Group/{id}", app.base_url),
+                "resource": {"resourceType": "Group", "id": id.to_string(), "type": "person",
+                    "actual": true, "name": name, "quantity": n},
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        serde_json::json!({"resourceType": "Bundle", "type": "searchset",
+            "total": entries.len(), "entry": entries}),
+    )
+}
+
+/// `GET /fhir/Group/{id}`: one granted Group (403 when not granted).
+async fn read_group(
+    State(app): State<Arc<AppState>>,
+    Peer(peer): Peer,
+    Path(id): Path<String>,
+    caller: Caller,
+) -> Response {
+    let id_for_audit: String = id.chars().take(64).collect();
+    let gid = id.parse::<i64>().ok().filter(|g| caller.groups.contains(g));
+    let Some(gid) = gid.filter(|_| caller.may_read("Group")) else {
+        return refuse(
+            &app,
+            &caller,
+            "read",
+            "Group",
+            Some(&id_for_audit),
+            peer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this Group is not granted to the client",
+        )
+        .await;
+    };
+    let Ok(mut c) = app.pool.get().await else {
+        return unavailable();
+    };
+    let r = async {
+        let tx = begin_as(&mut c, &caller).await?;
+        let row = tx
+            .query_opt(
+                "SELECT coalesce(g.name, g.kind || ' ' || g.ref_id),
+                        (SELECT count(*) FROM edw.patient_group_member m
+                           JOIN edw.person p ON p.id = m.person_id WHERE m.group_id = g.id)
+                 FROM edw.patient_group g WHERE g.id = $1",
+                &[&gid],
+            )
+            .await?;
+        let status = if row.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        audit_access(
+            &tx,
+            &caller.client_id,
+            "read",
+            "Group",
+            Some(&id_for_audit),
+            status,
+            peer,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))))
+    }
+    .await;
+    match r {
+        Ok(Some((name, n))) => json(
+            StatusCode::OK,
+            serde_json::json!({"resourceType": "Group", "id": gid.to_string(), "type": "person",
+                "actual": true, "name": name, "quantity": n}),
+        ),
+        Ok(None) => outcome(StatusCode::NOT_FOUND, "not-found", "no such Group"),
+        Err(_) => query_failed(),
+    }
 }
 
 const PATIENT_SQL: &str = "
@@ -227,274 +555,203 @@ SELECT jsonb_build_object(
       FROM edw.patient_telecom t JOIN edw.source_patient s ON s.id = t.source_patient_id
       WHERE s.person_id = p.id AND t.valid_to IS NULL), '[]')
 )::text
-FROM edw.person p WHERE p.id = $1";
+FROM edw.person p
+WHERE p.id = $1
+  AND EXISTS (SELECT 1 FROM edw.patient_group_member m WHERE m.person_id = p.id AND m.group_id = ANY($2))";
 
+/// `GET /fhir/Patient/{id}`: the enterprise Patient (person id), when the client's
+/// organisation may see them (RLS) and they are in a Group granted to the client;
+/// otherwise 404 (whether the patient exists elsewhere is not told).
 async fn read_patient(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(app): State<Arc<AppState>>,
+    Peer(peer): Peer,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Response {
-    let c = match db(&app).await {
-        Ok(c) => c,
-        Err(_) => {
-            return outcome(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "database unavailable",
-            )
-        }
-    };
     let id_for_audit: String = id.chars().take(64).collect();
-    if !app.token_ok(&headers) {
-        if audit(
-            &c,
-            "anonymous",
-            &id_for_audit,
-            StatusCode::UNAUTHORIZED,
-            &peer,
+    if !caller.may_read("Patient") {
+        return refuse(
+            &app,
+            &caller,
+            "read",
+            "Patient",
+            Some(&id_for_audit),
+            peer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the granted scopes do not cover Patient",
         )
-        .await
-        .is_err()
-        {
-            return outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "audit write failed",
-            );
-        }
-        let mut r = outcome(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "missing or invalid bearer token",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            "Bearer".parse().expect("static header"),
-        );
-        return r;
+        .await;
     }
-    let actor = "static-token";
-    let found: Option<String> = match id.parse::<i64>() {
-        Ok(pid) => match c.query_opt(PATIENT_SQL, &[&pid]).await {
-            Ok(r) => r.map(|r| r.get(0)),
-            Err(_) => {
-                return outcome(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "exception",
-                    "query failed",
-                )
-            }
-        },
-        Err(_) => None,
+    let Ok(mut c) = app.pool.get().await else {
+        return unavailable();
     };
-    let status = if found.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::NOT_FOUND
-    };
-    if audit(&c, actor, &id_for_audit, status, &peer)
-        .await
-        .is_err()
-    {
-        return outcome(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            "audit write failed",
-        );
+    let r = async {
+        let tx = begin_as(&mut c, &caller).await?;
+        let found: Option<String> = match id.parse::<i64>() {
+            Ok(pid) => tx
+                .query_opt(PATIENT_SQL, &[&pid, &caller.groups])
+                .await?
+                .map(|r| r.get(0)),
+            Err(_) => None,
+        };
+        let status = if found.is_some() {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        audit_access(
+            &tx,
+            &caller.client_id,
+            "read",
+            "Patient",
+            Some(&id_for_audit),
+            status,
+            peer,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, tokio_postgres::Error>(found)
     }
-    match found {
-        Some(body) => (
+    .await;
+    match r {
+        Ok(Some(body)) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/fhir+json")],
             body,
         )
             .into_response(),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "no such Patient"),
+        Ok(None) => outcome(StatusCode::NOT_FOUND, "not-found", "no such Patient"),
+        Err(_) => query_failed(),
     }
 }
 
-/// `POST /worklist-actions`: a workstation writes back one worklist action.
-/// Body: `{"workstation_id", "event_id", "person_id", "action", "acted_at", "note"?}`.
-/// Idempotent per (workstation_id, event_id): 201 when stored, 200 when already present.
-async fn post_worklist_action(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    let c = match db(&app).await {
-        Ok(c) => c,
-        Err(_) => {
-            return outcome(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "transient",
-                "database unavailable",
-            )
-        }
-    };
-    let audit_w = |actor: &'static str, status: StatusCode, id: String| {
-        let c = &c;
-        async move {
-            c.execute(
-                "INSERT INTO audit.phi_access (actor, action, resource_type, resource_id, outcome, client)
-                 VALUES ($1, 'write', 'WorklistAction', $2, $3, $4)",
-                &[&actor, &id, &(status.as_u16() as i32), &peer.ip().to_string()],
-            )
-            .await
-        }
-    };
-    if !app.token_ok(&headers) {
-        if audit_w("anonymous", StatusCode::UNAUTHORIZED, String::new())
-            .await
-            .is_err()
-        {
-            return outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "audit write failed",
-            );
-        }
-        return outcome(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "missing or invalid bearer token",
-        );
-    }
-    let v: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return outcome(
-                StatusCode::BAD_REQUEST,
-                "invalid",
-                &format!("body is not JSON: {e}"),
-            )
-        }
-    };
-    let s = |k: &str| {
-        v.get(k)
-            .and_then(serde_json::Value::as_str)
-            .filter(|x| !x.trim().is_empty())
-    };
-    let (Some(ws), Some(ev), Some(action), Some(acted_at)) = (
-        s("workstation_id"),
-        s("event_id"),
-        s("action"),
-        s("acted_at"),
-    ) else {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "required",
-            "workstation_id, event_id, action and acted_at are required strings",
-        );
-    };
-    let Some(person) = v.get("person_id").and_then(serde_json::Value::as_i64) else {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "required",
-            "person_id (integer) is required",
-        );
-    };
-    if crate::validate::check_datetime(acted_at).is_err() || !acted_at.contains('T') {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "acted_at must be a FHIR dateTime with time zone",
-        );
-    }
-    let note = s("note");
-    let r = c
-        .execute(
-            "INSERT INTO edw.worklist_action (workstation_id, event_id, person_id, action, note, acted_at)
-             SELECT $1, $2, p.id, $3, $4, $5::text::timestamptz FROM edw.person p WHERE p.id = $6
-             ON CONFLICT (workstation_id, event_id) DO NOTHING",
-            &[&ws, &ev, &action, &note, &acted_at, &person],
-        )
-        .await;
-    let status = match r {
-        Ok(1) => StatusCode::CREATED,
-        Ok(_) => {
-            let exists = c
-                .query_opt(
-                    "SELECT 1 FROM edw.worklist_action WHERE workstation_id = $1 AND event_id = $2",
-                    &[&ws, &ev],
-                )
-                .await
-                .map(|r| r.is_some())
-                .unwrap_or(false);
-            if exists {
-                StatusCode::OK
-            } else {
-                StatusCode::NOT_FOUND
-            }
-        }
-        Err(_) => {
-            return outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "insert failed",
-            )
-        }
-    };
-    if audit_w(
-        "static-token",
-        status,
-        format!("{ws}/{ev}").chars().take(64).collect(),
-    )
-    .await
-    .is_err()
-    {
-        return outcome(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            "audit write failed",
-        );
-    }
-    match status {
-        StatusCode::NOT_FOUND => outcome(status, "not-found", "no such person"),
-        _ => json(
-            status,
-            serde_json::json!({"workstation_id": ws, "event_id": ev}),
-        ),
-    }
-}
-
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// Every route of the server.
+pub fn router(app: Arc<AppState>) -> Router {
+    let r: Router<Arc<AppState>> = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/fhir/Patient/{id}", get(read_patient))
         .route(
-            "/worklist-actions",
-            axum::routing::post(post_worklist_action),
+            "/.well-known/smart-configuration",
+            get(smart::configuration),
         )
-        .with_state(app)
+        .route(
+            "/fhir/.well-known/smart-configuration",
+            get(smart::configuration),
+        )
+        .route("/auth/token", post(smart::token))
+        .route("/fhir/metadata", get(metadata))
+        .route("/fhir/Group", get(list_groups))
+        .route("/fhir/Group/{id}", get(read_group))
+        .route("/fhir/Patient/{id}", get(read_patient))
+        .route("/api/actions", post(actions::post_actions))
+        .route("/api/audit", post(audit::post_audit))
+        .route("/api/audit/head", get(audit::get_head));
+    // FHIR Bulk Data export (Group/{id}/$export, status, files): crate::bulk.
+    // BULK-MERGE (enable with crate::bulk::http): let r = r.merge(crate::bulk::routes());
+    r.with_state(app)
+}
+
+/// Options of `phm-edw serve`.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub db: String,
+    pub addr: String,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Self-signed certificate, export files. Default `$XDG_STATE_HOME/phm-edw`
+    /// (or `~/.local/state/phm-edw`).
+    pub state_dir: Option<std::path::PathBuf>,
+    pub plain_http: bool,
+    pub public_url: Option<String>,
+    /// Extra trust root (PEM) for JWKS fetched by URL (tests, private CAs).
+    pub jwks_ca: Option<std::path::PathBuf>,
+    /// Connections in the pool.
+    pub pool_size: usize,
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return std::path::PathBuf::from(x).join("phm-edw");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| ".".into());
+    std::path::PathBuf::from(home).join(".local/state/phm-edw")
 }
 
 /// Run the server until Ctrl-C / SIGTERM.
-pub fn serve(db_url: String, addr: &str, token: &str) -> crate::Result<()> {
-    let app = Arc::new(App::new(db_url, token)?);
-    let addr: SocketAddr = addr
+pub fn serve(opts: ServeOptions) -> crate::Result<()> {
+    let addr: SocketAddr = opts
+        .addr
         .parse()
-        .map_err(|_| crate::Error::msg(format!("--addr: not a socket address: {addr}")))?;
+        .map_err(|_| crate::Error::msg(format!("--addr: not a socket address: {}", opts.addr)))?;
+    if opts.plain_http && !addr.ip().is_loopback() {
+        return Err(crate::Error::msg(format!(
+            "--plain-http is only allowed on a loopback address (127.0.0.1, ::1), not {}",
+            addr.ip()
+        )));
+    }
+    if opts.tls_cert.is_some() != opts.tls_key.is_some() {
+        return Err(crate::Error::msg("--tls-cert and --tls-key go together"));
+    }
+    let state_dir = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    let tls_cfg = if opts.plain_http {
+        None
+    } else {
+        let (cert, key) = match (&opts.tls_cert, &opts.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => {
+                let f = tls::self_signed(&state_dir)?;
+                eprintln!(
+                    "serve: {} self-signed certificate {} (SHA-256 {})",
+                    if f.created { "made a" } else { "using the" },
+                    f.cert.display(),
+                    tls::fingerprint(&f.cert)?
+                );
+                (f.cert, f.key)
+            }
+        };
+        Some(tls::server_config(&cert, &key)?)
+    };
+    let export_dir = state_dir.join("exports");
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&export_dir)
+            .map_err(|e| crate::Error::msg(format!("{}: {e}", export_dir.display())))?;
+        let _ = std::fs::set_permissions(&state_dir, std::fs::Permissions::from_mode(0o700));
+        std::fs::set_permissions(&export_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let jwks_roots = smart::jwks_roots(opts.jwks_ca.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        let pool = pg::pool(&opts.db, opts.pool_size.max(2))?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let scheme = if tls_cfg.is_some() { "https" } else { "http" };
+        let base_url = opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{local}"))
+            .trim_end_matches('/')
+            .to_string();
+        let app = Arc::new(AppState {
+            pool,
+            base_url: base_url.clone(),
+            export_dir,
+            smart: smart::SmartState::new(jwks_roots),
+        });
         // Make sure this month's audit partition exists.
-        if let Ok(c) = db(&app).await {
+        if let Ok(c) = app.pool.get().await {
             let _ = c
                 .execute("SELECT audit.ensure_phi_access_partition(now())", &[])
                 .await;
         }
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        eprintln!("serve: listening on http://{}", listener.local_addr()?);
-        axum::serve(
-            listener,
-            router(app).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+        let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");
@@ -502,9 +759,27 @@ pub fn serve(db_url: String, addr: &str, token: &str) -> crate::Result<()> {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
             }
-        })
-        .await?;
-        Ok::<(), std::io::Error>(())
+        };
+        let svc = router(app).into_make_service_with_connect_info::<SocketAddr>();
+        eprintln!("serve: listening on {scheme}://{local} (public URL {base_url})");
+        match tls_cfg {
+            Some(cfg) => {
+                use axum::serve::ListenerExt;
+                let l = tls::TlsListener::new(listener, cfg)?.tap_io(|_| {});
+                axum::serve(l, svc).with_graceful_shutdown(shutdown).await?
+            }
+            None => {
+                axum::serve(listener, svc)
+                    .with_graceful_shutdown(shutdown)
+                    .await?
+            }
+        }
+        Ok::<(), crate::Error>(())
     })?;
     Ok(())
+}
+
+/// SHA-256 of bytes (tokens, payloads).
+pub(crate) fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
 }

@@ -1,0 +1,4 @@
+//! Helpers shared by the EDW's server tests (`mod common;` in a test file).
+#![allow(dead_code)]
+
+pub mod smart;
