@@ -1,4 +1,6 @@
-//! FHIR Bulk Data Access 2.0: Group-level `$export` from the EDW.
+//! FHIR Bulk Data Access 2.0: Group-level `$export` from the EDW. [`engine`] writes an
+//! export's files; [`http`] is the async request pattern (kick-off, status, files) and
+//! [`routes`] the router the server merges.
 //!
 //! **What a Group export contains.** The resources of a person are the EDW's view the
 //! measure engine uses (`crate::measure`): the exact source lines (`staging.raw_line`)
@@ -51,3 +53,6 @@
 //! OperationOutcome line in the manifest's `error` file.
 
 pub mod engine;
+pub mod http;
+
+pub use http::routes;

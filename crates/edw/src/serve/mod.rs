@@ -648,7 +648,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/audit", post(audit::post_audit))
         .route("/api/audit/head", get(audit::get_head));
     // FHIR Bulk Data export (Group/{id}/$export, status, files): crate::bulk.
-    // BULK-MERGE (enable with crate::bulk::http): let r = r.merge(crate::bulk::routes());
+    let r = r.merge(crate::bulk::routes());
     r.with_state(app)
 }
 
