@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tauri::{Manager, State};
 use workstation::{
     ActionOutcome, ActionRequest, AuditFilter, AuditRow, AuditVerification, EvaluationStatus,
-    Facets, PanelPage, PanelQuery, PatientGaps, Purpose, SessionInfo, StartupStatus, Timeline,
-    WorklistFacets, WorklistPage, WorklistQuery, Workstation, WsError,
+    Facets, PanelPage, PanelQuery, PatientGaps, Purpose, SessionInfo, StartupStatus, SyncSettings,
+    SyncStatus, Timeline, WorklistFacets, WorklistPage, WorklistQuery, Workstation, WsError,
 };
 
 /// Shared between the startup thread and the commands.
@@ -34,12 +34,12 @@ fn purposes() -> Vec<Purpose> {
     workstation::purposes()
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn current_session(state: State<'_, AppState>) -> Result<Option<SessionInfo>, WsError> {
     Ok(state.ws()?.current_session())
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn login(
     state: State<'_, AppState>,
     username: String,
@@ -48,64 +48,64 @@ fn login(
     state.ws()?.login(&username, &passphrase)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn set_purpose(state: State<'_, AppState>, purpose: String) -> Result<SessionInfo, WsError> {
     state.ws()?.set_purpose(&purpose)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn logout(state: State<'_, AppState>) -> Result<(), WsError> {
     state.ws()?.logout();
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn lock(state: State<'_, AppState>) -> Result<(), WsError> {
     state.ws()?.lock();
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn panel_facets(state: State<'_, AppState>) -> Result<Facets, WsError> {
     state.ws()?.panel_facets()
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn panel_query(state: State<'_, AppState>, query: PanelQuery) -> Result<PanelPage, WsError> {
     state.ws()?.panel_query(&query)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn patient_timeline(state: State<'_, AppState>, patient_id: String) -> Result<Timeline, WsError> {
     state.ws()?.patient_timeline(&patient_id)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn audit_list(state: State<'_, AppState>, filter: AuditFilter) -> Result<Vec<AuditRow>, WsError> {
     state.ws()?.audit_list(&filter)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn audit_verify(state: State<'_, AppState>) -> Result<AuditVerification, WsError> {
     state.ws()?.audit_verify()
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn evaluation_status(state: State<'_, AppState>) -> Result<EvaluationStatus, WsError> {
     Ok(state.ws()?.evaluation_status())
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn worklist(state: State<'_, AppState>, query: WorklistQuery) -> Result<WorklistPage, WsError> {
     state.ws()?.worklist(&query)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn worklist_facets(state: State<'_, AppState>) -> Result<WorklistFacets, WsError> {
     state.ws()?.worklist_facets()
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn save_worklist_view(
     state: State<'_, AppState>,
     name: String,
@@ -114,17 +114,17 @@ fn save_worklist_view(
     state.ws()?.save_worklist_view(&name, &query)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn delete_worklist_view(state: State<'_, AppState>, name: String) -> Result<(), WsError> {
     state.ws()?.delete_worklist_view(&name)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn patient_gaps(state: State<'_, AppState>, patient_id: String) -> Result<PatientGaps, WsError> {
     state.ws()?.patient_gaps(&patient_id)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn worklist_action(
     state: State<'_, AppState>,
     request: ActionRequest,
@@ -132,7 +132,7 @@ fn worklist_action(
     state.ws()?.worklist_action(&request)
 }
 
-#[tauri::command]
+#[tauri::command(async)]
 fn value_set_codes(
     state: State<'_, AppState>,
     url: String,
@@ -143,7 +143,7 @@ fn value_set_codes(
 
 /// Stores the choice, then re-evaluates the panel off the UI thread (progress through
 /// `evaluation_status`).
-#[tauri::command]
+#[tauri::command(async)]
 fn set_measurement_period(
     app: tauri::AppHandle,
     state: State<'_, AppState>,
@@ -156,6 +156,54 @@ fn set_measurement_period(
         }
     });
     Ok(())
+}
+
+#[tauri::command(async)]
+fn sync_status(state: State<'_, AppState>) -> Result<SyncStatus, WsError> {
+    state.ws()?.sync_status()
+}
+
+#[tauri::command(async)]
+fn save_sync_settings(
+    state: State<'_, AppState>,
+    settings: SyncSettings,
+) -> Result<SyncStatus, WsError> {
+    state.ws()?.save_sync_settings(&settings)
+}
+
+#[tauri::command(async)]
+fn save_sync_jwks(state: State<'_, AppState>, path: String) -> Result<(), WsError> {
+    state.ws()?.save_sync_jwks(&path)
+}
+
+/// Starts a sync off the UI thread; progress through `sync_status`.
+#[tauri::command(async)]
+fn sync_now(app: tauri::AppHandle, state: State<'_, AppState>) -> Result<SyncStatus, WsError> {
+    let ws = state.ws()?;
+    if ws.begin_sync()? {
+        spawn_sync(app);
+    }
+    ws.sync_status()
+}
+
+fn spawn_sync(app: tauri::AppHandle) {
+    std::thread::spawn(move || {
+        if let Ok(ws) = app.state::<AppState>().ws() {
+            let _ = ws.run_sync();
+        }
+    });
+}
+
+/// Background sync while someone who may sync is signed in, every N minutes (settings).
+fn schedule_syncs(app: tauri::AppHandle) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        let state = app.state::<AppState>();
+        let Ok(ws) = state.ws() else { continue };
+        if ws.sync_due() && ws.begin_sync().unwrap_or(false) {
+            let _ = ws.run_sync();
+        }
+    });
 }
 
 pub fn run() {
@@ -172,6 +220,7 @@ pub fn run() {
         .setup(|app| {
             let config = workstation::Config::from_env(app.path().app_data_dir().ok());
             let handle = app.handle().clone();
+            schedule_syncs(handle.clone());
             // Opening the cache (and generating the demo panel on first launch) runs off the
             // UI thread; the window polls `startup_status` and shows the progress bar.
             std::thread::spawn(move || {
@@ -223,6 +272,10 @@ pub fn run() {
             worklist_action,
             set_measurement_period,
             value_set_codes,
+            sync_status,
+            save_sync_settings,
+            save_sync_jwks,
+            sync_now,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

@@ -115,6 +115,20 @@ impl Cache {
         })
     }
 
+    /// Another connection to this cache file, with its key (a sync applies through it
+    /// while this one keeps serving reads).
+    pub fn second_connection(&self) -> Result<Cache, CacheError> {
+        self.open_sibling(&self.path)
+    }
+
+    /// Opens (creating if missing) the database at `path` with this cache's key.
+    pub(crate) fn open_sibling(&self, path: &Path) -> Result<Cache, CacheError> {
+        match &self.key {
+            Some(k) => Cache::open(path, k),
+            None => Cache::open_plaintext_for_benchmark(path),
+        }
+    }
+
     /// `<cache>.import`: where an import builds the replacement database.
     pub(crate) fn import_path(&self) -> PathBuf {
         sidecar(&self.path, ".import")

@@ -695,6 +695,13 @@ impl SyncStage {
         Ok(SyncStage { db })
     }
 
+    /// The stage beside `cache`, opened with the cache's key.
+    pub fn open_beside(cache: &Cache) -> Result<SyncStage, CacheError> {
+        let db = cache.open_sibling(&stage_path(cache.path()))?;
+        db.conn.execute_batch(STAGE_SCHEMA)?;
+        Ok(SyncStage { db })
+    }
+
     /// The stage's database file.
     pub fn path(&self) -> &Path {
         self.db.path()

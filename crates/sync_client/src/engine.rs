@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cache::{
-    Cache, CacheError, CacheKey, StagedFile, StagedSync, SyncApply, SyncFileKind, SyncLine,
-    SyncStage,
+    Cache, CacheError, StagedFile, StagedSync, SyncApply, SyncFileKind, SyncLine, SyncStage,
 };
 use protocol::bulk::{ExportRequest, Manifest};
 
@@ -26,24 +25,23 @@ const CHANNEL_BATCHES: usize = 8;
 /// changed), an incremental one (`_since`) after; resumes an interrupted one. On success
 /// the cache holds the new state and the report says what changed; on failure it holds the
 /// previous state and the error is also recorded in the cache's sync state (except
-/// [`SyncError::Cancelled`]). `cache_key` opens the staging store beside the cache.
+/// [`SyncError::Cancelled`]). The staging store beside the cache is opened with its key.
 pub fn sync_now(
     cache: &mut Cache,
-    cache_key: &CacheKey,
     cfg: &SyncConfig,
     key: &KeyPair,
     progress: &mut dyn FnMut(SyncProgress),
     cancel: &AtomicBool,
 ) -> Result<SyncReport, SyncError> {
     let started = Instant::now();
-    let mut r = run(cache, cache_key, cfg, key, progress, cancel);
+    let mut r = run(cache, cfg, key, progress, cancel);
     if matches!(r, Err(SyncError::Expired)) {
         // The server dropped the export we were resuming: once more from a new export.
-        r = run(cache, cache_key, cfg, key, progress, cancel);
+        r = run(cache, cfg, key, progress, cancel);
     }
     match &mut r {
         Ok(rep) => rep.elapsed_ms = started.elapsed().as_millis() as u64,
-        Err(SyncError::Cancelled) => {}
+        Err(SyncError::Cancelled | SyncError::FullSyncNeeded) => {}
         Err(e) => {
             let _ = cache.record_sync_error(&e.to_string());
         }
@@ -53,7 +51,6 @@ pub fn sync_now(
 
 fn run(
     cache: &mut Cache,
-    cache_key: &CacheKey,
     cfg: &SyncConfig,
     key: &KeyPair,
     progress: &mut dyn FnMut(SyncProgress),
@@ -91,6 +88,9 @@ fn run(
         .collect();
     let full =
         groups.iter().any(|g| !synced.contains_key(g.as_str())) || synced.len() != groups.len();
+    if full && !cfg.allow_full {
+        return Err(SyncError::FullSyncNeeded);
+    }
     let wanted: Vec<(String, Option<String>)> = groups
         .iter()
         .map(|g| {
@@ -103,7 +103,7 @@ fn run(
         })
         .collect();
 
-    let mut stage = SyncStage::open(cache.path(), cache_key)?;
+    let mut stage = SyncStage::open_beside(cache)?;
     let staged = stage.staged()?;
     let resumable = staged.as_ref().is_some_and(|s| {
         s.server_url == cfg.base_url
@@ -280,7 +280,7 @@ fn run(
 }
 
 /// The SMART configuration: finds the token endpoint.
-fn discover(http: &Http<'_>, cfg: &SyncConfig, fhir: &str) -> Result<(), SyncError> {
+pub(crate) fn discover(http: &Http<'_>, cfg: &SyncConfig, fhir: &str) -> Result<(), SyncError> {
     let mut urls = vec![format!("{fhir}/.well-known/smart-configuration")];
     let origin = origin_of(fhir);
     let root = format!("{origin}/.well-known/smart-configuration");
@@ -783,7 +783,7 @@ fn memrchr_nl(data: &[u8]) -> Option<usize> {
 }
 
 /// `scheme://host[:port]` of a URL.
-fn origin_of(url: &str) -> String {
+pub(crate) fn origin_of(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.split('/').next().unwrap_or("");

@@ -21,12 +21,14 @@
 mod engine;
 mod http;
 pub mod keys;
+mod writeback;
 
 use std::time::Duration;
 
 pub use engine::sync_now;
 pub use http::check_url;
 pub use keys::KeyPair;
+pub use writeback::{send_actions, ship_audit, ActionsReport};
 
 /// Where and as whom to sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,10 @@ pub struct SyncConfig {
     pub max_retry_after: Duration,
     /// Longest time without a byte from the server.
     pub read_timeout: Duration,
+    /// Whether this run may replace the whole panel (a first sync, or a changed set of
+    /// Groups). When false such a run stops with [`SyncError::FullSyncNeeded`] before
+    /// anything is staged, so the caller can first make sure nothing else writes the cache.
+    pub allow_full: bool,
 }
 
 impl SyncConfig {
@@ -64,6 +70,7 @@ impl SyncConfig {
             max_retries: 6,
             max_retry_after: Duration::from_secs(120),
             read_timeout: Duration::from_secs(60),
+            allow_full: true,
         }
     }
 
@@ -166,6 +173,8 @@ pub enum SyncError {
     Key(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("this sync would replace the whole panel")]
+    FullSyncNeeded,
 }
 
 impl SyncError {

@@ -50,9 +50,14 @@ pub fn generate_panel(
     Ok(())
 }
 
+/// Whether this cache runs the demo (its demo accounts exist).
+pub fn is_demo(cache: &Cache) -> Result<bool, WsError> {
+    Ok(cache.account("caremanager")?.is_some())
+}
+
 /// Links the demo care manager to the care teams of the first panels (about half, at most
 /// three) and the demo clinician to the first panel's practitioner, unless they are linked
-/// already.
+/// to panels that exist (after a sync replaced the panels, stale links are redone).
 pub fn link_accounts(cache: &Cache) -> Result<(), WsError> {
     let groups = cache.groups()?;
     let mut with_pcp: Vec<_> = groups
@@ -63,15 +68,24 @@ pub fn link_accounts(cache: &Cache) -> Result<(), WsError> {
     let Some(first) = with_pcp.first() else {
         return Ok(());
     };
+    let live = |p: &Option<String>, g: &[String]| {
+        (p.is_some() || !g.is_empty())
+            && g.iter().all(|id| with_pcp.iter().any(|x| &x.id == id))
+            && p.as_ref().is_none_or(|p| {
+                with_pcp
+                    .iter()
+                    .any(|x| x.practitioner_id.as_ref() == Some(p))
+            })
+    };
     let (p, g) = cache.account_links("caremanager")?;
-    if cache.account("caremanager")?.is_some() && p.is_none() && g.is_empty() {
+    if cache.account("caremanager")?.is_some() && !live(&p, &g) {
         // About half the panels, at most three: a care manager sees part of the practice.
         let n = with_pcp.len().div_ceil(2).clamp(1, 3);
         let teams: Vec<String> = with_pcp.iter().take(n).map(|g| g.id.clone()).collect();
         cache.set_account_links("caremanager", None, &teams)?;
     }
     let (p, g) = cache.account_links("clinician")?;
-    if cache.account("clinician")?.is_some() && p.is_none() && g.is_empty() {
+    if cache.account("clinician")?.is_some() && !live(&p, &g) {
         cache.set_account_links("clinician", first.practitioner_id.as_deref(), &[])?;
     }
     Ok(())

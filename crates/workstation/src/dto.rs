@@ -212,3 +212,56 @@ pub struct AuditVerification {
     pub broken_at: Option<i64>,
     pub reason: Option<String>,
 }
+
+/// Where the workstation syncs from. The private key never leaves Rust (it is in the
+/// OS keyring); only the public JWKS is shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSettings {
+    /// The EDW's FHIR base URL, e.g. `https://127.0.0.1:8443/fhir`.
+    pub server_url: String,
+    /// The client id `phm-edw client add` printed.
+    pub client_id: String,
+    /// A PEM certificate to trust for the server (a self-signed EDW); empty: the
+    /// public web roots only.
+    pub ca_pem: String,
+    /// Background sync every this many minutes while signed in (0: only "Sync now").
+    pub interval_minutes: u32,
+}
+
+/// A worklist action the EDW refused, kept for the user to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedAction {
+    pub id: String,
+    pub kind: String,
+    pub patient_id: String,
+    pub created_at: String,
+    pub reason: String,
+}
+
+/// What the status line and the sync screen show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub configured: bool,
+    pub running: bool,
+    /// `idle`, `connecting`, `exporting`, `downloading`, `applying`, `sending`,
+    /// `evaluating`, `done`, `failed`, `offline`.
+    pub phase: String,
+    pub message: String,
+    pub resources: u64,
+    pub bytes: u64,
+    pub total_resources: Option<u64>,
+    /// RFC 3339, the end of the last complete sync.
+    pub last_synced_at: Option<String>,
+    pub last_error: Option<String>,
+    /// False after the last attempt could not reach the server.
+    pub offline: bool,
+    /// Actions waiting to be written back.
+    pub pending_actions: u64,
+    pub refused_actions: Vec<RefusedAction>,
+    pub settings: SyncSettings,
+    /// The workstation's public key set, for `phm-edw client add --jwks FILE`.
+    pub public_jwks: String,
+}

@@ -9,6 +9,7 @@ mod dto;
 mod error;
 pub mod evaluation;
 mod queries;
+mod sync;
 mod worklist;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use cache::{Cache, CacheKey, KeyStore, LoginResult};
 
 pub use dto::*;
 pub use error::{action_label, WsError};
+pub use sync::JWKS_FILE;
 pub use worklist::*;
 
 /// Where the cache lives and how the app behaves; read from the environment
@@ -110,6 +112,7 @@ pub struct Workstation {
     eval_status: Mutex<EvaluationStatus>,
     /// One evaluation run at a time; a second waits, then runs with the newest settings.
     eval_lock: Mutex<()>,
+    sync: Mutex<sync::SyncRuntime>,
 }
 
 /// The demo accounts, one per role: (user name, display name, role).
@@ -208,6 +211,7 @@ impl Workstation {
                 ..Default::default()
             }),
             eval_lock: Mutex::new(()),
+            sync: Mutex::new(sync::SyncRuntime::default()),
         })
     }
 

@@ -225,7 +225,7 @@ pub fn audit_list(c: &Cache, f: &AuditFilter) -> Result<Vec<AuditRow>, WsError> 
 }
 
 pub fn audit_verify(c: &Cache) -> Result<AuditVerification, WsError> {
-    match c.audit_verify() {
+    match c.audit_verify_anchored(crate::sync::audit_anchor(c)) {
         Ok(n) => Ok(AuditVerification {
             ok: true,
             checked: n,

@@ -713,6 +713,48 @@ impl Workstation {
         Ok(())
     }
 
+    /// Re-evaluates the patients a sync changed (and forgets removed ones), or everyone when
+    /// the evaluation setup changed meanwhile (e.g. the data moved into a new year).
+    pub(crate) fn evaluate_patients(
+        &self,
+        patient_ids: &[String],
+        removed: bool,
+    ) -> Result<(), WsError> {
+        let ctx = self.eval_context(true)?;
+        let same_setup = self
+            .cache()
+            .last_eval_run()?
+            .is_some_and(|r| r.setup == ctx.set.setup && r.failed == 0);
+        if !same_setup {
+            return self.evaluate_panel(&|_| {}).map(|_| ());
+        }
+        let _one_at_a_time = self.eval_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if removed {
+            self.cache().forget_missing_patients()?;
+        }
+        use rayon::prelude::*;
+        for chunk in patient_ids.chunks(BATCH) {
+            let patients = self.cache().patient_resources(chunk)?;
+            let evals: Vec<cache::PatientEvaluation> = patients
+                .par_iter()
+                .filter_map(|p| ctx.set.evaluate(p, &ctx.shared).ok())
+                .collect();
+            self.cache()
+                .store_evaluations(&evals, &ctx.set.setup, &now_rfc3339())?;
+        }
+        self.cache().warm_worklist()?;
+        Ok(())
+    }
+
+    /// Recomputes the signed-in session's patients after the panel changed.
+    pub(crate) fn refresh_session_scope(&self, cache: &Cache) -> Result<(), WsError> {
+        let mut slot = self.session_slot();
+        if let Some(s) = slot.as_mut() {
+            s.scope = Workstation::scope_for(cache, &s.username, s.role)?;
+        }
+        Ok(())
+    }
+
     /// Re-evaluates one patient now (after closure evidence): returns the new gap statuses.
     fn reevaluate_patient(&self, patient_id: &str) -> Result<(), WsError> {
         let ctx = self.eval_context(false)?;

@@ -18,7 +18,8 @@ use ts_rs::{Config, TS};
 use workstation::{
     ActionOutcome, ActionRequest, AuditFilter, AuditRow, AuditVerification, CodeChoice,
     EvaluationStatus, Facets, PanelPage, PanelQuery, PatientGaps, Purpose, SessionInfo,
-    StartupStatus, Timeline, WorklistFacets, WorklistPage, WorklistQuery, WsError,
+    StartupStatus, SyncSettings, SyncStatus, Timeline, WorklistFacets, WorklistPage, WorklistQuery,
+    WsError,
 };
 
 /// Set to write the bindings into `ui/src/bindings/` instead of checking them.
@@ -76,6 +77,8 @@ fn generate(dir: &Path) {
         ActionRequest,
         ActionOutcome,
         CodeChoice,
+        SyncSettings,
+        SyncStatus,
         WsErrorShape,
         access::Role,
         access::Action,

@@ -19,6 +19,8 @@ import type { Purpose } from "../bindings/Purpose";
 import type { PurposeOfUse } from "../bindings/PurposeOfUse";
 import type { SessionInfo } from "../bindings/SessionInfo";
 import type { StartupStatus } from "../bindings/StartupStatus";
+import type { SyncSettings } from "../bindings/SyncSettings";
+import type { SyncStatus } from "../bindings/SyncStatus";
 import type { Timeline } from "../bindings/Timeline";
 import type { WorklistFacets } from "../bindings/WorklistFacets";
 import type { WorklistPage } from "../bindings/WorklistPage";
@@ -47,6 +49,10 @@ export const api = {
   worklistAction: (request: ActionRequest) => invoke<ActionOutcome[]>("worklist_action", { request }),
   setMeasurementPeriod: (choice: string) => invoke<void>("set_measurement_period", { choice }),
   valueSetCodes: (url: string, search: string) => invoke<CodeChoice[]>("value_set_codes", { url, search }),
+  syncStatus: () => invoke<SyncStatus>("sync_status"),
+  saveSyncSettings: (settings: SyncSettings) => invoke<SyncStatus>("save_sync_settings", { settings }),
+  syncNow: () => invoke<SyncStatus>("sync_now"),
+  saveSyncJwks: (path: string) => invoke<void>("save_sync_jwks", { path }),
 };
 
 /** Whether a rejected command's reason is a `WsError` from Rust. */

@@ -10,7 +10,8 @@ export type Route =
   | { name: "panel" }
   | { name: "worklist" }
   | { name: "patient"; patientId: string; from?: "panel" | "worklist" }
-  | { name: "audit" };
+  | { name: "audit" }
+  | { name: "sync" };
 
 export type RouteName = Route["name"];
 
@@ -20,6 +21,7 @@ const SHELL: Partial<Record<RouteName, Action>> = {
   worklist: "view_worklist",
   patient: "view_timeline",
   audit: "view_audit",
+  sync: "sync",
 };
 
 export function inShell(route: Route): boolean {

@@ -89,7 +89,7 @@ fn main() {
             );
         }
     };
-    match sync_client::sync_now(&mut cache, &cache_key, &cfg, &key, &mut progress, &cancel) {
+    match sync_client::sync_now(&mut cache, &cfg, &key, &mut progress, &cancel) {
         Ok(r) => println!("{}", serde_json::to_string(&r).expect("json")),
         Err(e) => fail(&e.to_string()),
     }
