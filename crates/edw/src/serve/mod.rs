@@ -107,9 +107,7 @@ fn path_resource(path: &str) -> (&'static str, &'static str, Option<String>) {
         ["fhir", "Patient", ..] => ("read", "Patient", id(2)),
         ["fhir", "Group", _, "$export", ..] => ("export", "Group", id(2)),
         ["fhir", "Group", ..] => ("read", "Group", id(2)),
-        ["fhir", "$export-poll-status", ..] | ["fhir", "bulkstatus", ..] => {
-            ("export", "ExportJob", None)
-        }
+        ["fhir", "bulk", ..] => ("export", "ExportJob", None),
         ["fhir", ..] => ("read", "Bulk", None),
         ["api", "actions", ..] => ("write", "WorklistAction", None),
         ["api", "audit", ..] => ("write", "AuditEvent", None),
