@@ -58,9 +58,10 @@ pub fn add(
     let org_id = match orgs.as_slice() {
         [one] => *one,
         [] => return Err(err(format!("--org {org}: no such organization"))),
-        _ => return Err(err(format!(
-            "--org {org}: several organizations have this source id; give the EDW organization id"
-        ))),
+        _ => {
+            let m = "several organizations have this source id; give the EDW organization id";
+            return Err(err(format!("--org {org}: {m}")));
+        }
     };
     for g in groups {
         if tx
