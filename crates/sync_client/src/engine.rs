@@ -14,6 +14,7 @@ use protocol::bulk::{ExportRequest, Manifest};
 
 use crate::http::{header, pct, read_small, status_error, Http, Method, FHIR_JSON};
 use crate::keys::KeyPair;
+use crate::testhook;
 use crate::{SyncConfig, SyncError, SyncPhase, SyncProgress, SyncReport};
 
 /// Lines per channel batch are cut at about this many bytes (also the staging commit size).
@@ -149,6 +150,7 @@ fn run(
                 None => {
                     let u = kick_off(&http, &fhir, &ex.group_id, ex.since.as_deref())?;
                     stage.set_status_url(&ex.group_id, &u)?;
+                    testhook::point("kicked_off");
                     u
                 }
             };
@@ -156,6 +158,7 @@ fn run(
                 Ok(Some((text, m))) => {
                     let files = manifest_files(cfg, &status_url, &m)?;
                     stage.set_manifest(&ex.group_id, &text, &files)?;
+                    testhook::point("manifest");
                 }
                 Ok(None) => {
                     // Gone (404/410): a new export for this Group.
@@ -247,6 +250,7 @@ fn run(
         (Err(e), Ok(())) => return Err(e.into()),
         (Ok(_), Err(e)) => return Err(e),
     };
+    testhook::point("applied");
 
     // Applied: the server may delete the files; the stage is done.
     for e in &plan.exports {
@@ -254,6 +258,7 @@ fn run(
             let _ = http.send(&Method::Delete, u, &[], true);
         }
     }
+    testhook::point("deleted");
     stage.clear()?;
     let bytes = bytes.load(Ordering::Relaxed);
     progress(SyncProgress {
@@ -500,12 +505,19 @@ impl Iterator for LineIter {
                 return None;
             }
             match self.rx.recv() {
-                Ok(Ok(v)) => self.cur = v.into_iter(),
+                Ok(Ok(v)) => {
+                    testhook::point("fed");
+                    self.cur = v.into_iter();
+                }
                 Ok(Err(e)) => {
                     self.failed = true;
                     return Some(Err(e));
                 }
-                Err(_) => return None,
+                Err(_) => {
+                    // Every line delivered: the apply commits next.
+                    testhook::point("lines_done");
+                    return None;
+                }
             }
         }
     }
@@ -692,6 +704,7 @@ fn fetch_file(
             }
             let n = count_lines(whole);
             stage.append(group, fi, whole, n, complete)?;
+            testhook::point("staged");
             *offset += whole.len() as u64;
             *lines += n;
             deliver(whole)?;
@@ -725,7 +738,7 @@ fn fetch_file(
                         }
                         None => pending.extend_from_slice(data),
                     }
-                    if whole.len() >= BATCH_BYTES {
+                    if whole.len() >= testhook::batch_bytes(BATCH_BYTES) {
                         flush(&mut whole, &mut offset, &mut lines, false)?;
                     }
                 }

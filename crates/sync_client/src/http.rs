@@ -251,9 +251,11 @@ impl<'a> Http<'a> {
         let resp = loop {
             self.check_cancel()?;
             // A fresh assertion (new jti) for every attempt: a server accepts each once.
-            let assertion =
-                self.key
-                    .client_assertion(&self.cfg.client_id, &token_url, now_secs())?;
+            let assertion = self.key.client_assertion(
+                &self.cfg.client_id,
+                &token_url,
+                now_secs() + crate::testhook::clock_skew_secs(),
+            )?;
             let form = form_encode(&[
                 ("grant_type", protocol::smart::GRANT_TYPE),
                 ("scope", &self.cfg.scope),

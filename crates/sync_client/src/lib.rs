@@ -21,6 +21,7 @@
 mod engine;
 mod http;
 pub mod keys;
+mod testhook;
 mod writeback;
 
 use std::time::Duration;

@@ -87,6 +87,7 @@ pub fn send_actions(
         )?;
         let status = resp.status().as_u16();
         let bytes = read_small(resp)?;
+        crate::testhook::point("actions_answered");
         // 409: some action conflicts; the body still answers for each one.
         if status != 200 && status != 409 {
             return Err(status_error(status, &bytes));
@@ -122,6 +123,7 @@ pub fn send_actions(
             }
         }
         cache.outbox_mark_sent(&delivered, &now_rfc3339())?;
+        crate::testhook::point("actions_marked");
     }
     Ok(report)
 }
@@ -179,6 +181,7 @@ pub fn ship_audit(
         if status != 200 {
             return Err(status_error(status, &bytes));
         }
+        crate::testhook::point("audit_answered");
         let acked: AuditHead = serde_json::from_slice(&bytes)
             .map_err(|_| SyncError::Protocol("the audit head is not valid".into()))?;
         if acked.seq <= head.seq {

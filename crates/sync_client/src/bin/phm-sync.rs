@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! phm-sync keygen --out KEY.pk8 --jwks JWKS.json
-//! phm-sync --cache PATH --server URL --client-id ID --key-file KEY.pk8 [--ca CA.pem]
-//!          [--group ID]... [--allow-plain-http]
+//! phm-sync [sync|actions|audit] --cache PATH --server URL --client-id ID --key-file KEY.pk8
+//!          [--ca CA.pem] [--group ID]... [--allow-plain-http]
 //! ```
+//! `sync` (the default) syncs the panel; `actions` sends the outbox's unsent worklist
+//! actions; `audit` ships the cache's audit chain.
 //! The cache key comes from `PHM_SYNC_CACHE_KEY` (64 hex digits). The report is printed
 //! as JSON on stdout, progress on stderr. Exit 0 on success, 1 on a sync error, 2 on usage.
 
@@ -14,18 +16,23 @@ use std::sync::atomic::AtomicBool;
 fn usage() -> ! {
     eprintln!(
         "usage: phm-sync keygen --out KEY.pk8 --jwks JWKS.json\n       \
-         phm-sync --cache PATH --server URL --client-id ID --key-file KEY.pk8 [--ca CA.pem] \
-         [--group ID]... [--allow-plain-http]\n       (cache key: PHM_SYNC_CACHE_KEY, hex)"
+         phm-sync [sync|actions|audit] --cache PATH --server URL --client-id ID \
+         --key-file KEY.pk8 [--ca CA.pem] [--group ID]... [--allow-plain-http]\n       (cache key: PHM_SYNC_CACHE_KEY, hex)"
     );
     std::process::exit(2)
 }
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let keygen = args.first().is_some_and(|a| a == "keygen");
-    if keygen || args.first().is_some_and(|a| a == "sync") {
-        args.remove(0);
-    }
+    let command = match args.first().map(String::as_str) {
+        Some(c @ ("keygen" | "sync" | "actions" | "audit")) => {
+            let c = c.to_owned();
+            args.remove(0);
+            c
+        }
+        _ => "sync".to_owned(),
+    };
+    let keygen = command == "keygen";
     let mut opt = std::collections::HashMap::<String, Vec<String>>::new();
     let mut flags = std::collections::HashSet::new();
     let mut it = args.into_iter();
@@ -74,6 +81,20 @@ fn main() {
     let mut cache = cache::Cache::open(need("--cache"), &cache_key)
         .unwrap_or_else(|e| fail(&format!("cache: {e}")));
     let cancel = AtomicBool::new(false);
+    if command == "actions" {
+        match sync_client::send_actions(&cache, &cfg, &key, &cancel) {
+            Ok(r) => println!("{}", serde_json::to_string(&r).expect("json")),
+            Err(e) => fail(&e.to_string()),
+        }
+        return;
+    }
+    if command == "audit" {
+        match sync_client::ship_audit(&cache, &cfg, &key, &cancel) {
+            Ok(h) => println!("{}", serde_json::to_string(&h).expect("json")),
+            Err(e) => fail(&e.to_string()),
+        }
+        return;
+    }
     let mut last = std::time::Instant::now();
     let mut progress = |p: sync_client::SyncProgress| {
         if last.elapsed().as_millis() >= 500 || p.phase == sync_client::SyncPhase::Done {
