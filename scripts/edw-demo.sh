@@ -91,7 +91,11 @@ echo
 echo "== EDW ready"
 echo "   server URL:  https://127.0.0.1:$port/fhir"
 [ -s "$client_file" ] && echo "   client id:   $(cat "$client_file")"
-echo "   certificate: $dir/state/cert.pem  (paste into the app's Sync screen as the certificate to trust)"
+echo "   certificate: $dir/state/tls/cert.pem  (made on the server's first start; paste it into"
+echo "                the app's Sync screen as the certificate to trust)"
 echo
-exec_serve=("$edw" serve --db "$db" --addr "127.0.0.1:$port" --state-dir "$dir/state")
-"${exec_serve[@]}"
+# The server logs in as a role with no rights of its own beyond edw_api: each request runs as
+# its client's organisation role, so row-level security applies to everything it reads.
+"$pgbin/psql" "$db" -qc "DO \$\$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'phm_edw_serve')
+  THEN CREATE ROLE phm_edw_serve LOGIN IN ROLE edw_api; END IF; END \$\$"
+"$edw" serve --db "host=$dir user=phm_edw_serve dbname=edw" --addr "127.0.0.1:$port" --state-dir "$dir/state"

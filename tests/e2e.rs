@@ -1,7 +1,10 @@
 //! End to end: the real app window under Xvfb, driven through tauri-driver and
 //! WebKitWebDriver. One WebDriver session walks the care manager, privacy
-//! officer and clinician flows in order, since the driver ports are fixed.
+//! officer and clinician flows in order, since the driver ports are fixed, and then a
+//! care manager syncing the workstation from a running EDW (offline and back).
 
+#[path = "support/edw.rs"]
+mod edw_support;
 #[path = "support/window.rs"]
 mod window;
 
@@ -31,28 +34,30 @@ async fn texts(c: &Client, css: &str) -> Vec<String> {
         .collect()
 }
 
+/// The text of the first element matching `css`, or "" while there is none (commands
+/// run off the UI thread, so an answer may render after the next WebDriver call).
 async fn text(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
-        .await
-        .unwrap()
-        .prop("textContent")
-        .await
-        .unwrap()
-        .unwrap_or_default()
+    texts(c, css).await.into_iter().next().unwrap_or_default()
 }
 
 /// Polls until `check` holds, or fails with `what`.
-async fn until<F, Fut>(what: &str, mut check: F)
+async fn until<F, Fut>(what: &str, check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    until_for(what, Duration::from_secs(60), check).await
+}
+
+/// [`until`] with its own time limit.
+async fn until_for<F, Fut>(what: &str, limit: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let start = Instant::now();
     while !check().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
@@ -222,9 +227,171 @@ async fn care_manager_works_the_worklist(c: &Client, shots: &Path) {
     .await;
 }
 
+/// Runs a blocking EDW call off the async test body (the `postgres` client starts its own
+/// runtime).
+fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(f).join().unwrap())
+}
+
+/// Sign in, point the app at the EDW, sync, see the synced panel and its worklist, take an
+/// action with the server down, reconnect, and see the EDW acknowledge it exactly once.
+async fn care_manager_syncs_from_the_edw(
+    c: &Client,
+    data_dir: &Path,
+    shots: &Path,
+    edw: &mut edw_support::Edw,
+) {
+    sign_in(c, "caremanager", "TREAT").await;
+    // The app made its key pair and wrote the public key set beside its cache.
+    let jwks = data_dir.join(workstation_jwks_file());
+    until("the public key set is written", || async { jwks.exists() }).await;
+    let client_id = blocking(|| edw.register(&jwks));
+    blocking(|| edw.start_server());
+
+    let click = |css: &'static str| async move {
+        c.find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    };
+    click("#nav-sync").await;
+    c.wait()
+        .for_element(Locator::Css("#sync-settings"))
+        .await
+        .unwrap();
+    c.execute(
+        "const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('input', { bubbles: true })); };\
+         set('sync-server', arguments[0]); set('sync-client-id', arguments[1]); set('sync-ca', arguments[2]); set('sync-interval', '0');",
+        vec![json!(edw.url()), json!(client_id), json!(edw.cert_pem())],
+    )
+    .await
+    .unwrap();
+    click("#sync-save").await;
+    until("settings saved", || async {
+        text(c, "#sync-note").await == "Settings saved."
+    })
+    .await;
+    click("#sync-now").await;
+    let seen = std::sync::Mutex::new(String::new());
+    until_for("the first sync", Duration::from_secs(300), || async {
+        let state = text(c, "#sync-state").await;
+        let mut last = seen.lock().unwrap();
+        if state != *last {
+            eprintln!("sync state: {state}");
+            *last = state.clone();
+        }
+        state.starts_with("Last synced") && !state.contains("never")
+    })
+    .await;
+    assert!(
+        texts(c, "#sync-error").await.is_empty(),
+        "sync error: {:?}",
+        texts(c, "#sync-error").await
+    );
+    screenshot(c, shots, "sync.png").await;
+
+    // The panel is the EDW's: every patient shown is a member of the granted panels.
+    let members = blocking(|| edw.members());
+    click("#nav-panel").await;
+    c.wait()
+        .for_element(Locator::Css(".panel-row[data-patient-id]"))
+        .await
+        .unwrap();
+    let ids = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.panel-row[data-patient-id]')).map(e => e.dataset.patientId)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.is_empty());
+    for id in &ids {
+        assert!(
+            members.contains(id),
+            "patient {id} is not in the EDW's panels"
+        );
+    }
+
+    // Its worklist, evaluated locally from the synced data.
+    click("#nav-worklist").await;
+    until_for(
+        "worklist rows after the sync",
+        Duration::from_secs(120),
+        || async { !texts(c, ".worklist-row[data-key]").await.is_empty() },
+    )
+    .await;
+
+    // Offline: the action is taken and kept.
+    blocking(|| edw.stop_server());
+    let key = c
+        .execute(
+            "return document.querySelector('.worklist-row[data-key]').dataset.key",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    c.find(Locator::Css(&format!(".worklist-row[data-key='{key}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    click("#action-outreach").await;
+    click("#action-submit").await;
+    until("outreach saved offline", || async {
+        text(c, "#action-message").await.starts_with("Saved")
+    })
+    .await;
+    click("#nav-sync").await;
+    c.wait()
+        .for_element(Locator::Css("#sync-now"))
+        .await
+        .unwrap();
+    click("#sync-now").await;
+    until_for("offline shown", Duration::from_secs(60), || async {
+        text(c, "#sync-state").await.starts_with("Offline")
+    })
+    .await;
+    assert!(text(c, "#sync-pending").await.starts_with("1 action"));
+    assert!(text(c, "#sync-chip").await.contains("Offline"));
+    assert!(blocking(|| edw.action_ids()).is_empty());
+
+    // Back online: the action reaches the EDW exactly once.
+    blocking(|| edw.start_server());
+    click("#sync-now").await;
+    until_for(
+        "the action acknowledged",
+        Duration::from_secs(120),
+        || async {
+            text(c, "#sync-pending").await.starts_with("0 actions")
+                && text(c, "#sync-state").await.starts_with("Last synced")
+        },
+    )
+    .await;
+    assert_eq!(blocking(|| edw.action_ids()).len(), 1);
+    sign_out(c).await;
+}
+
+fn workstation_jwks_file() -> &'static str {
+    "workstation-jwks.json"
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn care_manager_privacy_officer_and_clinician_flows() {
     let _xvfb = start_xvfb();
+    // The EDW loads while the app generates its demo panel.
+    let edw_loading = std::thread::spawn(|| edw_support::Edw::load(300));
     let data_dir = tempfile::tempdir().unwrap();
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
     std::fs::create_dir_all(&shots).unwrap();
@@ -456,6 +623,9 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .unwrap();
     assert_eq!(outsider.as_str(), Some("outside_panel"));
     sign_out(&c).await;
+
+    let mut edw = edw_loading.join().unwrap();
+    care_manager_syncs_from_the_edw(&c, data_dir.path(), &shots, &mut edw).await;
 
     c.close().await.unwrap();
     drop(driver);

@@ -37,6 +37,8 @@ pub(crate) struct SyncRuntime {
     /// Monotonic time of the last attempt (the schedule is not fooled by clock changes).
     pub(crate) last_attempt: Option<std::time::Instant>,
     pub(crate) cancel: Arc<AtomicBool>,
+    /// The last full status, shown while a sync holds the cache.
+    pub(crate) last: Option<SyncStatus>,
 }
 
 /// The keyring account of the sync key (one per cache file), beside the cache key's.
@@ -165,15 +167,32 @@ impl Workstation {
     }
 
     fn status_now(&self) -> Result<SyncStatus, WsError> {
+        // A sync replacing the whole panel holds the cache: answer from the runtime then,
+        // so the progress keeps showing.
+        let cache = match self.cache.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let rt = self.sync_runtime();
+                let mut st = rt.last.clone().unwrap_or_default();
+                st.running = rt.running;
+                st.phase = rt.phase.clone();
+                st.message = rt.message.clone();
+                st.resources = rt.resources;
+                st.bytes = rt.bytes;
+                st.total_resources = rt.total;
+                return Ok(st);
+            }
+        };
         let (settings, state, pending, jwks) = {
-            let cache = self.cache();
             let pending = cache.outbox_pending()?;
             let jwks = sync_key(&cache)
                 .map(|k| serde_json::to_string_pretty(&k.jwks()).unwrap_or_default())
                 .unwrap_or_default();
             (read_settings(&cache)?, cache.sync_state()?, pending, jwks)
         };
-        let rt = self.sync_runtime();
+        drop(cache);
+        let mut rt = self.sync_runtime();
         let refused: Vec<RefusedAction> = pending
             .iter()
             .filter_map(|(e, _, err)| {
@@ -187,7 +206,7 @@ impl Workstation {
                 })
             })
             .collect();
-        Ok(SyncStatus {
+        let status = SyncStatus {
             configured: configured(&settings),
             running: rt.running,
             phase: if rt.phase.is_empty() {
@@ -206,7 +225,9 @@ impl Workstation {
             refused_actions: refused,
             settings,
             public_jwks: jwks,
-        })
+        };
+        rt.last = Some(status.clone());
+        Ok(status)
     }
 
     /// Saves where to sync from (audited). A changed server or client makes the next

@@ -30,6 +30,11 @@ export abstract class PagedRows<Query, Row> {
     return this.#applied !== JSON.stringify(this.query(0));
   }
 
+  /** The data changed underneath (a sync): the next look at the list fetches it again. */
+  invalidate(): void {
+    this.#applied = null;
+  }
+
   /** Starts the current query over from its first page. */
   reload(onError: (e: unknown) => void): void {
     this.#generation += 1;

@@ -2,6 +2,8 @@
 // Rust while a screen shows it (faster while a sync runs).
 import type { SyncStatus } from "../bindings/SyncStatus";
 import { api } from "./api";
+import { panel } from "./panel.svelte";
+import { worklist } from "./worklist.svelte";
 
 class SyncState {
   current = $state.raw<SyncStatus | null>(null);
@@ -22,13 +24,19 @@ class SyncState {
   }
 
   set(s: SyncStatus): void {
+    const before = this.current?.lastSyncedAt;
     this.current = s;
+    // A sync finished: the lists on screen show the previous panel until fetched again.
+    if (before !== undefined && s.lastSyncedAt !== before) {
+      panel.invalidate();
+      worklist.invalidate();
+    }
   }
 
   private poll(): void {
     api.syncStatus().then(
       (s) => {
-        this.current = s;
+        this.set(s);
         this.schedule(s.running ? 500 : 5000);
       },
       () => this.schedule(10000),
