@@ -204,6 +204,31 @@ impl<'a> Http<'a> {
         }
     }
 
+    /// [`Http::send`] and the whole (small) body read, retrying the request when the
+    /// answer breaks off mid-body (a reset or a cut connection after the headers): for
+    /// requests that are safe to repeat (reads, and writes the server takes idempotently).
+    pub(crate) fn send_read(
+        &self,
+        method: &Method<'_>,
+        url: &str,
+        headers: &[(&str, &str)],
+        auth: bool,
+    ) -> Result<(u16, Vec<u8>), SyncError> {
+        let mut attempt = 0u32;
+        loop {
+            let resp = self.send(method, url, headers, auth)?;
+            let status = resp.status().as_u16();
+            match read_small(resp) {
+                Ok(body) => return Ok((status, body)),
+                Err(e) if e.is_transient() && attempt < self.cfg.max_retries => {
+                    attempt += 1;
+                    self.sleep(self.backoff(attempt, None))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn send_once(
         &self,
         method: &Method<'_>,

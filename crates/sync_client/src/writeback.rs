@@ -9,7 +9,7 @@ use protocol::actions::{Action, ActionBatch, ActionBatchResponse, ActionStatus};
 use protocol::audit::AuditHead;
 
 use crate::engine::{discover, origin_of};
-use crate::http::{read_small, status_error, Http, Method};
+use crate::http::{status_error, Http, Method};
 use crate::keys::KeyPair;
 use crate::{SyncConfig, SyncError};
 
@@ -79,14 +79,13 @@ pub fn send_actions(
         };
         let body = serde_json::to_vec(&batch)
             .map_err(|_| SyncError::Protocol("an action could not be encoded".into()))?;
-        let resp = http.send(
+        // Idempotent by action id: a retry after a lost answer is answered `duplicate`.
+        let (status, bytes) = http.send_read(
             &Method::Post(&body, "application/json"),
             &url,
             &[("Accept", "application/json")],
             true,
         )?;
-        let status = resp.status().as_u16();
-        let bytes = read_small(resp)?;
         crate::testhook::point("actions_answered");
         // 409: some action conflicts; the body still answers for each one.
         if status != 200 && status != 409 {
@@ -146,14 +145,12 @@ pub fn ship_audit(
             hash,
         },
         None => {
-            let resp = http.send(
+            let (status, bytes) = http.send_read(
                 &Method::Get,
                 &api_url(cfg, "/api/audit/head"),
                 &[("Accept", "application/json")],
                 true,
             )?;
-            let status = resp.status().as_u16();
-            let bytes = read_small(resp)?;
             if status != 200 {
                 return Err(status_error(status, &bytes));
             }
@@ -170,14 +167,13 @@ pub fn ship_audit(
         let bundle = protocol::audit::segment_bundle(&cfg.client_id, &records);
         let body = serde_json::to_vec(&bundle)
             .map_err(|_| SyncError::Protocol("the audit segment could not be encoded".into()))?;
-        let resp = http.send(
+        // Records the EDW already holds are accepted again with the same hashes.
+        let (status, bytes) = http.send_read(
             &Method::Post(&body, "application/fhir+json"),
             &url,
             &[("Accept", "application/json")],
             true,
         )?;
-        let status = resp.status().as_u16();
-        let bytes = read_small(resp)?;
         if status != 200 {
             return Err(status_error(status, &bytes));
         }

@@ -11,32 +11,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Checks the cache against the EDW's view of `group` for organisation org1.
-#[track_caller]
-fn assert_cache_is_edw_view(edw: &Edw, cache: &CacheFile) -> Vec<i64> {
-    let (persons, want) = edw.expected_view(edw.group, "org1");
-    let got = cache.view();
-    let missing: Vec<_> = want.difference(&got).take(5).collect();
-    let extra: Vec<_> = got.difference(&want).take(5).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "cache != EDW view: missing {missing:?}, extra {extra:?} ({} vs {})",
-        got.len(),
-        want.len()
-    );
-    let members: BTreeSet<String> = persons.iter().map(|p| p.to_string()).collect();
-    assert_eq!(cache.group_members(edw.group), members, "Group members");
-    assert_eq!(cache.patient_ids(), members, "patients");
-    // No patient of the other organisation only.
-    let org2_only: BTreeSet<String> = edw
-        .persons_of_org("org2")
-        .difference(&edw.persons_of_org("org1"))
-        .cloned()
-        .collect();
-    assert!(cache.patient_ids().is_disjoint(&org2_only));
-    persons
-}
-
 /// The `_since` of the latest export job of a client (from the EDW's job table).
 fn last_since(edw: &Edw, client: &str) -> Option<String> {
     let r = edw
@@ -230,4 +204,211 @@ fn full_then_incremental_sync_equals_the_edw_view() {
     assert!(r3["removed_patients"].as_array().unwrap().is_empty());
     assert!(before3 == cache.content(), "unchanged");
     assert_cache_is_edw_view(&edw, &cache);
+}
+
+/// The panel part of the cache's content (what a refused sync must leave as it was).
+fn panel(c: &CacheFile) -> String {
+    c.content()
+}
+
+#[test]
+fn refusals_offline_and_audit_shipping() {
+    let edw = Edw::setup("sync_refuse", 80);
+    let mut srv = Server::start(&edw.server_db, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let client = edw.client(dir.path(), "ws-ok", "org1", &[edw.group]);
+    let cache = CacheFile::new(dir.path(), "c");
+    let (base, cert) = (srv.base.clone(), srv.cert());
+    let sync = || Sync::new(&cache, &base, &client, &cert);
+    sync().run("sync").report();
+    assert_cache_is_edw_view(&edw, &cache);
+    let synced = panel(&cache);
+
+    // Refused: each a clear error, the cache as it was.
+    let refused = |what: &str, run: Run, needle: &str, cache: &CacheFile, before: &str| {
+        let e = run.error();
+        assert!(e.contains(needle), "{what}: {e}");
+        assert!(panel(cache) == before, "{what}: the cache changed");
+        drop(cache.open());
+        e
+    };
+    // A key the server does not know for this client.
+    let stranger = edw.client(dir.path(), "ws-stranger", "org1", &[edw.group]);
+    let wrong_key = SyncClient {
+        id: client.id.clone(),
+        key_file: stranger.key_file.clone(),
+    };
+    let e = refused(
+        "wrong key",
+        Sync::new(&cache, &srv.base, &wrong_key, &srv.cert()).run("sync"),
+        "refused this workstation's credentials: invalid_client",
+        &cache,
+        &synced,
+    );
+    eprintln!("wrong key: {e}");
+    // A Group not granted.
+    let e = refused(
+        "group not granted",
+        sync().group(edw.other_group).run("sync"),
+        "refused access",
+        &cache,
+        &synced,
+    );
+    eprintln!("not granted: {e}");
+    // The same cache still syncs incrementally afterwards (nothing was forgotten).
+    let r = sync().run("sync").report();
+    assert_eq!(r["full"], false, "{r}");
+    assert!(panel(&cache) == synced);
+    // An unknown client (its own cache: another client id starts afresh by design).
+    let unknown = SyncClient {
+        id: "no-such-client".into(),
+        key_file: client.key_file.clone(),
+    };
+    let c2 = CacheFile::new(dir.path(), "unknown");
+    let empty = panel(&c2);
+    let e = refused(
+        "unknown client",
+        Sync::new(&c2, &srv.base, &unknown, &srv.cert()).run("sync"),
+        "refused this workstation's credentials: invalid_client",
+        &c2,
+        &empty,
+    );
+    eprintln!("unknown: {e}");
+    // A revoked client, after it had synced.
+    let revoked = edw.client(dir.path(), "ws-revoked", "org1", &[edw.group]);
+    let c3 = CacheFile::new(dir.path(), "revoked");
+    Sync::new(&c3, &srv.base, &revoked, &srv.cert())
+        .run("sync")
+        .report();
+    let c3_state = panel(&c3);
+    edw.revoke(&revoked);
+    let e = refused(
+        "revoked client",
+        Sync::new(&c3, &srv.base, &revoked, &srv.cert()).run("sync"),
+        "refused this workstation's credentials",
+        &c3,
+        &c3_state,
+    );
+    eprintln!("revoked: {e}");
+    // Another organisation's client granted the same Group sees only its own patients.
+    let org2 = edw.client(dir.path(), "ws-org2", "org2", &[edw.group]);
+    let c4 = CacheFile::new(dir.path(), "org2");
+    Sync::new(&c4, &srv.base, &org2, &srv.cert())
+        .run("sync")
+        .report();
+    let org2_members: BTreeSet<String> = edw
+        .members(edw.group, "org2")
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(!org2_members.is_empty());
+    assert_eq!(c4.patient_ids(), org2_members);
+    let org1_only: BTreeSet<String> = edw
+        .persons_of_org("org1")
+        .difference(&edw.persons_of_org("org2"))
+        .cloned()
+        .collect();
+    assert!(c4.patient_ids().is_disjoint(&org1_only));
+    assert!(cache.patient_ids().is_disjoint(
+        &edw.persons_of_org("org2")
+            .difference(&edw.persons_of_org("org1"))
+            .cloned()
+            .collect()
+    ));
+
+    // Offline: the server is down. The sync says so, the cache is unchanged and opens,
+    // actions stay queued; when the server is back they drain exactly once.
+    let patients: Vec<String> = cache.patient_ids().into_iter().collect();
+    let ids = cache.queue_actions(&patients, 40, "offline");
+    srv.stop();
+    let e = sync().run("sync").error();
+    assert!(e.contains("offline"), "{e}");
+    assert!(panel(&cache) == synced);
+    let c = cache.open();
+    assert!(c
+        .sync_state()
+        .unwrap()
+        .last_error
+        .unwrap()
+        .contains("offline"));
+    assert_eq!(
+        c.patient_ids().unwrap().len(),
+        patients.len(),
+        "works from the cache"
+    );
+    drop(c);
+    let e = sync().run("actions").error();
+    assert!(e.contains("offline"), "{e}");
+    assert_eq!(cache.outbox_unsent(), 40);
+    assert!(edw.action_rows(&ids).values().all(|&n| n == 0));
+    srv.restart();
+    let r = sync().run("actions").report();
+    assert_eq!(
+        (r["created"].as_u64(), r["refused"].as_u64()),
+        (Some(40), Some(0))
+    );
+    assert_eq!(cache.outbox_unsent(), 0);
+    let r = sync().run("actions").report();
+    assert_eq!(r["created"], 0);
+    assert!(edw.action_rows(&ids).values().all(|&n| n == 1));
+    let r = sync().run("sync").report();
+    assert_eq!(r["full"], false);
+    assert!(cache.open().sync_state().unwrap().last_error.is_none());
+
+    // Audit shipping.
+    let append = |c: &CacheFile, n: usize, tag: &str| {
+        let cache = c.open();
+        for i in 0..n {
+            let mut e = access::AuditEntry::now(
+                "dr.test",
+                Some(access::Role::Clinician),
+                Some(access::PurposeOfUse::Treatment),
+                access::Action::ViewTimeline,
+                access::Outcome::Allowed,
+            );
+            e.patient_ids = vec![patients[i % patients.len()].clone()];
+            e.detail = Some(format!("{tag} {i}"));
+            cache.audit_append(e).unwrap();
+        }
+    };
+    let chain_rows = || -> i64 {
+        edw.sql()
+            .query_one(
+                "SELECT count(*) FROM audit.workstation_chain WHERE workstation_id = $1",
+                &[&client.id],
+            )
+            .unwrap()
+            .get(0)
+    };
+    append(&cache, 5, "first");
+    let local = cache.open().audit_count().unwrap() as i64;
+    let h = sync().run("audit").report();
+    assert_eq!(h["seq"].as_i64(), Some(local), "{h}");
+    assert_eq!(chain_rows(), local);
+    assert_eq!(cache.open().audit_edw_head().unwrap().unwrap().0, local);
+    let older = dir.path().join("older.db");
+    cache.snapshot(&older);
+    append(&cache, 3, "second");
+    // A second call sends only the new records (the EDW refuses a segment that does
+    // not start right after the head it holds).
+    let h = sync().run("audit").report();
+    assert_eq!(h["seq"].as_i64(), Some(local + 3));
+    assert_eq!(chain_rows(), local + 3);
+    let h = sync().run("audit").report();
+    assert_eq!(h["seq"].as_i64(), Some(local + 3), "nothing new");
+    // A cache restored from the older copy, with new records of its own: refused.
+    cache.restore(&older);
+    append(&cache, 2, "after restore");
+    let e = sync().run("audit").error();
+    assert!(e.contains("409"), "{e}");
+    assert_eq!(chain_rows(), local + 3, "nothing stored");
+    let alerts: i64 = edw
+        .sql()
+        .query_one(
+            "SELECT count(*) FROM audit.chain_alert WHERE workstation_id = $1",
+            &[&client.id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(alerts >= 1, "flagged for the privacy officer");
 }

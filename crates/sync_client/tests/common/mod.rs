@@ -587,11 +587,13 @@ pub struct Run {
 }
 
 impl Run {
+    #[track_caller]
     pub fn report(&self) -> Value {
         assert!(self.ok, "phm-sync failed: {}", self.stderr);
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|_| panic!("{}", self.stdout))
     }
     /// The error line `phm-sync: ...`.
+    #[track_caller]
     pub fn error(&self) -> String {
         assert!(!self.ok, "phm-sync succeeded: {}", self.stdout);
         self.stderr
@@ -713,6 +715,32 @@ impl<'a> Sync<'a> {
         let _ = child.wait();
         running
     }
+}
+
+/// Checks the cache against the EDW's view of `group` for organisation org1.
+#[track_caller]
+pub fn assert_cache_is_edw_view(edw: &Edw, cache: &CacheFile) -> Vec<i64> {
+    let (persons, want) = edw.expected_view(edw.group, "org1");
+    let got = cache.view();
+    let missing: Vec<_> = want.difference(&got).take(5).collect();
+    let extra: Vec<_> = got.difference(&want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "cache != EDW view: missing {missing:?}, extra {extra:?} ({} vs {})",
+        got.len(),
+        want.len()
+    );
+    let members: BTreeSet<String> = persons.iter().map(|p| p.to_string()).collect();
+    assert_eq!(cache.group_members(edw.group), members, "Group members");
+    assert_eq!(cache.patient_ids(), members, "patients");
+    // No patient of the other organisation only.
+    let org2_only: BTreeSet<String> = edw
+        .persons_of_org("org2")
+        .difference(&edw.persons_of_org("org1"))
+        .cloned()
+        .collect();
+    assert!(cache.patient_ids().is_disjoint(&org2_only));
+    persons
 }
 
 /// A Patient line for an update file.
