@@ -309,6 +309,13 @@ impl Cache {
                         .id()
                         .ok_or_else(|| at.error(format!("{ty} without an id")))?
                         .to_owned();
+                    // A Group is re-sent with every export: only members who joined or left
+                    // (or all, when its practitioner changed) need their panel row rebuilt.
+                    let before = if ty == "Group" {
+                        Some(group_state(&tx, &id)?)
+                    } else {
+                        None
+                    };
                     remove_resource(&tx, &ty, &id, &mut ch)?;
                     if let Some(pid) = res.subject_patient_id() {
                         ch.changed.insert(pid.to_owned());
@@ -316,13 +323,13 @@ impl Cache {
                     w.add(&res, Some(&line.text), at)?;
                     match ty.as_str() {
                         "Group" => {
-                            let mut stmt = tx.prepare_cached(
-                                "SELECT patient_id FROM group_members WHERE group_id = ?1",
-                            )?;
-                            let members = stmt
-                                .query_map([&id], |r| r.get::<_, String>(0))?
-                                .collect::<Result<Vec<_>, _>>()?;
-                            ch.panel.extend(members);
+                            let (old_pcp, old) = before.unwrap_or_default();
+                            let (new_pcp, new) = group_state(&tx, &id)?;
+                            if old_pcp == new_pcp {
+                                ch.panel.extend(old.symmetric_difference(&new).cloned());
+                            } else {
+                                ch.panel.extend(old.into_iter().chain(new));
+                            }
                         }
                         "Practitioner" => ch.practitioners.push(id),
                         _ => {}
@@ -905,6 +912,14 @@ impl SyncStage {
 
     /// Forgets the staged sync (after it was applied, or to start anew) and gives the
     /// space back.
+    /// Removes the stage's files (after a sync was applied): much faster than deleting a
+    /// large download's chunks, and a missing stage is simply an empty one.
+    pub fn discard(self) -> Result<(), CacheError> {
+        let path = self.db.path().to_path_buf();
+        drop(self.db);
+        crate::db::remove_db_files(&path)
+    }
+
     pub fn clear(&mut self) -> Result<(), CacheError> {
         self.db.conn.execute_batch(
             "DELETE FROM stage_chunk; DELETE FROM stage_file; DELETE FROM stage_export;
@@ -913,4 +928,21 @@ impl SyncStage {
         self.db.conn.execute_batch("VACUUM")?;
         self.db.checkpoint()
     }
+}
+
+/// A Group's practitioner and members as the cache holds them.
+fn group_state(
+    tx: &rusqlite::Transaction<'_>,
+    group_id: &str,
+) -> Result<(Option<String>, std::collections::BTreeSet<String>), CacheError> {
+    use rusqlite::OptionalExtension;
+    let pcp: Option<Option<String>> = tx
+        .prepare_cached("SELECT practitioner_id FROM groups WHERE id = ?1")?
+        .query_row([group_id], |r| r.get(0))
+        .optional()?;
+    let members = tx
+        .prepare_cached("SELECT patient_id FROM group_members WHERE group_id = ?1")?
+        .query_map([group_id], |r| r.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok((pcp.flatten(), members))
 }

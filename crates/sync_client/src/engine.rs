@@ -165,8 +165,11 @@ fn run(
                     stage.set_status_url(&ex.group_id, "")?;
                 }
                 Err(e) => {
-                    // The export failed on the server: the next run starts anew.
-                    stage.begin(&cfg.base_url, &cfg.client_id, full, &wanted)?;
+                    // The export failed on the server: the next run starts anew. A lost
+                    // connection, a refused token or a cancel keeps it for the next run.
+                    if matches!(e, SyncError::Server { .. } | SyncError::Protocol(_)) {
+                        stage.begin(&cfg.base_url, &cfg.client_id, full, &wanted)?;
+                    }
                     return Err(e);
                 }
             }
@@ -259,7 +262,7 @@ fn run(
         }
     }
     testhook::point("deleted");
-    stage.clear()?;
+    stage.discard()?;
     let bytes = bytes.load(Ordering::Relaxed);
     progress(SyncProgress {
         phase: SyncPhase::Done,
@@ -407,6 +410,7 @@ fn poll(
     progress: &mut dyn FnMut(SyncPhase, Option<String>),
 ) -> Result<Option<(String, Manifest)>, SyncError> {
     let mut polls = 0u32;
+    let mut broken = 0u32;
     loop {
         let resp = http.send(
             &Method::Get,
@@ -430,7 +434,16 @@ fn poll(
                 http.sleep(wait)?;
             }
             200 => {
-                let body = read_small(resp)?;
+                // A manifest cut off mid-body: ask again (a GET).
+                let body = match read_small(resp) {
+                    Ok(b) => b,
+                    Err(e) if e.is_transient() && broken < http.max_retries() => {
+                        broken += 1;
+                        http.sleep(http.backoff(broken, None))?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 let text = String::from_utf8(body)
                     .map_err(|_| SyncError::Protocol("the manifest is not UTF-8".into()))?;
                 let m: Manifest = serde_json::from_str(&text)

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Seconds between polls the status endpoint asks for.
-pub const RETRY_AFTER_SECS: u64 = 2;
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 static TTL: AtomicU64 = AtomicU64::new(0);
 

@@ -158,9 +158,8 @@ pub async fn post_actions(
     };
     let r = async {
         let mut tx = begin_as(&mut c, &caller).await?;
-        let mut results = Vec::with_capacity(batch.actions.len());
-        for a in &batch.actions {
-            let r = one(&mut tx, &caller, a).await?;
+        let results = batch_results(&mut tx, &caller, &batch.actions).await?;
+        for (a, r) in batch.actions.iter().zip(&results) {
             let status = match r.status {
                 ActionStatus::Created => StatusCode::CREATED,
                 ActionStatus::Duplicate => StatusCode::OK,
@@ -178,7 +177,6 @@ pub async fn post_actions(
                 peer,
             )
             .await?;
-            results.push(r);
         }
         tx.commit().await?;
         Ok::<_, tokio_postgres::Error>(results)
@@ -198,6 +196,186 @@ pub async fn post_actions(
         }
         Err(_) => super::query_failed(),
     }
+}
+
+/// The results of a batch, decided with a few set-based statements: under row-level
+/// security every statement that reads a patient table re-derives what the organisation
+/// sees, so one statement per batch (not per action) keeps a large organisation's
+/// batches fast. A batch whose bulk insert fails (a value PostgreSQL refuses) falls back
+/// to one action at a time, so only the bad action is refused.
+async fn batch_results(
+    tx: &mut deadpool_postgres::Transaction<'_>,
+    caller: &Caller,
+    actions: &[Action],
+) -> Result<Vec<ActionResult>, tokio_postgres::Error> {
+    let checked: Vec<Result<(uuid::Uuid, i64), &str>> = actions.iter().map(check).collect();
+    let uids: Vec<String> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|(u, _)| u.to_string()))
+        .collect();
+    let pids: Vec<i64> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok().map(|(_, p)| *p))
+        .collect();
+    let held = held_many(tx, &uids).await?;
+    let visible: std::collections::HashSet<i64> = tx
+        .query(
+            "SELECT p.id FROM edw.person p
+             WHERE p.id = ANY($1) AND EXISTS (SELECT 1 FROM edw.patient_group_member m
+                                              WHERE m.person_id = p.id AND m.group_id = ANY($2))",
+            &[&pids, &caller.groups],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
+    let mut insert = Vec::new();
+    for (i, (a, c)) in actions.iter().zip(&checked).enumerate() {
+        let (uid, pid) = match c {
+            Ok(x) => x,
+            Err(reason) => {
+                results[i] = Some(result(&a.id, ActionStatus::Refused, Some(reason)));
+                continue;
+            }
+        };
+        if let Some((h, cl)) = held.get(&uid.to_string()) {
+            results[i] = Some(same_or_conflict(a, caller, h, cl));
+        } else if !visible.contains(pid) {
+            results[i] = Some(result(
+                &a.id,
+                ActionStatus::Refused,
+                Some("the patient is not in a Group granted to this client"),
+            ));
+        } else {
+            insert.push(i);
+        }
+    }
+    if !insert.is_empty() {
+        let sp = tx.savepoint("batch").await?;
+        let col = |f: &dyn Fn(&Action) -> Option<String>| -> Vec<Option<String>> {
+            insert.iter().map(|&i| f(&actions[i])).collect()
+        };
+        let pid_col: Vec<i64> = insert
+            .iter()
+            .map(|&i| checked[i].as_ref().map(|(_, p)| *p).unwrap_or_default())
+            .collect();
+        let inserted = sp
+            .query(
+                "INSERT INTO edw.worklist_action (workstation_id, event_id, person_id, action, note,
+                     acted_at, action_id, payload_sha256, client_id, username, measure_id, group_id, body)
+                 SELECT $1, u.id, u.pid, u.kind, u.note, u.at::timestamptz, u.id::uuid, u.hash, $1,
+                        u.username, u.measure, u.grp, u.body::jsonb
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                             $8::text[], $9::text[], $10::text[], $11::text[])
+                      AS u(id, pid, kind, note, at, hash, username, measure, grp, body)
+                 ON CONFLICT DO NOTHING
+                 RETURNING event_id",
+                &[
+                    &caller.client_id,
+                    &col(&|a| uuid::Uuid::parse_str(&a.id).ok().map(|u| u.to_string())),
+                    &pid_col,
+                    &col(&|a| Some(a.kind.clone())),
+                    &col(&|a| a.body.get("note").and_then(|n| n.as_str()).map(str::to_owned)),
+                    &col(&|a| Some(a.created_at.clone())),
+                    &col(&|a| Some(payload_sha256(a))),
+                    &col(&|a| Some(a.username.clone())),
+                    &col(&|a| a.measure_id.clone()),
+                    &col(&|a| a.group_id.clone()),
+                    &col(&|a| Some(a.body.to_string())),
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(rows) => {
+                sp.commit().await?;
+                let created: std::collections::HashSet<String> =
+                    rows.iter().map(|r| r.get(0)).collect();
+                // Not inserted: the same id twice in this batch, or stored meanwhile.
+                let missing: Vec<String> = insert
+                    .iter()
+                    .filter_map(|&i| checked[i].as_ref().ok().map(|(u, _)| u.to_string()))
+                    .filter(|u| !created.contains(u))
+                    .collect();
+                let mut now_held = held_many(tx, &missing).await?;
+                for &i in &insert {
+                    let a = &actions[i];
+                    let uid = checked[i]
+                        .as_ref()
+                        .map(|(u, _)| u.to_string())
+                        .unwrap_or_default();
+                    results[i] = Some(match now_held.get(&uid) {
+                        // The same id twice in this batch answers like a retry.
+                        Some((h, cl)) => same_or_conflict(a, caller, h, cl),
+                        None if created.contains(&uid) => {
+                            now_held.insert(
+                                uid,
+                                (Some(payload_sha256(a)), Some(caller.client_id.clone())),
+                            );
+                            result(&a.id, ActionStatus::Created, None)
+                        }
+                        None => result(
+                            &a.id,
+                            ActionStatus::Conflict,
+                            Some("an action with this id was already received with different content"),
+                        ),
+                    });
+                }
+            }
+            Err(_) => {
+                sp.rollback().await?;
+                for &i in &insert {
+                    results[i] = Some(one(tx, caller, &actions[i]).await?);
+                }
+            }
+        }
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every action answered"))
+        .collect())
+}
+
+fn same_or_conflict(
+    a: &Action,
+    caller: &Caller,
+    hash: &Option<String>,
+    client: &Option<String>,
+) -> ActionResult {
+    if hash.as_deref() == Some(payload_sha256(a).as_str())
+        && client.as_deref() == Some(caller.client_id.as_str())
+    {
+        result(&a.id, ActionStatus::Duplicate, None)
+    } else {
+        result(
+            &a.id,
+            ActionStatus::Conflict,
+            Some("an action with this id was already received with different content"),
+        )
+    }
+}
+
+/// Stored actions among `uids`: id -> (payload hash, client id).
+async fn held_many(
+    tx: &deadpool_postgres::Transaction<'_>,
+    uids: &[String],
+) -> Result<
+    std::collections::HashMap<String, (Option<String>, Option<String>)>,
+    tokio_postgres::Error,
+> {
+    if uids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(tx
+        .query(
+            "SELECT action_id::text, payload_sha256, client_id FROM edw.worklist_action
+             WHERE action_id = ANY($1::text[]::uuid[])",
+            &[&uids],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }
 
 async fn held(
