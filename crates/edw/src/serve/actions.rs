@@ -314,11 +314,7 @@ async fn batch_results(
                             );
                             result(&a.id, ActionStatus::Created, None)
                         }
-                        None => result(
-                            &a.id,
-                            ActionStatus::Conflict,
-                            Some("an action with this id was already received with different content"),
-                        ),
+                        None => conflict(a),
                     });
                 }
             }
@@ -336,6 +332,14 @@ async fn batch_results(
         .collect())
 }
 
+fn conflict(a: &Action) -> ActionResult {
+    result(
+        &a.id,
+        ActionStatus::Conflict,
+        Some("an action with this id was already received with different content"),
+    )
+}
+
 fn same_or_conflict(
     a: &Action,
     caller: &Caller,
@@ -347,11 +351,7 @@ fn same_or_conflict(
     {
         result(&a.id, ActionStatus::Duplicate, None)
     } else {
-        result(
-            &a.id,
-            ActionStatus::Conflict,
-            Some("an action with this id was already received with different content"),
-        )
+        conflict(a)
     }
 }
 
@@ -400,19 +400,8 @@ async fn one(
     };
     let uid_s = uid.to_string();
     let hash = payload_sha256(a);
-    let same = |h: Option<String>, cl: Option<String>| {
-        if h.as_deref() == Some(hash.as_str()) && cl.as_deref() == Some(caller.client_id.as_str()) {
-            result(&a.id, ActionStatus::Duplicate, None)
-        } else {
-            result(
-                &a.id,
-                ActionStatus::Conflict,
-                Some("an action with this id was already received with different content"),
-            )
-        }
-    };
     if let Some(r) = held(tx, &uid_s).await? {
-        return Ok(same(r.get(0), r.get(1)));
+        return Ok(same_or_conflict(a, caller, &r.get(0), &r.get(1)));
     }
     let visible = tx
         .query_opt(
@@ -469,12 +458,8 @@ async fn one(
             // Stored meanwhile by a concurrent request, or held for a patient this
             // organisation does not see.
             Ok(match held(tx, &uid_s).await? {
-                Some(r) => same(r.get(0), r.get(1)),
-                None => result(
-                    &a.id,
-                    ActionStatus::Conflict,
-                    Some("an action with this id was already received with different content"),
-                ),
+                Some(r) => same_or_conflict(a, caller, &r.get(0), &r.get(1)),
+                None => conflict(a),
             })
         }
         Err(_) => {
