@@ -160,6 +160,8 @@ fn faults_are_retried_or_clear_errors_and_nothing_is_lost_or_doubled() {
     );
     edw.ingest_update("v2", &upd);
     proxy.add(Rule::new("GET", status, Fault::Reset));
+    // Every status answer cut mid-body until the manifest's is (polls retried).
+    proxy.add(Rule::new("GET", status, Fault::CutBody(50)).times(1));
     proxy.add(Rule::new("GET", files, Fault::Truncate(30)));
     proxy.add(Rule::new("GET", files, Fault::Status(503, Some(1))).skip(1));
     let r = sync().run("sync").report();
