@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=0
 for pkg in libwebkit2gtk-4.1-dev build-essential file libxdo-dev libssl-dev libayatana-appindicator3-dev \
   librsvg2-dev xvfb webkit2gtk-driver dbus-x11 gnome-keyring keyutils postgresql-15 libxml2-utils xsltproc \
-  python3-lxml pkg-config; do
+  python3-lxml pkg-config openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
@@ -17,7 +17,7 @@ if [ "$need_apt" = 1 ]; then
   apt-get install -y -q --no-install-recommends \
     libwebkit2gtk-4.1-dev build-essential curl file libxdo-dev libssl-dev libayatana-appindicator3-dev \
     librsvg2-dev xvfb webkit2gtk-driver dbus-x11 gnome-keyring keyutils postgresql-15 libxml2-utils xsltproc \
-    python3-lxml pkg-config
+    python3-lxml pkg-config openssl
 fi
 
 if ! command -v cargo >/dev/null; then
