@@ -8,6 +8,7 @@
 //! - [`gaps`]: the care-gap rule and improvement-notation overrides.
 //! - [`evidence`]: care-gap evidence derived from the ELM (why open, which data, what would
 //!   close it).
+//! - [`qrda3`]: QRDA Category III for the CMS program years 2025 and 2026.
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
@@ -21,6 +22,7 @@ pub mod package;
 pub mod patients;
 pub mod period;
 pub mod populations;
+pub mod qrda3;
 pub mod report;
 pub mod scoring;
 

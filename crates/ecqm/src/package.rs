@@ -181,6 +181,10 @@ pub struct MeasureDef {
     pub title: Option<String>,
     /// e.g. `165FHIR`, from the identifier with system [`CMS_ID_SYSTEM`].
     pub cms_id: Option<String>,
+    /// The eCQM version-specific identifier (the identifier typed `version-specific`,
+    /// `urn:uuid:` stripped): what QRDA III reports as the measure's id.
+    #[serde(default)]
+    pub version_specific_id: Option<String>,
     /// `Measure.library[0]`.
     pub main_library_url: String,
     /// `name` of the Library whose url is `main_library_url`.
@@ -499,6 +503,7 @@ pub fn parse_measure_bundle(bundle: &Json) -> Result<MeasureDef> {
                     .and_then(|i| str_at(i, "value"))
             })
             .map(str::to_string),
+        version_specific_id: version_specific_id(measure),
         main_library_url,
         main_library_name,
         effective_period,
@@ -506,6 +511,27 @@ pub fn parse_measure_bundle(bundle: &Json) -> Result<MeasureDef> {
         supplemental_data,
         warnings,
     })
+}
+
+/// The identifier whose type is `version-specific` (cqfm identifier-type), without a
+/// `urn:uuid:` / `urn:oid:` prefix.
+fn version_specific_id(measure: &Json) -> Option<String> {
+    measure
+        .get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| {
+            i.get("type")
+                .and_then(first_code)
+                .is_some_and(|(c, _)| c == "version-specific")
+        })
+        .and_then(|i| str_at(i, "value"))
+        .map(|v| {
+            v.strip_prefix("urn:uuid:")
+                .or_else(|| v.strip_prefix("urn:oid:"))
+                .unwrap_or(v)
+                .to_string()
+        })
 }
 
 #[cfg(test)]

@@ -468,6 +468,7 @@ pub(crate) mod tests {
             version: Some("1".into()),
             title: Some("Test measure".into()),
             cms_id: None,
+            version_specific_id: None,
             main_library_url: "http://x/Library/M".into(),
             main_library_name: "M".into(),
             effective_period: Some(("2025-01-01".into(), "2025-12-31".into())),

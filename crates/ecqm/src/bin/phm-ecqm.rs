@@ -6,10 +6,15 @@
 //!     [--report summary|subject-list|individual|gaps|worklist --report-out FILE]
 //!     [--threads N] [--sde] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...]
 //!     [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--quiet]
+//! phm-ecqm eval --measure DIR --patients DIR --report qrda3 --program-year 2025|2026 --out FILE.xml
+//!     [--period-start D --period-end D] [--cms-program NAME] [--tin N] [--npi N]
+//!     [--org-name TEXT] [--cehrt-id ID]
 //! phm-ecqm compact --measure DIR --out FILE.json.gz
 //! ```
 //! `compact` writes the packages' compact form (see `ecqm::compact`), which the workstation
-//! ships. Exit status: 0 ok, 2 usage or input error, 3 when some patient
+//! ships. `--report qrda3` writes one QRDA Category III document covering every measure
+//! (see `ecqm::qrda3`), atomically; with `--report-out FILE` the QRDA goes there and `--out`
+//! keeps the results JSONL, otherwise `--out` is the QRDA file. Exit status: 0 ok, 2 usage or input error, 3 when some patient
 //! evaluations failed (their result lines are missing; the rest is written).
 
 use std::io::{BufWriter, Write};
@@ -33,7 +38,8 @@ static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
 [--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
 [--report summary|subject-list|individual|gaps|worklist --report-out FILE] [--threads N] [--sde] \
-[--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--single-pass] [--quiet]";
+[--report qrda3 --program-year 2025|2026 [--report-out FILE] [--cms-program NAME] [--tin N] [--npi N] \
+[--org-name TEXT] [--cehrt-id ID]] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--single-pass] [--quiet]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ReportKind {
@@ -42,14 +48,17 @@ enum ReportKind {
     Individual,
     Gaps,
     Worklist,
+    Qrda3,
 }
 
 struct Args {
     measure: PathBuf,
     patients: PathBuf,
     period: Option<(String, String)>,
-    out: PathBuf,
+    /// the results JSONL (`None` when `--out` is the QRDA file)
+    out: Option<PathBuf>,
     report: Option<(ReportKind, PathBuf)>,
+    qrda: Option<ecqm::qrda3::Qrda3Options>,
     threads: Option<usize>,
     opts: EvalOptions,
     improvement: ImprovementOverrides,
@@ -68,12 +77,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     }
     let (mut measure, mut patients, mut out) = (None, None, None);
     let (mut ps, mut pe, mut report, mut report_out) = (None, None, None, None);
+    let mut program_year: Option<String> = None;
+    let mut qrda_settings: Vec<(&str, String)> = Vec::new();
     let mut a = Args {
         measure: PathBuf::new(),
         patients: PathBuf::new(),
         period: None,
-        out: PathBuf::new(),
+        out: None,
         report: None,
+        qrda: None,
         threads: None,
         opts: EvalOptions::default(),
         improvement: ImprovementOverrides::default(),
@@ -97,6 +109,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     "individual" => ReportKind::Individual,
                     "gaps" => ReportKind::Gaps,
                     "worklist" => ReportKind::Worklist,
+                    "qrda3" => ReportKind::Qrda3,
                     o => return Err(format!("unknown report kind {o:?}")),
                 })
             }
@@ -122,18 +135,58 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--improvement-notation: {e}"))?;
             }
             "--as-of" => a.as_of = Some(val()?),
+            "--program-year" => program_year = Some(val()?),
+            "--cms-program" => qrda_settings.push(("program", val()?)),
+            "--tin" => qrda_settings.push(("tin", val()?)),
+            "--npi" => qrda_settings.push(("npi", val()?)),
+            "--org-name" => qrda_settings.push(("org", val()?)),
+            "--cehrt-id" => qrda_settings.push(("cehrt", val()?)),
             "--quiet" => a.quiet = true,
             o => return Err(format!("unknown option {o:?}")),
         }
     }
     a.measure = measure.ok_or("--measure is required")?;
     a.patients = patients.ok_or("--patients is required")?;
-    a.out = out.ok_or("--out is required")?;
+    let out: PathBuf = out.ok_or("--out is required")?;
     a.period = match (ps, pe) {
         (Some(s), Some(e)) => Some((s, e)),
         (None, None) => None,
         _ => return Err("give both --period-start and --period-end, or neither".into()),
     };
+    if report == Some(ReportKind::Qrda3) {
+        let year = program_year
+            .ok_or("--report qrda3 needs --program-year 2025|2026")
+            .and_then(|y| {
+                ecqm::qrda3::ProgramYear::parse(&y).map_err(|_| "--program-year: 2025 or 2026")
+            })?;
+        let mut o = ecqm::qrda3::Qrda3Options::new(year);
+        for (k, v) in qrda_settings {
+            match k {
+                "program" => o.program = v,
+                "tin" => o.tin = v,
+                "npi" => o.npi = v,
+                "org" => o.organization_name = v,
+                _ => o.cehrt_id = v,
+            }
+        }
+        o.validate().map_err(|e| e.to_string())?;
+        a.qrda = Some(o);
+        // `--out` is the QRDA file unless `--report-out` names it
+        match report_out {
+            Some(p) => {
+                a.out = Some(out);
+                a.report = Some((ReportKind::Qrda3, p));
+            }
+            None => a.report = Some((ReportKind::Qrda3, out)),
+        }
+        a.opts.stratifiers = true;
+        a.opts.supplemental_data = true;
+        return Ok(a);
+    }
+    if program_year.is_some() || !qrda_settings.is_empty() {
+        return Err("--program-year, --cms-program, --tin, --npi, --org-name and --cehrt-id go with --report qrda3".into());
+    }
+    a.out = Some(out);
     a.report = match (report, report_out) {
         (Some(k), Some(p)) => Some((k, p)),
         (None, None) => None,
@@ -277,6 +330,31 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
         measures.push(p.prepare(&period)?);
     }
     drop(packages);
+    // QRDA III: the CMS supplemental data, one aggregate per measure, one period for the
+    // document, and a writable destination, all checked before any patient is read.
+    let mut aggregates: Vec<ecqm::qrda3::MeasureAggregate> = Vec::new();
+    if let (Some(o), Some((_, path))) = (&a.qrda, &a.report) {
+        for m in measures.iter_mut() {
+            ecqm::qrda3::ensure_cms_sde(m)?;
+            aggregates.push(ecqm::qrda3::MeasureAggregate::new(&m.def, o.year)?);
+        }
+        if let Some(m) = measures.iter().find(|m| m.period != measures[0].period) {
+            return Err(EcqmError::Argument(format!(
+                "measures {} and {} have different measurement periods; one QRDA III document \
+                 reports one period (give --period-start and --period-end)",
+                measures[0].def.name, m.def.name
+            )));
+        }
+        let year = measures[0].period.start_date()[..4].to_string();
+        if year != o.year.to_string() && !a.quiet {
+            eprintln!(
+                "phm-ecqm: warning: the measurement period starts in {year} but the QRDA III \
+                 follows the CMS {} program year",
+                o.year
+            );
+        }
+        ecqm::qrda3::check_writable(path)?;
+    }
     if !a.quiet {
         eprintln!(
             "phm-ecqm: {} measure(s) loaded and prepared in {:.1}s",
@@ -295,10 +373,13 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
         .unwrap_or_else(|| now_utc()[..10].to_string());
 
     let source = PatientSource::open(&a.patients)?;
-    let mut out = create(&a.out)?;
-    let mut report_out = match &a.report {
-        Some((_, p)) => Some(create(p)?),
+    let mut out = match &a.out {
+        Some(p) => Some(create(p)?),
         None => None,
+    };
+    let mut report_out = match &a.report {
+        Some((ReportKind::Qrda3, _)) | None => None,
+        Some((_, p)) => Some(create(p)?),
     };
     let keep_subjects = matches!(a.report, Some((ReportKind::SubjectList, _)));
     let mut summaries: Vec<Summary> = measures
@@ -356,11 +437,16 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
                 patients += 1;
                 for r in &results {
                     evaluations += 1;
-                    serde_json::to_writer(&mut out, r)
-                        .map_err(|e| EcqmError::Patients(format!("writing results: {e}")))?;
-                    out.write_all(b"\n").map_err(io_err(&a.out))?;
+                    if let (Some(out), Some(path)) = (out.as_mut(), a.out.as_ref()) {
+                        serde_json::to_writer(&mut *out, r)
+                            .map_err(|e| EcqmError::Patients(format!("writing results: {e}")))?;
+                        out.write_all(b"\n").map_err(io_err(path))?;
+                    }
                     if let Some(mi) = measures.iter().position(|m| m.def.name == r.measure) {
                         summaries[mi].add(r);
+                        if let Some(agg) = aggregates.get_mut(mi) {
+                            agg.add(r);
+                        }
                         if let (Some(ReportKind::Worklist), Some(w)) =
                             (a.report.as_ref().map(|r| r.0), report_out.as_mut())
                         {
@@ -413,7 +499,32 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
             Ok(())
         },
     )?;
-    out.flush().map_err(io_err(&a.out))?;
+    if let (Some(out), Some(path)) = (out.as_mut(), a.out.as_ref()) {
+        out.flush().map_err(io_err(path))?;
+    }
+    if let (Some(o), Some((_, path))) = (&a.qrda, &a.report) {
+        let failed = failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            return Err(EcqmError::Patients(format!(
+                "{failed} patient evaluation(s) failed; the counts would be incomplete, so no QRDA III file was written"
+            )));
+        }
+        if patients == 0 {
+            return Err(EcqmError::Patients(format!(
+                "{}: no patients; no QRDA III file was written",
+                a.patients.display()
+            )));
+        }
+        let bytes = ecqm::qrda3::write_qrda3_file(path, &aggregates, &measures[0].period, o)?;
+        if !a.quiet {
+            eprintln!(
+                "phm-ecqm: QRDA III ({} program year, {} measure(s)) -> {} ({bytes} bytes)",
+                o.year,
+                aggregates.len(),
+                path.display()
+            );
+        }
+    }
 
     if let (Some((kind, path)), Some(w)) = (&a.report, report_out.as_mut()) {
         if matches!(kind, ReportKind::Summary | ReportKind::SubjectList) {
