@@ -839,7 +839,23 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
         pending: BTreeSet::new(),
     };
 
-    if plan.wants("Group") {
+    // With `_since`, the Group itself only when its membership changed after the
+    // watermark (a member joined or left): a 50,000-member Group is 2 MB.
+    let group_changed = match x.since {
+        None => true,
+        Some(w) => {
+            members.iter().any(|(_, joined)| *joined > w)
+                || tx
+                    .query_one(
+                        "SELECT EXISTS (SELECT 1 FROM edw.patient_group_left
+                                        WHERE group_id = $1 AND left_change_no > $2)",
+                        &[&x.group_id, &w],
+                    )
+                    .await?
+                    .get::<_, bool>(0)
+        }
+    };
+    if plan.wants("Group") && group_changed {
         let mut group = json!({"resourceType": "Group", "id": x.group_id.to_string(),
             "type": "person", "actual": true, "quantity": members.len()});
         if let Some(n) = name {
@@ -858,7 +874,7 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
             files.write(Kind::Output, "Group", &group)?;
         }
     }
-    if let (Some(m), Some(s)) = (&managing, &managing_source) {
+    if let (Some(m), Some(s), true) = (&managing, &managing_source, group_changed) {
         refs.collect(&json!({"managingEntity": {"reference": m}}), s);
     }
 
