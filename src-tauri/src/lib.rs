@@ -186,6 +186,31 @@ fn sync_now(app: tauri::AppHandle, state: State<'_, AppState>) -> Result<SyncSta
     ws.sync_status()
 }
 
+#[tauri::command(async)]
+fn dashboard(
+    state: State<'_, AppState>,
+    query: workstation::DashboardQuery,
+) -> Result<workstation::Dashboard, WsError> {
+    state.ws()?.dashboard(&query)
+}
+
+#[tauri::command(async)]
+fn dashboard_patients(
+    state: State<'_, AppState>,
+    query: workstation::DrillQuery,
+) -> Result<workstation::DrillPage, WsError> {
+    state.ws()?.dashboard_patients(&query)
+}
+
+#[tauri::command(async)]
+fn set_dashboard_target(
+    state: State<'_, AppState>,
+    measure_id: String,
+    target: Option<f64>,
+) -> Result<(), WsError> {
+    state.ws()?.set_dashboard_target(&measure_id, target)
+}
+
 fn spawn_sync(app: tauri::AppHandle) {
     std::thread::spawn(move || {
         if let Ok(ws) = app.state::<AppState>().ws() {
@@ -276,6 +301,9 @@ pub fn run() {
             save_sync_settings,
             save_sync_jwks,
             sync_now,
+            dashboard,
+            dashboard_patients,
+            set_dashboard_target,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

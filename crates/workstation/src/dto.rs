@@ -265,3 +265,151 @@ pub struct SyncStatus {
     /// The workstation's public key set, for `phm-edw client add --jwks FILE`.
     pub public_jwks: String,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quality dashboards (see `dashboard.rs`)
+// ---------------------------------------------------------------------------------------------
+
+/// Population counts summed over patients (one measure group, or a slice of it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PopulationTally {
+    pub initial_population: u64,
+    pub denominator: u64,
+    pub denominator_exclusion: u64,
+    pub denominator_exception: u64,
+    pub numerator: u64,
+    pub numerator_exclusion: u64,
+}
+
+/// What the dashboard shows: one measure's detail when `measure` is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DashboardQuery {
+    pub measure: Option<String>,
+}
+
+/// One measure group on the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasureRow {
+    pub measure_id: String,
+    pub group_id: String,
+    /// `CMS125`.
+    pub short_name: String,
+    pub title: String,
+    /// The short name, with the group when the measure has several.
+    pub label: String,
+    /// `increase` or `decrease` (lower is better).
+    pub improvement: String,
+    pub counts: PopulationTally,
+    /// (numerator − numerator exclusions) / (denominator − exclusions − exceptions), 0..=1;
+    /// `None` when that denominator is 0 or the group is not a proportion.
+    pub rate: Option<f64>,
+    /// The user-set target (0..=1).
+    pub target: Option<f64>,
+    /// Whether the rate meets the target (at least it; at most it for `decrease`).
+    pub meets_target: Option<bool>,
+    /// Open (or, while the period runs, prospective) gaps.
+    pub open_gaps: u64,
+}
+
+/// A measure group's numbers for one provider or one care team.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakdownRow {
+    /// The practitioner's or the care team's (Group's) id.
+    pub id: String,
+    pub label: String,
+    pub group_id: String,
+    pub counts: PopulationTally,
+    pub rate: Option<f64>,
+    pub open_gaps: u64,
+}
+
+/// A chart rendered in Rust (SVG text: no fixed size, `<title>` and `<desc>`), with the same
+/// data in the rows it was drawn from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartSvg {
+    pub title: String,
+    pub svg: String,
+}
+
+/// One measure's detail: its groups, by provider and by care team, with charts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct MeasureDetail {
+    pub measure_id: String,
+    pub short_name: String,
+    pub title: String,
+    pub groups: Vec<MeasureRow>,
+    pub by_provider: Vec<BreakdownRow>,
+    pub by_care_team: Vec<BreakdownRow>,
+    /// One per group: by provider, then by care team.
+    pub charts: Vec<ChartSvg>,
+}
+
+/// The quality dashboard for the session's patients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct Dashboard {
+    /// Whose numbers: `All patients`, `Your patients`, `Your care teams' panels`.
+    pub scope: String,
+    pub patients_in_scope: u64,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    pub period_over: bool,
+    /// When the stored results were last computed.
+    pub evaluated_at: Option<String>,
+    /// Every measure group, in short-name order.
+    pub measures: Vec<MeasureRow>,
+    /// Across all measures: summed counts and open gaps.
+    pub total: PopulationTally,
+    pub total_open_gaps: u64,
+    pub measures_with_target: u64,
+    pub measures_meeting_target: u64,
+    /// Rate per measure group against its target.
+    pub chart: ChartSvg,
+    /// Why there is no trend by month (`None` once there is one).
+    pub trend_note: Option<String>,
+    pub detail: Option<MeasureDetail>,
+}
+
+/// The patients behind one dashboard number.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct DrillQuery {
+    pub measure_id: String,
+    pub group_id: String,
+    /// A population code (`initial-population`, `denominator`, `denominator-exclusion`,
+    /// `denominator-exception`, `numerator`, `numerator-exclusion`), `performance-not-met` or
+    /// `open-gap`.
+    pub population: String,
+    /// Only this provider's patients (practitioner id).
+    pub provider: Option<String>,
+    /// Only this care team's patients (Group id).
+    pub care_team: Option<String>,
+    pub offset: u32,
+    /// Default 100, at most 1000.
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRow {
+    pub patient_id: String,
+    pub name: String,
+    pub birth_date: Option<String>,
+    pub sex: Option<String>,
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillPage {
+    pub rows: Vec<DrillRow>,
+    pub total: u64,
+    pub offset: u32,
+    pub limit: u32,
+}

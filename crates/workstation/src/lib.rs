@@ -4,6 +4,7 @@
 //! exactly one audit record — allowed, denied or error alike.
 
 pub mod closure;
+pub mod dashboard;
 mod demo;
 mod dto;
 mod error;

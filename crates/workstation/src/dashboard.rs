@@ -1,0 +1,566 @@
+//! Quality dashboards: per measure and group, the populations, the performance rate and the
+//! open gaps of the patients the session may see, summed from the stored evaluation results
+//! (`measure_result`: population counts per patient, measure and group, written by the local
+//! evaluation with the engine's memberships), so the numbers are the engine's summary
+//! MeasureReport over the same patients. Charts are rendered here as SVG by `charts`; the UI
+//! shows the same numbers as tables. Drill-down lists the patients behind a number.
+//!
+//! Who sees what is the worklist's rule (the session's scope): a quality analyst every patient
+//! (with a purpose of use), a clinician their attributed patients, a care manager the panels
+//! of their care teams; a privacy officer is refused by the role matrix (`view_measures`).
+//!
+//! Not computed: a trend by month. The cache keeps one evaluation per patient over the whole
+//! measurement period (not the state at each month's end), so a monthly rate cannot be derived
+//! from stored data without re-evaluating every patient for each month.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use access::{Action, Role};
+use cache::{Cache, PopulationCounts};
+use ecqm::{GroupDef, ImprovementNotation, MeasureDef};
+
+use crate::{
+    BreakdownRow, ChartSvg, Dashboard, DashboardQuery, DrillPage, DrillQuery, DrillRow,
+    MeasureDetail, MeasureRow, PopulationTally, Session, Workstation, WsError,
+};
+
+/// The setting holding a measure's target (a rate, 0..=1).
+const TARGET_KEY: &str = "dashboard_target:";
+
+/// Why the dashboard shows no trend by month.
+pub const TREND_NOTE: &str = "No trend by month: the local cache keeps one evaluation per \
+    patient for the whole measurement period, not the results at each month's end.";
+
+/// The populations a drill-down can ask for.
+pub const DRILL_POPULATIONS: [&str; 8] = [
+    "initial-population",
+    "denominator",
+    "denominator-exclusion",
+    "denominator-exception",
+    "numerator",
+    "numerator-exclusion",
+    "performance-not-met",
+    "open-gap",
+];
+
+impl PopulationTally {
+    fn add(&mut self, c: &PopulationCounts) {
+        self.initial_population += u64::from(c.ip);
+        self.denominator += u64::from(c.denom);
+        self.denominator_exclusion += u64::from(c.denex);
+        self.denominator_exception += u64::from(c.denexcep);
+        self.numerator += u64::from(c.numer);
+        self.numerator_exclusion += u64::from(c.numex);
+    }
+
+    fn add_tally(&mut self, c: &PopulationTally) {
+        self.initial_population += c.initial_population;
+        self.denominator += c.denominator;
+        self.denominator_exclusion += c.denominator_exclusion;
+        self.denominator_exception += c.denominator_exception;
+        self.numerator += c.numerator;
+        self.numerator_exclusion += c.numerator_exclusion;
+    }
+
+    /// The eCQM proportion: (NUMER − NUMEX) / (DENOM − DENEX − DENEXCEP), as
+    /// `ecqm::report::Counts::proportion`; `None` when that denominator is 0.
+    pub fn rate(&self) -> Option<f64> {
+        let d = self
+            .denominator
+            .saturating_sub(self.denominator_exclusion)
+            .saturating_sub(self.denominator_exception);
+        let n = self.numerator.saturating_sub(self.numerator_exclusion);
+        (d > 0).then(|| n as f64 / d as f64)
+    }
+}
+
+/// One measure group as stored, with what the dashboard needs to know of its definition.
+struct GroupInfo {
+    measure_id: String,
+    group_id: String,
+    short_name: String,
+    title: String,
+    label: String,
+    notation: ImprovementNotation,
+    proportion: bool,
+}
+
+/// A patient's gap is open (or prospective) for a group: `ecqm::gap_status` on the stored
+/// counts, without the period (open and prospective both count).
+fn gap_open(c: &PopulationCounts, notation: ImprovementNotation) -> bool {
+    let eligible = c.denom > 0 && c.denex == 0 && c.denexcep == 0;
+    let met = c.numer > 0 && c.numex == 0;
+    eligible
+        && match notation {
+            ImprovementNotation::Increase => !met,
+            ImprovementNotation::Decrease => met,
+        }
+}
+
+fn in_population(c: &PopulationCounts, population: &str, notation: ImprovementNotation) -> bool {
+    match population {
+        "initial-population" => c.ip > 0,
+        "denominator" => c.denom > 0,
+        "denominator-exclusion" => c.denex > 0,
+        "denominator-exception" => c.denexcep > 0,
+        "numerator" => c.numer > 0,
+        "numerator-exclusion" => c.numex > 0,
+        "performance-not-met" => {
+            c.denom > 0 && c.denex == 0 && c.denexcep == 0 && !(c.numer > 0 && c.numex == 0)
+        }
+        "open-gap" => gap_open(c, notation),
+        _ => false,
+    }
+}
+
+fn meets(rate: Option<f64>, target: Option<f64>, notation: ImprovementNotation) -> Option<bool> {
+    let (r, t) = (rate?, target?);
+    Some(match notation {
+        ImprovementNotation::Increase => r >= t,
+        ImprovementNotation::Decrease => r <= t,
+    })
+}
+
+fn notation_code(n: ImprovementNotation) -> &'static str {
+    match n {
+        ImprovementNotation::Increase => "increase",
+        ImprovementNotation::Decrease => "decrease",
+    }
+}
+
+/// What one computation reads from the cache.
+struct Stored {
+    groups: Vec<GroupInfo>,
+    /// `(measure, group)` → per patient counts, for the patients in scope.
+    results: BTreeMap<(String, String), Vec<(String, PopulationCounts)>>,
+    targets: HashMap<String, f64>,
+}
+
+impl Workstation {
+    fn stored(
+        &self,
+        cache: &Cache,
+        scope: Option<&HashSet<String>>,
+        measure: Option<&str>,
+    ) -> Result<Stored, WsError> {
+        let mut groups = Vec::new();
+        let mut targets = HashMap::new();
+        for p in cache.measure_packages()? {
+            if measure.is_some_and(|m| m != p.measure_id) {
+                continue;
+            }
+            let def: MeasureDef = serde_json::from_str(&p.definition).map_err(|_| {
+                WsError::new(
+                    "evaluation",
+                    "A stored measure definition could not be read; evaluate the panel again.",
+                )
+            })?;
+            if let Some(t) = cache
+                .setting(&format!("{TARGET_KEY}{}", p.measure_id))?
+                .and_then(|t| t.parse::<f64>().ok())
+            {
+                targets.insert(p.measure_id.clone(), t);
+            }
+            let several = def.groups.len() > 1;
+            for (i, g) in def.groups.iter().enumerate() {
+                groups.push(group_info(&self.improvement, &p, &def, g, i, several));
+            }
+        }
+        if let Some(m) = measure {
+            if groups.is_empty() {
+                return Err(WsError::not_found("measure"));
+            }
+            debug_assert!(groups.iter().all(|g| g.measure_id == m));
+        }
+        let mut results: BTreeMap<(String, String), Vec<(String, PopulationCounts)>> =
+            BTreeMap::new();
+        for (patient, m, g, counts) in cache.measure_results()? {
+            if measure.is_some_and(|x| x != m) || scope.is_some_and(|s| !s.contains(&patient)) {
+                continue;
+            }
+            results.entry((m, g)).or_default().push((patient, counts));
+        }
+        Ok(Stored {
+            groups,
+            results,
+            targets,
+        })
+    }
+
+    /// The session's scope: `None` for every patient, which needs a purpose of use.
+    fn dashboard_scope<'a>(&self, s: &'a Session) -> Result<Option<&'a HashSet<String>>, WsError> {
+        match s.scope.as_deref() {
+            None if s.purpose.is_none() => Err(WsError::no_purpose()),
+            None => Ok(None),
+            Some(scope) => Ok(Some(&scope.patients)),
+        }
+    }
+
+    /// The quality dashboard over the session's patients (`view_measures`): every measure
+    /// group's populations, rate, target and open gaps, a chart, and with `q.measure` that
+    /// measure's detail by provider and by care team. One audit record (no patient ids: the
+    /// numbers are aggregates).
+    pub fn dashboard(&self, q: &DashboardQuery) -> Result<Dashboard, WsError> {
+        let query = format!(
+            "dashboard{}",
+            q.measure
+                .as_deref()
+                .map(|m| format!(" measure {m}"))
+                .unwrap_or_default()
+        );
+        self.audited(
+            Action::ViewMeasures,
+            Some(query),
+            |cache, s| self.build_dashboard(cache, s, q),
+            |_| Vec::new(),
+        )
+    }
+
+    fn build_dashboard(
+        &self,
+        cache: &Cache,
+        s: &Session,
+        q: &DashboardQuery,
+    ) -> Result<Dashboard, WsError> {
+        let scope = self.dashboard_scope(s)?;
+        let stored = self.stored(cache, scope, None)?;
+        let run = cache.last_eval_run()?;
+        let today = access::time::rfc3339_from_unix_ms((self.clock)());
+        let measures = rows(&stored);
+        let mut total = PopulationTally::default();
+        for r in &measures {
+            total.add_tally(&r.counts);
+        }
+        let with_target: Vec<&MeasureRow> =
+            measures.iter().filter(|r| r.target.is_some()).collect();
+        let chart_title = "Performance rate by measure (dashed: target)".to_string();
+        let bars: Vec<charts::Bar> = measures
+            .iter()
+            .map(|r| charts::Bar {
+                label: r.label.clone(),
+                value: r.rate,
+                target: r.target,
+            })
+            .collect();
+        let chart = ChartSvg {
+            svg: charts::bar_chart(&chart_title, &bars).map_err(chart_error)?,
+            title: chart_title,
+        };
+        let detail = match q
+            .measure
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            None => None,
+            Some(m) => Some(self.measure_detail(cache, s, scope, m)?),
+        };
+        let patients_in_scope = match scope {
+            Some(set) => set.len() as u64,
+            None => cache.patient_count()?,
+        };
+        Ok(Dashboard {
+            scope: match s.role {
+                Role::QualityAnalyst => "All patients",
+                Role::Clinician => "Your patients",
+                Role::CareManager => "Your care teams' panels",
+                Role::PrivacyOfficer => "No patients",
+            }
+            .into(),
+            patients_in_scope,
+            period_over: run
+                .as_ref()
+                .is_some_and(|r| &today[..10] > r.period_end.as_str()),
+            period_start: run.as_ref().map(|r| r.period_start.clone()),
+            period_end: run.as_ref().map(|r| r.period_end.clone()),
+            evaluated_at: run.and_then(|r| r.finished_at),
+            total_open_gaps: measures.iter().map(|r| r.open_gaps).sum(),
+            measures_with_target: with_target.len() as u64,
+            measures_meeting_target: with_target
+                .iter()
+                .filter(|r| r.meets_target == Some(true))
+                .count() as u64,
+            measures,
+            total,
+            chart,
+            trend_note: Some(TREND_NOTE.into()),
+            detail,
+        })
+    }
+
+    fn measure_detail(
+        &self,
+        cache: &Cache,
+        s: &Session,
+        scope: Option<&HashSet<String>>,
+        measure: &str,
+    ) -> Result<MeasureDetail, WsError> {
+        let stored = self.stored(cache, scope, Some(measure))?;
+        let groups = rows(&stored);
+        let first = &stored.groups[0];
+        // Providers: the patients' PCPs; care teams: the panels (for a care manager, theirs).
+        let mut providers: Vec<(String, String, HashSet<String>)> = Vec::new();
+        for (id, name, _) in cache.panel_providers()? {
+            let members = cache.patients_linked_to(Some(&id), &[])?;
+            providers.push((id.clone(), name.unwrap_or(id), members));
+        }
+        let linked = if s.role == Role::CareManager {
+            Some(cache.account_links(&s.username)?.1)
+        } else {
+            None
+        };
+        let mut teams: Vec<(String, String, HashSet<String>)> = Vec::new();
+        for g in cache.groups()? {
+            if linked.as_ref().is_some_and(|l| !l.contains(&g.id)) {
+                continue;
+            }
+            let members = cache.patients_linked_to(None, std::slice::from_ref(&g.id))?;
+            teams.push((g.id.clone(), g.name.unwrap_or(g.id), members));
+        }
+        let breakdown = |slices: &[(String, String, HashSet<String>)]| {
+            let mut out = Vec::new();
+            for g in &stored.groups {
+                let key = (g.measure_id.clone(), g.group_id.clone());
+                let patients = stored.results.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+                for (id, label, members) in slices {
+                    let mut counts = PopulationTally::default();
+                    let mut open = 0;
+                    for (p, c) in patients {
+                        if members.contains(p) {
+                            counts.add(c);
+                            open += u64::from(gap_open(c, g.notation));
+                        }
+                    }
+                    if counts.initial_population == 0 {
+                        continue;
+                    }
+                    out.push(BreakdownRow {
+                        id: id.clone(),
+                        label: label.clone(),
+                        group_id: g.group_id.clone(),
+                        rate: if g.proportion { counts.rate() } else { None },
+                        counts,
+                        open_gaps: open,
+                    });
+                }
+            }
+            out
+        };
+        let by_provider = breakdown(&providers);
+        let by_care_team = breakdown(&teams);
+        let target = stored.targets.get(measure).copied();
+        let mut charts = Vec::new();
+        for g in &stored.groups {
+            let group = if stored.groups.len() > 1 {
+                format!(" ({})", g.group_id)
+            } else {
+                String::new()
+            };
+            for (what, rows) in [("provider", &by_provider), ("care team", &by_care_team)] {
+                let bars: Vec<charts::Bar> = rows
+                    .iter()
+                    .filter(|r| r.group_id == g.group_id)
+                    .map(|r| charts::Bar {
+                        label: r.label.clone(),
+                        value: r.rate,
+                        target,
+                    })
+                    .collect();
+                if bars.is_empty() {
+                    continue;
+                }
+                let title = format!("{}{group}: performance rate by {what}", g.short_name);
+                charts.push(ChartSvg {
+                    svg: charts::bar_chart(&title, &bars).map_err(chart_error)?,
+                    title,
+                });
+            }
+        }
+        Ok(MeasureDetail {
+            measure_id: first.measure_id.clone(),
+            short_name: first.short_name.clone(),
+            title: first.title.clone(),
+            groups,
+            by_provider,
+            by_care_team,
+            charts,
+        })
+    }
+
+    /// Sets (or with `None` clears) the target rate (0..=1) of a measure, kept in the cache's
+    /// settings for everyone on this workstation. Audited.
+    pub fn set_dashboard_target(
+        &self,
+        measure_id: &str,
+        target: Option<f64>,
+    ) -> Result<(), WsError> {
+        if target.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return Err(WsError::invalid(
+                "The target is a rate between 0 % and 100 %.",
+            ));
+        }
+        let query = format!(
+            "dashboard target {measure_id}: {}",
+            target.map_or("none".into(), |t| format!("{t}"))
+        );
+        self.audited(
+            Action::ViewMeasures,
+            Some(query),
+            |cache, _| {
+                if !cache
+                    .measure_packages()?
+                    .iter()
+                    .any(|p| p.measure_id == measure_id)
+                {
+                    return Err(WsError::not_found("measure"));
+                }
+                let key = format!("{TARGET_KEY}{measure_id}");
+                cache.set_setting(&key, &target.map_or(String::new(), |t| t.to_string()))?;
+                Ok(())
+            },
+            |_| Vec::new(),
+        )
+    }
+
+    /// The patients behind one dashboard number, within the session's scope (and a provider's
+    /// or care team's slice), by name, one page. Needs a purpose of use; audited with the
+    /// ids of the patients returned.
+    pub fn dashboard_patients(&self, q: &DrillQuery) -> Result<DrillPage, WsError> {
+        if !DRILL_POPULATIONS.contains(&q.population.as_str()) {
+            return Err(WsError::invalid("Unknown population."));
+        }
+        let limit = if q.limit == 0 { 100 } else { q.limit };
+        if limit > 1000 {
+            return Err(WsError::invalid("At most 1,000 patients per page."));
+        }
+        let s = self.authorize(Action::ViewMeasures)?;
+        if s.purpose.is_none() {
+            return Err(WsError::no_purpose());
+        }
+        let query = serde_json::to_string(q).unwrap_or_default();
+        self.audited(
+            Action::ViewMeasures,
+            Some(format!("dashboard patients {query}")),
+            |cache, s| {
+                let scope = s.scope.as_deref().map(|x| &x.patients);
+                let stored = self.stored(cache, scope, Some(&q.measure_id))?;
+                let g = stored
+                    .groups
+                    .iter()
+                    .find(|g| g.group_id == q.group_id)
+                    .ok_or_else(|| WsError::not_found("measure group"))?;
+                let slice = match (&q.provider, &q.care_team) {
+                    (Some(p), _) => Some(cache.patients_linked_to(Some(p), &[])?),
+                    (None, Some(t)) => {
+                        if s.role == Role::CareManager
+                            && !cache.account_links(&s.username)?.1.contains(t)
+                        {
+                            return Err(WsError::new(
+                                "outside_panel",
+                                "This care team is not one of yours.",
+                            ));
+                        }
+                        Some(cache.patients_linked_to(None, std::slice::from_ref(t))?)
+                    }
+                    (None, None) => None,
+                };
+                let key = (g.measure_id.clone(), g.group_id.clone());
+                let ids: HashSet<String> = stored
+                    .results
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(p, c)| {
+                        in_population(c, &q.population, g.notation)
+                            && slice.as_ref().is_none_or(|s| s.contains(p))
+                    })
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                let page = cache.panel_in(
+                    &cache::PanelQuery {
+                        offset: q.offset,
+                        limit,
+                        ..Default::default()
+                    },
+                    Some(&ids),
+                )?;
+                Ok(DrillPage {
+                    rows: page
+                        .rows
+                        .into_iter()
+                        .map(|r| DrillRow {
+                            patient_id: r.patient_id,
+                            name: r.name,
+                            birth_date: r.birth_date,
+                            sex: r.sex,
+                            provider: r.pcp_name,
+                        })
+                        .collect(),
+                    total: page.total,
+                    offset: page.offset,
+                    limit: page.limit,
+                })
+            },
+            |page| page.rows.iter().map(|r| r.patient_id.clone()).collect(),
+        )
+    }
+}
+
+fn chart_error(e: charts::ChartError) -> WsError {
+    WsError::new("chart", e.to_string())
+}
+
+fn group_info(
+    overrides: &ecqm::ImprovementOverrides,
+    p: &cache::MeasurePackageRow,
+    def: &MeasureDef,
+    g: &GroupDef,
+    index: usize,
+    several: bool,
+) -> GroupInfo {
+    GroupInfo {
+        measure_id: p.measure_id.clone(),
+        group_id: g.id.clone(),
+        short_name: p.short_name.clone(),
+        title: p.title.clone(),
+        label: if several {
+            format!("{} #{}", p.short_name, index + 1)
+        } else {
+            p.short_name.clone()
+        },
+        notation: overrides.notation(def, g),
+        proportion: g.scoring == ecqm::package::Scoring::Proportion,
+    }
+}
+
+/// One row per stored measure group, summed over the patients in scope.
+fn rows(stored: &Stored) -> Vec<MeasureRow> {
+    stored
+        .groups
+        .iter()
+        .map(|g| {
+            let mut counts = PopulationTally::default();
+            let mut open = 0;
+            let key = (g.measure_id.clone(), g.group_id.clone());
+            for (_, c) in stored.results.get(&key).into_iter().flatten() {
+                counts.add(c);
+                open += u64::from(gap_open(c, g.notation));
+            }
+            let rate = if g.proportion { counts.rate() } else { None };
+            let target = stored.targets.get(&g.measure_id).copied();
+            MeasureRow {
+                measure_id: g.measure_id.clone(),
+                group_id: g.group_id.clone(),
+                short_name: g.short_name.clone(),
+                title: g.title.clone(),
+                label: g.label.clone(),
+                improvement: notation_code(g.notation).into(),
+                counts,
+                rate,
+                target,
+                meets_target: meets(rate, target, g.notation),
+                open_gaps: open,
+            }
+        })
+        .collect()
+}
