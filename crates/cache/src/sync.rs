@@ -185,8 +185,12 @@ impl Cache {
 
     /// Records a failed sync (`message` must be plain and PHI-free).
     pub fn record_sync_error(&self, message: &str) -> Result<(), CacheError> {
+        // Also before any sync reached the server (no state row yet).
         self.conn.execute(
-            "UPDATE sync_state SET last_error = ?1, last_error_at = ?2 WHERE id = 1",
+            "INSERT INTO sync_state(id, server_url, client_id, last_error, last_error_at)
+             VALUES (1, '', '', ?1, ?2)
+             ON CONFLICT(id) DO UPDATE SET last_error = excluded.last_error,
+               last_error_at = excluded.last_error_at",
             [message, &now_rfc3339()],
         )?;
         Ok(())

@@ -69,13 +69,14 @@ fn run(
         })
     };
     report_progress(SyncPhase::Connecting, None);
-    // Recorded first, so a failure to reach a newly configured server is shown for it.
-    cache.set_sync_server(&cfg.base_url, &cfg.client_id)?;
     discover(&http, cfg, &fhir)?;
     let groups = match &cfg.groups {
         Some(g) if !g.is_empty() => g.clone(),
         _ => list_groups(&http, &fhir)?,
     };
+    // Recorded once the server accepted this client, so a mistyped setting that fails
+    // does not forget where the last sync of the right one ended (a full sync again).
+    cache.set_sync_server(&cfg.base_url, &cfg.client_id)?;
     if groups.is_empty() {
         return Err(SyncError::Forbidden(Some(
             "no Group is granted to this client".into(),

@@ -274,6 +274,21 @@ fn refusals_offline_and_audit_shipping() {
         &empty,
     );
     eprintln!("unknown: {e}");
+    // A mistyped client id on the synced cache is refused and forgets nothing: the next
+    // sync with the right one is still incremental.
+    let typo = SyncClient {
+        id: format!("{}x", client.id),
+        key_file: client.key_file.clone(),
+    };
+    refused(
+        "mistyped client id",
+        Sync::new(&cache, &srv.base, &typo, &srv.cert()).run("sync"),
+        "refused this workstation's credentials: invalid_client",
+        &cache,
+        &synced,
+    );
+    let r = sync().run("sync").report();
+    assert_eq!(r["full"], false, "{r}");
     // A revoked client, after it had synced.
     let revoked = edw.client(dir.path(), "ws-revoked", "org1", &[edw.group]);
     let c3 = CacheFile::new(dir.path(), "revoked");
