@@ -178,7 +178,7 @@ pub fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, ChartError> {
             // The label under the bar (on the plotting area's edge).
             let (px, py) = chart.backend_coord(&(x + 0.5, 0.0));
             root.draw(&Text::new(
-                short(&b.label, 14),
+                short(&b.label, 12),
                 (px, py + 8),
                 (FONT, 12)
                     .into_font()

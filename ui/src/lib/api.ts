@@ -10,6 +10,10 @@ import type { AuditFilter } from "../bindings/AuditFilter";
 import type { AuditRow } from "../bindings/AuditRow";
 import type { AuditVerification } from "../bindings/AuditVerification";
 import type { CodeChoice } from "../bindings/CodeChoice";
+import type { Dashboard } from "../bindings/Dashboard";
+import type { DashboardQuery } from "../bindings/DashboardQuery";
+import type { DrillPage } from "../bindings/DrillPage";
+import type { DrillQuery } from "../bindings/DrillQuery";
 import type { EvaluationStatus } from "../bindings/EvaluationStatus";
 import type { Facets } from "../bindings/Facets";
 import type { PanelPage } from "../bindings/PanelPage";
@@ -53,6 +57,9 @@ export const api = {
   saveSyncSettings: (settings: SyncSettings) => invoke<SyncStatus>("save_sync_settings", { settings }),
   syncNow: () => invoke<SyncStatus>("sync_now"),
   saveSyncJwks: (path: string) => invoke<void>("save_sync_jwks", { path }),
+  dashboard: (query: DashboardQuery) => invoke<Dashboard>("dashboard", { query }),
+  dashboardPatients: (query: DrillQuery) => invoke<DrillPage>("dashboard_patients", { query }),
+  setDashboardTarget: (measureId: string, target: number | null) => invoke<void>("set_dashboard_target", { measureId, target }),
 };
 
 /** Whether a rejected command's reason is a `WsError` from Rust. */

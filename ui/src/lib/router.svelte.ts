@@ -9,7 +9,8 @@ export type Route =
   | { name: "purpose" }
   | { name: "panel" }
   | { name: "worklist" }
-  | { name: "patient"; patientId: string; from?: "panel" | "worklist" }
+  | { name: "dashboard" }
+  | { name: "patient"; patientId: string; from?: "panel" | "worklist" | "dashboard" }
   | { name: "audit" }
   | { name: "sync" };
 
@@ -19,6 +20,7 @@ export type RouteName = Route["name"];
 const SHELL: Partial<Record<RouteName, Action>> = {
   panel: "view_panel",
   worklist: "view_worklist",
+  dashboard: "view_measures",
   patient: "view_timeline",
   audit: "view_audit",
   sync: "sync",
