@@ -383,6 +383,61 @@ async fn care_manager_syncs_from_the_edw(
     sign_out(c).await;
 }
 
+/// The quality analyst's dashboard: a row per measure and group, the chart drawn in Rust,
+/// a number opening the patients behind it, and one of them opening a timeline.
+async fn quality_analyst_reads_the_dashboard(c: &Client, shots: &Path) {
+    sign_in(c, "quality", "HOPERAT").await;
+    c.find(Locator::Css("#nav-dashboard"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_for("dashboard rows", Duration::from_secs(120), || async {
+        !texts(c, "#dashboard-measures tbody tr").await.is_empty()
+    })
+    .await;
+    assert!(
+        c.execute(
+            "return document.querySelector('#dashboard-chart svg') !== null",
+            vec![]
+        )
+        .await
+        .unwrap()
+            == json!(true),
+        "the chart is an SVG"
+    );
+    // The first row's initial population with patients in it.
+    let clicked = c
+        .execute(
+            "const b = Array.from(document.querySelectorAll('#dashboard-measures tbody tr td.num button'))               .find(b => Number(b.textContent) > 0); b.click(); return b.textContent;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    until("the patients behind the number", || async {
+        text(c, "#dashboard-patients-title")
+            .await
+            .contains(&format!(": {clicked} patient"))
+    })
+    .await;
+    screenshot(c, shots, "dashboard.png").await;
+    c.execute(
+        "document.querySelector('#dashboard-patients tbody button').click()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#timeline-events li.event"))
+        .await
+        .unwrap();
+    sign_out(c).await;
+}
+
 fn workstation_jwks_file() -> &'static str {
     "workstation-jwks.json"
 }
@@ -623,6 +678,8 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
         .unwrap();
     assert_eq!(outsider.as_str(), Some("outside_panel"));
     sign_out(&c).await;
+
+    quality_analyst_reads_the_dashboard(&c, &shots).await;
 
     let mut edw = edw_loading.join().unwrap();
     care_manager_syncs_from_the_edw(&c, data_dir.path(), &shots, &mut edw).await;
