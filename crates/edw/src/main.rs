@@ -16,6 +16,10 @@ const USAGE: &str = "usage:
                   (one JSON line per person and measure, as `phm-ecqm eval` writes)
   phm-edw report --db URL --period YEAR --measure NAME --type summary|subject-list|individual
                  [--out FILE|-]   (FHIR MeasureReports from the stored results)
+  phm-edw report --db URL --period YEAR --type qrda3 --program-year 2025|2026 [--measure NAME]
+                 --out FILE [--cms-program NAME] [--tin N] [--npi N] [--org-name TEXT]
+                 [--cehrt-id ID]   (QRDA Category III of the stored results: the measure
+                 named or every measure with results for the period; written atomically)
   phm-edw serve --db URL [--addr HOST:PORT] [--tls-cert PEM --tls-key PEM] [--state-dir DIR]
                 [--plain-http] [--public-url URL] [--jwks-ca PEM] [--pool N]
                 (HTTPS; without --tls-cert/--tls-key a self-signed certificate for
@@ -250,22 +254,96 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             );
             Ok(())
         }
+        "report" if rest.windows(2).any(|w| w[0] == "--type" && w[1] == "qrda3") => {
+            let a = Args::parse(rest, &[])?;
+            a.check(&[
+                "db",
+                "period",
+                "measure",
+                "out",
+                "type",
+                "program-year",
+                "cms-program",
+                "tin",
+                "npi",
+                "org-name",
+                "cehrt-id",
+            ])?;
+            let year: i32 = num(&a, "period", 0)?;
+            if !(1900..=2200).contains(&year) {
+                return Err("--period YEAR is required (e.g. --period 2025)".into());
+            }
+            let program_year = ecqm::qrda3::ProgramYear::parse(
+                a.get("program-year")
+                    .ok_or("--type qrda3 needs --program-year 2025|2026")?,
+            )
+            .map_err(|_| "--program-year: 2025 or 2026".to_string())?;
+            let out = a.req("out")?;
+            if out == "-" {
+                return Err("--type qrda3 writes a file: give --out FILE".into());
+            }
+            let mut o = ecqm::qrda3::Qrda3Options::new(program_year);
+            o.software_name = format!("PHM Workstation phm-edw {}", env!("CARGO_PKG_VERSION"));
+            for (opt, field) in [
+                ("cms-program", &mut o.program),
+                ("tin", &mut o.tin),
+                ("npi", &mut o.npi),
+                ("org-name", &mut o.organization_name),
+                ("cehrt-id", &mut o.cehrt_id),
+            ] {
+                if let Some(v) = a.get(opt) {
+                    *field = v.to_string();
+                }
+            }
+            o.validate().map_err(|x| x.to_string())?;
+            if year != program_year.year() as i32 {
+                eprintln!(
+                    "phm-edw: warning: the measurement period is {year} but the QRDA III follows the CMS {program_year} program year"
+                );
+            }
+            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let w = edw::results::write_qrda3(
+                &mut c,
+                year,
+                a.get("measure"),
+                &o,
+                std::path::Path::new(out),
+            )
+            .map_err(e)?;
+            eprintln!(
+                "report: QRDA III {program_year} for period {year}: {} measure(s) ({}), {} bytes written to {out}",
+                w.measures.len(),
+                w.measures.join(", "),
+                w.bytes
+            );
+            Ok(())
+        }
         "results" | "report" => {
             let a = Args::parse(rest, &[])?;
+            let qrda = [
+                "program-year",
+                "cms-program",
+                "tin",
+                "npi",
+                "org-name",
+                "cehrt-id",
+            ];
+            if let Some(q) = qrda.iter().find(|q| a.get(q).is_some()) {
+                return Err(format!("--{q} goes with `report --type qrda3`"));
+            }
             a.check(&["db", "period", "measure", "out", "type"])?;
             let year: i32 = num(&a, "period", 0)?;
             if !(1900..=2200).contains(&year) {
                 return Err("--period YEAR is required (e.g. --period 2025)".into());
             }
-            let kind =
-                if cmd == "report" {
-                    let t = a.req("type")?;
-                    Some(edw::results::ReportType::parse(t).ok_or_else(|| {
-                        format!("--type {t:?}: summary, subject-list or individual")
-                    })?)
-                } else {
-                    None
-                };
+            let kind = if cmd == "report" {
+                let t = a.req("type")?;
+                Some(edw::results::ReportType::parse(t).ok_or_else(|| {
+                    format!("--type {t:?}: summary, subject-list, individual or qrda3")
+                })?)
+            } else {
+                None
+            };
             let measure = match kind {
                 Some(_) => Some(a.req("measure")?),
                 None => a.get("measure"),

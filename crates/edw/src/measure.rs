@@ -4,7 +4,9 @@
 //! when a person leaves a population), `edw.care_gap` (the status `ecqm::gaps` decides;
 //! not-applicable once a person leaves the denominator) and `edw.measure_detail`
 //! (stratifier values and supplemental data of persons in an initial population).
-//! `edw.measure_def` keeps each measure's groups for `results` and `report`.
+//! `edw.measure_def` keeps each measure's groups and parsed definition (with its
+//! version-specific id and the CMS supplemental data elements) for `results` and
+//! `report`.
 //!
 //! Incremental: a run records the highest `edw.change_seq` value its input reflects.
 //! The next run of the same period with the same packages and options evaluates only
@@ -442,7 +444,8 @@ fn write_chunk(
 
 /// Changes when what a run stores changes (results by group, details): a run after an
 /// upgrade is then full.
-const RESULTS_LAYOUT: &str = "results by group, strata and sde (migration 14)";
+const RESULTS_LAYOUT: &str =
+    "results by group, strata and sde (migration 14); CMS SDE sex, race, ethnicity, payer";
 
 /// sha256 over the package bytes (the files `MeasurePackage::load_all` reads), the
 /// engine version, the results layout and the options that change results.
@@ -521,11 +524,14 @@ pub fn run_with(
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
     let period = Period::new(&format!("{year}-01-01"), &format!("{year}-12-31"))
         .map_err(|e| Error::msg(format!("--period: {e}")))?;
-    let prepared: Vec<_> = pkgs
+    let mut prepared: Vec<_> = pkgs
         .iter()
         .map(|p| p.prepare(&period))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::msg(format!("measure package: {e}")))?;
+    for m in &mut prepared {
+        with_cms_sde(m);
+    }
     check_retrieved_types(&prepared)?;
     let fp = fingerprint(package, overrides)?;
     let period_start = format!("{year}-01-01");
@@ -810,6 +816,19 @@ impl LineFetch {
         }
         prof(0, t);
         Ok(by_person)
+    }
+}
+
+/// The CMS supplemental data elements (sex, race, ethnicity, payer) as `phm-ecqm`
+/// evaluates them for QRDA III (`ecqm::qrda3::ensure_cms_sde`): added to the measure's
+/// definition when its main library defines them but the Measure does not list them,
+/// so `edw.measure_detail` keeps them for `report --type qrda3`. Population results do
+/// not change. A measure whose library lacks one keeps its own list unchanged (the
+/// QRDA export then names the missing element).
+fn with_cms_sde(m: &mut PreparedMeasure) {
+    let own = m.def.supplemental_data.clone();
+    if ecqm::qrda3::ensure_cms_sde(m).is_err() {
+        m.def.supplemental_data = own;
     }
 }
 

@@ -1,8 +1,9 @@
 //! Stored measure results back out: `phm-edw results` (one JSON line per person and
 //! measure, in the shape of `phm-ecqm eval`'s results file, so the official scorer
 //! scores the EDW as it scores the engine) and `phm-edw report` (FHIR MeasureReports:
-//! summary, subject-list, individual). Both read `edw.measure_def` for the groups, so
-//! neither needs the measure package.
+//! summary, subject-list, individual; and QRDA Category III with `ecqm::qrda3`'s
+//! writer). All read `edw.measure_def` for the groups, so none needs the measure
+//! package.
 
 use crate::{Error, Result};
 use ecqm::populations::{GroupResult, Memberships, PatientResult, StratumValue};
@@ -46,7 +47,7 @@ pub fn measures(c: &mut postgres::Client, only: Option<&str>) -> Result<Vec<Stor
 /// Each person's stored result for one measure and period, in person order, with the
 /// person's primary source Patient id (the lowest source record, as `measure` uses).
 /// Persons without a row are in no initial population: every population 0.
-fn for_each_result(
+pub fn for_each_result(
     c: &mut postgres::Client,
     def: &MeasureDef,
     year: i32,
@@ -222,6 +223,88 @@ pub fn write_report(
         written = 1;
     }
     Ok(written)
+}
+
+/// What [`write_qrda3`] wrote.
+#[derive(Debug, Clone)]
+pub struct Qrda3Written {
+    /// The measures in the document (`edw.measure_def.measure_id`).
+    pub measures: Vec<String>,
+    /// Persons read (every person of the EDW, once per measure).
+    pub persons: u64,
+    pub bytes: u64,
+}
+
+/// Whether `measure` has stored results for the period starting `period_start`.
+fn has_results(c: &mut postgres::Client, measure: &str, period_start: &str) -> Result<bool> {
+    Ok(c.query_one(
+        "SELECT EXISTS (SELECT 1 FROM edw.measure_result
+                        WHERE measure_id = $1 AND period_start = $2::text::date)",
+        &[&measure, &period_start],
+    )?
+    .get(0))
+}
+
+/// `phm-edw report --type qrda3`: one QRDA Category III document (`ecqm::qrda3`) for the
+/// stored results of the period's calendar year, covering the measure named (name, id
+/// or CMS id) or every measure with results for the period, written atomically to
+/// `path`. Fails, leaving no file, on bad options, an unwritable path, an unknown
+/// measure, a period without results, or a stored definition without what QRDA III
+/// needs (version-specific id, the four supplemental data elements: stored by
+/// `phm-edw measure`).
+pub fn write_qrda3(
+    c: &mut postgres::Client,
+    year: i32,
+    measure: Option<&str>,
+    opts: &ecqm::qrda3::Qrda3Options,
+    path: &std::path::Path,
+) -> Result<Qrda3Written> {
+    let qerr = |e: ecqm::EcqmError| Error::msg(e.to_string());
+    opts.validate().map_err(qerr)?;
+    ecqm::qrda3::check_writable(path).map_err(qerr)?;
+    let period_start = format!("{year}-01-01");
+    let period = Period::new(&period_start, &format!("{year}-12-31"))
+        .map_err(|e| Error::msg(format!("--period: {e}")))?;
+    let mut stored = Vec::new();
+    for m in measures(c, measure)? {
+        if has_results(c, &m.def.name, &period_start)? {
+            stored.push(m);
+        } else if measure.is_some() {
+            return Err(Error::msg(format!(
+                "no stored results for measure {} in period {year}: run `phm-edw measure --period {year}` with its package first",
+                m.def.name
+            )));
+        }
+    }
+    if stored.is_empty() {
+        return Err(Error::msg(format!(
+            "no stored results for period {year}: run `phm-edw measure --period {year}` first"
+        )));
+    }
+    let mut aggregates = Vec::with_capacity(stored.len());
+    for m in &stored {
+        let agg = ecqm::qrda3::MeasureAggregate::new(&m.def, opts.year).map_err(|e| {
+            Error::msg(format!(
+                "{e} (the stored definition of {} lacks it: run `phm-edw measure --full --period {year}` \
+                 with the current measure package to store it)",
+                m.def.name
+            ))
+        })?;
+        aggregates.push(agg);
+    }
+    let mut persons = 0u64;
+    for (m, agg) in stored.iter().zip(&mut aggregates) {
+        persons += for_each_result(c, &m.def, year, |_, r| {
+            agg.add(&r);
+            Ok(())
+        })? as u64;
+    }
+    let bytes = ecqm::qrda3::write_qrda3_file(path, &aggregates, &period, opts).map_err(qerr)?;
+    Ok(Qrda3Written {
+        measures: stored.into_iter().map(|m| m.def.name).collect(),
+        persons,
+        bytes,
+    })
 }
 
 /// Writes a file through a temporary file in the same directory, renamed into place
