@@ -211,6 +211,21 @@ fn set_dashboard_target(
     state.ws()?.set_dashboard_target(&measure_id, target)
 }
 
+/// Writes a QRDA III, FHIR MeasureReport or CSV export (quality analyst only; audited with
+/// the file's SHA-256).
+#[tauri::command(async)]
+fn export_report(
+    state: State<'_, AppState>,
+    request: workstation::ExportRequest,
+) -> Result<workstation::ExportResult, WsError> {
+    state.ws()?.export(&request)
+}
+
+#[tauri::command(async)]
+fn export_options(state: State<'_, AppState>) -> Result<workstation::ExportOptions, WsError> {
+    state.ws()?.export_options()
+}
+
 fn spawn_sync(app: tauri::AppHandle) {
     std::thread::spawn(move || {
         if let Ok(ws) = app.state::<AppState>().ws() {
@@ -304,6 +319,8 @@ pub fn run() {
             dashboard,
             dashboard_patients,
             set_dashboard_target,
+            export_report,
+            export_options,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

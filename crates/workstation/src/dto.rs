@@ -413,3 +413,74 @@ pub struct DrillPage {
     pub offset: u32,
     pub limit: u32,
 }
+
+/// What an export writes (see `Workstation::export`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// QRDA Category III XML for a CMS program year (2025 or 2026).
+    #[default]
+    Qrda3,
+    /// One FHIR Bundle (collection) holding one summary MeasureReport per measure.
+    MeasureReportSummary,
+    /// One FHIR Bundle (collection) holding one subject-list MeasureReport per measure
+    /// (the patients of each population as contained Lists).
+    MeasureReportSubjectList,
+    /// CSV: one row per patient × measure × group for the patients in the group's initial
+    /// population, with the population flags.
+    CsvMeasureResults,
+    /// CSV: the rows of a worklist view (a saved view or the given filters), every page.
+    CsvWorklist,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ExportRequest {
+    pub kind: ExportKind,
+    /// QRDA III only: the CMS program year whose implementation guide the file follows,
+    /// 2025 or 2026.
+    pub program_year: Option<u32>,
+    /// The measurement period (1 January – 31 December of this year); default the app's
+    /// measurement year (the year of the panel's latest data, or the chosen setting).
+    pub measurement_year: Option<i32>,
+    /// Measure ids (or CMS short names such as `CMS122`); empty for every shipped measure.
+    /// Not used by `csv_worklist`.
+    pub measures: Vec<String>,
+    /// `csv_worklist`: the name of one of the user's saved views...
+    pub saved_view: Option<String>,
+    /// ...or else these filters (the whole result, not one page).
+    pub worklist: Option<crate::WorklistQuery>,
+    /// The file to write: an absolute path in an existing, writable folder.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportResult {
+    pub kind: ExportKind,
+    pub path: String,
+    pub bytes: u64,
+    /// SHA-256 of the file written, lowercase hex (also in the audit record).
+    pub sha256: String,
+    /// The measures exported (none for a worklist).
+    pub measures: Vec<String>,
+    /// Patients evaluated (measure exports) or listed (worklist).
+    pub patients: u64,
+    /// Data rows (CSV) or MeasureReports / measures (FHIR, QRDA).
+    pub rows: u64,
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    /// Things worth knowing that did not stop the export (e.g. a program year that differs
+    /// from the measurement period).
+    pub warnings: Vec<String>,
+}
+
+/// What the export screen offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportOptions {
+    pub measures: Vec<crate::Choice>,
+    pub program_years: Vec<u32>,
+    pub measurement_year: i32,
+    pub saved_views: Vec<String>,
+}

@@ -128,7 +128,7 @@ impl MeasureSet {
         hex_hash(resources)
     }
 
-    fn status(&self, m: &PreparedMeasure, g: &GroupResult) -> GapStatus {
+    pub(crate) fn status(&self, m: &PreparedMeasure, g: &GroupResult) -> GapStatus {
         let notation = m
             .def
             .groups
@@ -146,29 +146,7 @@ impl MeasureSet {
         patient: &PatientResources,
         shared: &HashMap<String, cql::fhir::J>,
     ) -> Result<PatientEvaluation, WsError> {
-        let bad = || {
-            WsError::new(
-                "evaluation",
-                "A stored resource is not valid JSON; the patient was not evaluated.",
-            )
-        };
-        let mut nodes = Vec::with_capacity(patient.resources.len() + 4);
-        for r in &patient.resources {
-            nodes.push(serde_json::from_str::<cql::fhir::J>(r).map_err(|_| bad())?);
-        }
-        if !shared.is_empty() {
-            let mut added: Vec<&str> = patient
-                .resources
-                .iter()
-                .flat_map(|r| references(r))
-                .filter(|r| shared.contains_key(*r))
-                .collect();
-            added.sort_unstable();
-            added.dedup();
-            nodes.extend(added.iter().map(|r| shared[*r].clone()));
-        }
-        let data = cql::PatientData::from_nodes(nodes)
-            .map_err(|e| engine_error(ecqm::EcqmError::Engine(e.to_string())))?;
+        let data = patient_data(patient, shared)?;
         let memo = cql::PatientMemo::new(&data);
         let opts = EvalOptions::default();
         let mut results = Vec::new();
@@ -216,6 +194,26 @@ impl MeasureSet {
         })
     }
 
+    /// Evaluates one patient against every measure with `opts` (supplemental data and
+    /// stratifiers for reports): the engine's full results, one per measure, in order. The
+    /// same data and rules as [`MeasureSet::evaluate`].
+    pub fn evaluate_results(
+        &self,
+        patient: &PatientResources,
+        shared: &HashMap<String, cql::fhir::J>,
+        opts: EvalOptions,
+    ) -> Result<Vec<ecqm::PatientResult>, WsError> {
+        let data = patient_data(patient, shared)?;
+        let memo = cql::PatientMemo::new(&data);
+        self.measures
+            .iter()
+            .map(|m| {
+                m.evaluate_memo(&memo, &patient.patient_id, opts)
+                    .map_err(engine_error)
+            })
+            .collect()
+    }
+
     /// The stored form of each measure: definition and closing requirements per group.
     pub fn package_rows(&self) -> Vec<cache::MeasurePackageRow> {
         self.measures
@@ -250,6 +248,36 @@ impl MeasureSet {
             })
             .collect()
     }
+}
+
+/// A patient's stored resources (and the shared resources they reference) as engine data.
+fn patient_data(
+    patient: &PatientResources,
+    shared: &HashMap<String, cql::fhir::J>,
+) -> Result<cql::PatientData, WsError> {
+    let bad = || {
+        WsError::new(
+            "evaluation",
+            "A stored resource is not valid JSON; the patient was not evaluated.",
+        )
+    };
+    let mut nodes = Vec::with_capacity(patient.resources.len() + 4);
+    for r in &patient.resources {
+        nodes.push(serde_json::from_str::<cql::fhir::J>(r).map_err(|_| bad())?);
+    }
+    if !shared.is_empty() {
+        let mut added: Vec<&str> = patient
+            .resources
+            .iter()
+            .flat_map(|r| references(r))
+            .filter(|r| shared.contains_key(*r))
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        nodes.extend(added.iter().map(|r| shared[*r].clone()));
+    }
+    cql::PatientData::from_nodes(nodes)
+        .map_err(|e| engine_error(ecqm::EcqmError::Engine(e.to_string())))
 }
 
 /// Population memberships as counts (0/1 for a patient-based measure).

@@ -9,6 +9,7 @@ mod demo;
 mod dto;
 mod error;
 pub mod evaluation;
+mod export;
 mod queries;
 mod sync;
 mod worklist;
@@ -22,6 +23,7 @@ use cache::{Cache, CacheKey, KeyStore, LoginResult};
 
 pub use dto::*;
 pub use error::{action_label, WsError};
+pub use export::{neutralize_cell, MEASURE_RESULT_COLUMNS, WORKLIST_COLUMNS};
 pub use sync::JWKS_FILE;
 pub use worklist::*;
 

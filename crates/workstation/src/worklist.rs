@@ -327,7 +327,7 @@ fn valid_date(s: &str) -> bool {
     access::time::parse_date(s).is_some() && s.len() == 10
 }
 
-fn map_query(q: &WorklistQuery) -> Result<cache::WorklistQuery, WsError> {
+pub(crate) fn map_query(q: &WorklistQuery) -> Result<cache::WorklistQuery, WsError> {
     use cache::{OutreachFilter, WorklistSort as S};
     let blank = |s: &Option<String>| {
         s.as_deref()
@@ -508,7 +508,7 @@ impl Workstation {
 
     /// The measurement year: the `measurement_year` setting (`current`, or a year), else the
     /// calendar year of the panel's latest clinical data.
-    fn measurement_year(&self) -> Result<i32, WsError> {
+    pub(crate) fn measurement_year(&self) -> Result<i32, WsError> {
         let this_year: i32 = today()[..4].parse().unwrap_or(2026);
         let cache = self.cache();
         match cache.setting("measurement_year")?.as_deref() {
