@@ -15,6 +15,9 @@ import type { DashboardQuery } from "../bindings/DashboardQuery";
 import type { DrillPage } from "../bindings/DrillPage";
 import type { DrillQuery } from "../bindings/DrillQuery";
 import type { EvaluationStatus } from "../bindings/EvaluationStatus";
+import type { ExportOptions } from "../bindings/ExportOptions";
+import type { ExportRequest } from "../bindings/ExportRequest";
+import type { ExportResult } from "../bindings/ExportResult";
 import type { Facets } from "../bindings/Facets";
 import type { PanelPage } from "../bindings/PanelPage";
 import type { PanelQuery } from "../bindings/PanelQuery";
@@ -60,6 +63,8 @@ export const api = {
   dashboard: (query: DashboardQuery) => invoke<Dashboard>("dashboard", { query }),
   dashboardPatients: (query: DrillQuery) => invoke<DrillPage>("dashboard_patients", { query }),
   setDashboardTarget: (measureId: string, target: number | null) => invoke<void>("set_dashboard_target", { measureId, target }),
+  exportOptions: () => invoke<ExportOptions>("export_options"),
+  exportReport: (request: ExportRequest) => invoke<ExportResult>("export_report", { request }),
 };
 
 /** Whether a rejected command's reason is a `WsError` from Rust. */

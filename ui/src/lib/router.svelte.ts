@@ -10,6 +10,7 @@ export type Route =
   | { name: "panel" }
   | { name: "worklist" }
   | { name: "dashboard" }
+  | { name: "exports" }
   | { name: "patient"; patientId: string; from?: "panel" | "worklist" | "dashboard" }
   | { name: "audit" }
   | { name: "sync" };
@@ -21,6 +22,7 @@ const SHELL: Partial<Record<RouteName, Action>> = {
   panel: "view_panel",
   worklist: "view_worklist",
   dashboard: "view_measures",
+  exports: "export_reports",
   patient: "view_timeline",
   audit: "view_audit",
   sync: "sync",
