@@ -3,48 +3,24 @@
 //! exported as NDJSON; closure evidence closes a gap only when it meets the measure; panels are
 //! enforced in Rust.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+
+use common::{demo_workstation, Fixture};
 
 use access::Role;
-use cache::{Cache, CacheKey};
+use cache::Cache;
 use workstation::{
-    demo_passphrase, ActionRequest, ClosureEvidence, Config, GapRef, PanelQuery, WorklistAction,
+    demo_passphrase, ActionRequest, ClosureEvidence, GapRef, PanelQuery, WorklistAction,
     WorklistQuery, Workstation,
 };
 
-struct Fixture {
-    ws: Workstation,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    key: CacheKey,
-}
-
 fn fixture(patients: u64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cache.db");
-    let key = CacheKey::generate().unwrap();
-    let cache = Cache::open(&path, &key).unwrap();
-    let mut config = Config::new(dir.path());
-    config.demo_patients = patients;
-    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
-    let ws = Workstation::with_cache(
-        cache,
-        &config,
-        &|_| {},
-        Box::new(move || now.load(Ordering::SeqCst)),
-    )
-    .unwrap();
-    Fixture {
-        ws,
-        _dir: dir,
-        path,
-        key,
-    }
+    demo_workstation(patients)
 }
 
 fn sign_in(ws: &Workstation, user: &str) {

@@ -4,48 +4,24 @@
 //! the privacy officer is refused and audited; a drill-down returns the patients behind a
 //! number within the caller's scope and is audited with their ids.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+
+use common::{demo_workstation, Fixture};
 
 use access::{Action, Outcome, Role};
-use cache::{Cache, CacheKey};
+use cache::Cache;
 use ecqm::report::{ReportContext, Summary};
 use ecqm::{EvalOptions, GapStatus, Period};
 use serde_json::Value as Json;
-use workstation::{demo_passphrase, Config, DashboardQuery, DrillQuery, Workstation};
-
-struct Fixture {
-    ws: Workstation,
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    key: CacheKey,
-}
+use workstation::{demo_passphrase, DashboardQuery, DrillQuery, Workstation};
 
 fn fixture(patients: u64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cache.db");
-    let key = CacheKey::generate().unwrap();
-    let cache = Cache::open(&path, &key).unwrap();
-    let mut config = Config::new(dir.path());
-    config.demo_patients = patients;
-    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
-    let ws = Workstation::with_cache(
-        cache,
-        &config,
-        &|_| {},
-        Box::new(move || now.load(Ordering::SeqCst)),
-    )
-    .unwrap();
-    let status = ws.evaluate_panel(&|_| {}).unwrap();
+    let f = demo_workstation(patients);
+    let status = f.ws.evaluate_panel(&|_| {}).unwrap();
     assert_eq!((status.phase.as_str(), status.failed), ("done", 0));
-    Fixture {
-        ws,
-        _dir: dir,
-        path,
-        key,
-    }
+    f
 }
 
 fn sign_in(ws: &Workstation, user: &str) {

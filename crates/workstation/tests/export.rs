@@ -6,48 +6,29 @@
 //! refusal is audited); each export's audit record carries the SHA-256 of the file written;
 //! bad requests fail clearly and leave no file behind.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+
+use common::{demo_workstation, Fixture};
 
 use access::{Action, Outcome};
-use cache::{AuditFilter, Cache, CacheKey};
+use cache::{AuditFilter, Cache};
 use ecqm::report::{ReportContext, Summary};
 use ecqm::{EvalOptions, Period};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 use workstation::{
-    demo_passphrase, Config, ExportKind, ExportRequest, WorklistQuery, Workstation,
-    MEASURE_RESULT_COLUMNS, WORKLIST_COLUMNS,
+    demo_passphrase, ExportKind, ExportRequest, WorklistQuery, Workstation, MEASURE_RESULT_COLUMNS,
+    WORKLIST_COLUMNS,
 };
-
-struct Fixture {
-    ws: Workstation,
-    dir: tempfile::TempDir,
-    path: PathBuf,
-    key: CacheKey,
-}
 
 /// A demo panel of `patients`; every patient's family name is made to start with `=`, `+`,
 /// `-` or `@` (as a hostile import could), then the panel is evaluated.
 fn fixture(patients: u64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cache.db");
-    let key = CacheKey::generate().unwrap();
-    let cache = Cache::open(&path, &key).unwrap();
-    let mut config = Config::new(dir.path());
-    config.demo_patients = patients;
-    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
-    let ws = Workstation::with_cache(
-        cache,
-        &config,
-        &|_| {},
-        Box::new(move || now.load(Ordering::SeqCst)),
-    )
-    .unwrap();
-    let f = Fixture { ws, dir, path, key };
+    let f = demo_workstation(patients);
     if patients > 0 {
         let raw = rusqlite_open(&f);
         raw.execute_batch(

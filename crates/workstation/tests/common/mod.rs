@@ -1,0 +1,37 @@
+//! The workstation on a real SQLCipher cache holding a generated demo panel, with a
+//! clock the test controls; shared by the integration tests.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use cache::{Cache, CacheKey};
+use workstation::{Config, Workstation};
+
+pub struct Fixture {
+    pub ws: Workstation,
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub key: CacheKey,
+}
+
+/// A new encrypted cache with a demo panel of `patients` (not evaluated yet).
+pub fn demo_workstation(patients: u64) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.db");
+    let key = CacheKey::generate().unwrap();
+    let cache = Cache::open(&path, &key).unwrap();
+    let mut config = Config::new(dir.path());
+    config.demo_patients = patients;
+    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
+    let ws = Workstation::with_cache(
+        cache,
+        &config,
+        &|_| {},
+        Box::new(move || now.load(Ordering::SeqCst)),
+    )
+    .unwrap();
+    Fixture { ws, dir, path, key }
+}
