@@ -9,19 +9,26 @@
 //! (with a purpose of use), a clinician their attributed patients, a care manager the panels
 //! of their care teams; a privacy officer is refused by the role matrix (`view_measures`).
 //!
+//! Stratifiers: where a measure group defines them, its detail has the populations and rate
+//! of each stratum. Strata are not stored (the cache keeps population counts per patient), so
+//! they are computed at dashboard time by the engine for that measure's initial population
+//! within the scope (only when the detail is opened).
+//!
 //! Not computed: a trend by month. The cache keeps one evaluation per patient over the whole
 //! measurement period (not the state at each month's end), so a monthly rate cannot be derived
 //! from stored data without re-evaluating every patient for each month.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use access::{Action, Role};
 use cache::{Cache, PopulationCounts};
 use ecqm::{GroupDef, ImprovementNotation, MeasureDef};
 
+use crate::evaluation::{MeasureSet, BATCH};
 use crate::{
     BreakdownRow, ChartSvg, Dashboard, DashboardQuery, DrillPage, DrillQuery, DrillRow,
-    MeasureDetail, MeasureRow, PopulationTally, Session, Workstation, WsError,
+    MeasureDetail, MeasureRow, PopulationTally, Session, StratumRow, Workstation, WsError,
 };
 
 /// The setting holding a measure's target (a rate, 0..=1).
@@ -83,6 +90,8 @@ struct GroupInfo {
     label: String,
     notation: ImprovementNotation,
     proportion: bool,
+    /// The group's evaluable stratifiers: `(id as the engine reports it, text)`.
+    stratifiers: Vec<(String, String)>,
 }
 
 /// A patient's gap is open (or prospective) for a group: `ecqm::gap_status` on the stored
@@ -376,6 +385,34 @@ impl Workstation {
                 });
             }
         }
+        let strata = self.strata(cache, &stored, measure)?;
+        let mut strata_charts = Vec::new();
+        for g in &stored.groups {
+            let group = if stored.groups.len() > 1 {
+                format!(" ({})", g.group_id)
+            } else {
+                String::new()
+            };
+            for (sid, text) in &g.stratifiers {
+                let bars: Vec<charts::Bar> = strata
+                    .iter()
+                    .filter(|r| r.group_id == g.group_id && &r.stratifier_id == sid)
+                    .map(|r| charts::Bar {
+                        label: r.value.clone(),
+                        value: r.rate,
+                        target,
+                    })
+                    .collect();
+                if bars.is_empty() {
+                    continue;
+                }
+                let title = format!("{}{group}: performance rate by {text}", g.short_name);
+                strata_charts.push(ChartSvg {
+                    svg: charts::bar_chart(&title, &bars).map_err(chart_error)?,
+                    title,
+                });
+            }
+        }
         Ok(MeasureDetail {
             measure_id: first.measure_id.clone(),
             short_name: first.short_name.clone(),
@@ -384,7 +421,133 @@ impl Workstation {
             by_provider,
             by_care_team,
             charts,
+            strata,
+            strata_charts,
         })
+    }
+
+    /// The strata of `measure`'s groups over the patients in `stored` (the session's scope).
+    ///
+    /// The cache stores each patient's population counts, not their stratifier values, so the
+    /// strata are computed here by the engine: the measure alone, prepared for the stored
+    /// results' period (once per measure and year), evaluated with stratifiers for the
+    /// patients in scope who are in one of its groups' initial populations (the engine gives
+    /// strata only to those), and summed as `ecqm::report::Summary` sums them. Only measures
+    /// that define a stratifier are evaluated; their detail costs one evaluation of that
+    /// measure over its initial population.
+    fn strata(
+        &self,
+        cache: &Cache,
+        stored: &Stored,
+        measure: &str,
+    ) -> Result<Vec<StratumRow>, WsError> {
+        if stored.groups.iter().all(|g| g.stratifiers.is_empty()) {
+            return Ok(Vec::new());
+        }
+        let Some(run) = cache.last_eval_run()? else {
+            return Ok(Vec::new());
+        };
+        let Some(year) = run
+            .period_start
+            .get(..4)
+            .and_then(|y| y.parse::<i32>().ok())
+        else {
+            return Ok(Vec::new());
+        };
+        let mut ids: Vec<String> = stored
+            .results
+            .iter()
+            .filter(|((m, _), _)| m == measure)
+            .flat_map(|(_, rows)| rows.iter().filter(|(_, c)| c.ip > 0).map(|(p, _)| p))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        ids.sort();
+        let set = self.prepared_measure(measure, year)?;
+        let shared: HashMap<String, cql::fhir::J> = cache
+            .shared_resources()?
+            .into_iter()
+            .filter_map(|(t, id, raw)| {
+                Some((format!("{t}/{id}"), serde_json::from_str(&raw).ok()?))
+            })
+            .collect();
+        let opts = ecqm::EvalOptions {
+            stratifiers: true,
+            ..Default::default()
+        };
+        // (group, stratifier, value) -> counts.
+        let mut tally: BTreeMap<(String, String, String), PopulationTally> = BTreeMap::new();
+        for chunk in ids.chunks(BATCH) {
+            use rayon::prelude::*;
+            let patients = cache.patient_resources(chunk)?;
+            let evaluated: Vec<Result<Vec<ecqm::PatientResult>, WsError>> = patients
+                .par_iter()
+                .map(|p| set.evaluate_results(p, &shared, opts))
+                .collect();
+            for results in evaluated {
+                for r in results? {
+                    for g in &r.groups {
+                        let counts = crate::evaluation::counts(&g.populations);
+                        for st in &g.strata {
+                            tally
+                                .entry((
+                                    g.id.clone(),
+                                    st.stratifier.clone(),
+                                    ecqm::report::stratum_text(&st.value),
+                                ))
+                                .or_default()
+                                .add(&counts);
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for g in &stored.groups {
+            for (sid, text) in &g.stratifiers {
+                for ((gid, s, value), counts) in &tally {
+                    if gid != &g.group_id || s != sid {
+                        continue;
+                    }
+                    out.push(StratumRow {
+                        group_id: gid.clone(),
+                        stratifier_id: sid.clone(),
+                        stratifier: text.clone(),
+                        value: value.clone(),
+                        counts: *counts,
+                        rate: if g.proportion { counts.rate() } else { None },
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `measure` alone prepared for the calendar year `year`, kept for the next detail.
+    fn prepared_measure(&self, measure: &str, year: i32) -> Result<Arc<MeasureSet>, WsError> {
+        type Prepared = Mutex<HashMap<(String, i32), Arc<MeasureSet>>>;
+        static PREPARED: OnceLock<Prepared> = OnceLock::new();
+        let slot = PREPARED.get_or_init(Default::default);
+        let key = (measure.to_string(), year);
+        if let Some(set) = slot.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(set.clone());
+        }
+        let package = crate::evaluation::shipped_packages()?
+            .into_iter()
+            .find(|p| p.def.name == measure)
+            .ok_or_else(|| WsError::not_found("measure"))?;
+        let today = access::time::rfc3339_from_unix_ms((self.clock)());
+        let set = Arc::new(MeasureSet::prepare(
+            std::slice::from_ref(&package),
+            year,
+            &today[..10],
+            &self.improvement,
+        )?);
+        slot.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, set.clone());
+        Ok(set)
     }
 
     /// Sets (or with `None` clears) the target rate (0..=1) of a measure, kept in the cache's
@@ -530,6 +693,20 @@ fn group_info(
         },
         notation: overrides.notation(def, g),
         proportion: g.scoring == ecqm::package::Scoring::Proportion,
+        stratifiers: g
+            .stratifiers
+            .iter()
+            .enumerate()
+            .filter_map(|(si, st)| {
+                let expression = st.expression.as_ref()?;
+                Some((
+                    st.id
+                        .clone()
+                        .unwrap_or_else(|| format!("stratifier-{}", si + 1)),
+                    st.code_text.clone().unwrap_or_else(|| expression.clone()),
+                ))
+            })
+            .collect(),
     }
 }
 

@@ -348,6 +348,11 @@ pub struct MeasureDetail {
     pub by_care_team: Vec<BreakdownRow>,
     /// One per group: by provider, then by care team.
     pub charts: Vec<ChartSvg>,
+    /// Per group and stratifier, the counts and rate of each stratum (empty when the measure
+    /// defines no evaluable stratifier).
+    pub strata: Vec<StratumRow>,
+    /// One per group and stratifier: the rate by stratum.
+    pub strata_charts: Vec<ChartSvg>,
 }
 
 /// The quality dashboard for the session's patients.
@@ -483,4 +488,20 @@ pub struct ExportOptions {
     pub program_years: Vec<u32>,
     pub measurement_year: i32,
     pub saved_views: Vec<String>,
+}
+
+/// One stratum of a measure group's stratifier: the populations of the patients whose
+/// stratifier value is `value` (the engine's summary MeasureReport `stratum`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct StratumRow {
+    pub group_id: String,
+    /// `Measure.group.stratifier.id`.
+    pub stratifier_id: String,
+    /// The stratifier's text (its code's text, or its criteria expression).
+    pub stratifier: String,
+    /// The stratum's value as text (`MeasureReport...stratum.value.text`).
+    pub value: String,
+    pub counts: PopulationTally,
+    pub rate: Option<f64>,
 }

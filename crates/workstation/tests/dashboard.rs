@@ -114,6 +114,101 @@ fn engine_reports(c: &Cache, patients: &[String], period: &Period) -> Expected {
     out
 }
 
+/// `(group, stratifier, stratum)` → `[ip, denom, denex, denexcep, numer, numex]` and score.
+type ExpectedStrata = BTreeMap<(String, String, String), ([u64; 6], Option<f64>)>;
+
+fn population_counts(pops: &Json) -> [u64; 6] {
+    let mut counts = [0u64; 6];
+    for pop in pops.as_array().unwrap() {
+        let code = pop["code"]["coding"][0]["code"].as_str().unwrap();
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            counts[i] = pop["count"].as_u64().unwrap();
+        }
+    }
+    counts
+}
+
+/// The stratifiers of the engine's summary MeasureReport for `measure` over `patients`
+/// (every patient evaluated with stratifiers, without the workstation).
+fn engine_strata(c: &Cache, measure: &str, patients: &[String], period: &Period) -> ExpectedStrata {
+    let package = workstation::evaluation::shipped_packages()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.def.name == measure)
+        .unwrap();
+    let m = package.prepare(period).unwrap();
+    let shared: Vec<Json> = c
+        .shared_resources()
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, raw)| serde_json::from_str(&raw).unwrap())
+        .collect();
+    let mut summary = Summary::new(&m.def, false);
+    let opts = EvalOptions {
+        stratifiers: true,
+        ..Default::default()
+    };
+    for p in c.patient_resources(patients).unwrap() {
+        let mut resources: Vec<Json> = p
+            .resources
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect();
+        resources.extend(shared.iter().cloned());
+        let data = ecqm::engine::patient_data(resources).unwrap();
+        summary.add(&m.evaluate_data(&data, &p.patient_id, opts).unwrap());
+    }
+    let ctx = ReportContext::new(period.clone(), "2026-01-01T00:00:00Z".into());
+    let report = summary.report(&m.def, &ctx);
+    let mut out = ExpectedStrata::new();
+    for g in report["group"].as_array().unwrap() {
+        let gid = g["id"].as_str().unwrap();
+        for s in g["stratifier"].as_array().into_iter().flatten() {
+            let sid = s["id"].as_str().unwrap();
+            for st in s["stratum"].as_array().unwrap() {
+                out.insert(
+                    (
+                        gid.into(),
+                        sid.into(),
+                        st["value"]["text"].as_str().unwrap().into(),
+                    ),
+                    (
+                        population_counts(&st["population"]),
+                        st["measureScore"]["value"].as_f64(),
+                    ),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn detail_strata(d: &workstation::MeasureDetail) -> ExpectedStrata {
+    d.strata
+        .iter()
+        .map(|r| {
+            let c = &r.counts;
+            (
+                (r.group_id.clone(), r.stratifier_id.clone(), r.value.clone()),
+                (
+                    [
+                        c.initial_population,
+                        c.denominator,
+                        c.denominator_exclusion,
+                        c.denominator_exception,
+                        c.numerator,
+                        c.numerator_exclusion,
+                    ],
+                    r.rate.map(|v| (v * 1e6).round() / 1e6),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The shipped measure whose group defines evaluable stratifiers (CMS130, by age).
+const STRATIFIED: &str = "ColonCancerScreeningFHIR";
+
 fn dashboard_numbers(d: &workstation::Dashboard) -> Expected {
     d.measures
         .iter()
@@ -227,6 +322,34 @@ fn dashboard_numbers_equal_the_engines_summary_measure_report_for_the_same_patie
     assert_eq!(counts[4], p.counts.numerator);
     assert_eq!(gaps, p.open_gaps);
 
+    // Stratifiers: the strata of the stratified measure equal the engine's summary
+    // MeasureReport stratifiers over the same patients; a table row and a chart per stratifier.
+    let stratified =
+        f.ws.dashboard(&DashboardQuery {
+            measure: Some(STRATIFIED.into()),
+        })
+        .unwrap()
+        .detail
+        .unwrap();
+    let expected_strata = engine_strata(&c, STRATIFIED, &everyone, &period);
+    assert!(expected_strata.len() >= 2, "{expected_strata:?}");
+    assert!(expected_strata.values().any(|e| e.0[1] > 0));
+    assert_eq!(detail_strata(&stratified), expected_strata);
+    let stratifiers: HashSet<&str> = stratified
+        .strata
+        .iter()
+        .map(|r| r.stratifier_id.as_str())
+        .collect();
+    assert_eq!(stratified.strata_charts.len(), stratifiers.len());
+    for ch in &stratified.strata_charts {
+        let doc = roxmltree::Document::parse(&ch.svg).unwrap();
+        assert!(doc
+            .descendants()
+            .any(|n| n.has_tag_name("title") && n.text() == Some(ch.title.as_str())));
+    }
+    // A measure without stratifiers has none (and is not evaluated for them).
+    assert!(detail.strata.is_empty() || detail.measure_id == STRATIFIED);
+
     // A clinician: only their attributed patients' numbers.
     let (practitioner, _) = c.account_links("clinician").unwrap();
     let mut mine: Vec<String> = c
@@ -244,6 +367,18 @@ fn dashboard_numbers_equal_the_engines_summary_measure_report_for_the_same_patie
         dashboard_numbers(&d),
         engine_reports(&c, &mine, &period),
         "the clinician's panel only"
+    );
+    let theirs =
+        f.ws.dashboard(&DashboardQuery {
+            measure: Some(STRATIFIED.into()),
+        })
+        .unwrap()
+        .detail
+        .unwrap();
+    assert_eq!(
+        detail_strata(&theirs),
+        engine_strata(&c, STRATIFIED, &mine, &period),
+        "the clinician's strata"
     );
 }
 

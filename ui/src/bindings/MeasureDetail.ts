@@ -2,6 +2,7 @@
 import type { BreakdownRow } from "./BreakdownRow";
 import type { ChartSvg } from "./ChartSvg";
 import type { MeasureRow } from "./MeasureRow";
+import type { StratumRow } from "./StratumRow";
 
 /**
  * One measure's detail: its groups, by provider and by care team, with charts.
@@ -10,4 +11,13 @@ export type MeasureDetail = { measureId: string, shortName: string, title: strin
 /**
  * One per group: by provider, then by care team.
  */
-charts: Array<ChartSvg>, };
+charts: Array<ChartSvg>, 
+/**
+ * Per group and stratifier, the counts and rate of each stratum (empty when the measure
+ * defines no evaluable stratifier).
+ */
+strata: Array<StratumRow>, 
+/**
+ * One per group and stratifier: the rate by stratum.
+ */
+strataCharts: Array<ChartSvg>, };
