@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
 use serde_json::json;
+use sha2::Digest;
 use window::{choose_purpose, launch_app, start_driver, start_xvfb, submit_login};
 
 const DRIVER_PORT: u16 = 4444;
@@ -435,6 +436,60 @@ async fn quality_analyst_reads_the_dashboard(c: &Client, shots: &Path) {
         .for_element(Locator::Css("#timeline-events li.event"))
         .await
         .unwrap();
+
+    // The QRDA III report for the 2025 program: written whole, its SHA-256 shown, and the
+    // file valid for the CMS schematron.
+    c.find(Locator::Css("#nav-exports"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#export-form"))
+        .await
+        .unwrap();
+    let out = shots.join("qrda3-2025.xml");
+    let _ = std::fs::remove_file(&out);
+    c.execute(
+        "const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('change', { bubbles: true })); e.dispatchEvent(new Event('input', { bubbles: true })); };\
+         set('export-kind', 'qrda3'); set('export-program-year', '2025'); set('export-path', arguments[0]);",
+        vec![json!(out.to_string_lossy())],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("#export-run"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_for("the export", Duration::from_secs(120), || async {
+        !text(c, "#export-result-sha256").await.is_empty()
+            || !text(c, "#export-error").await.is_empty()
+    })
+    .await;
+    assert_eq!(text(c, "#export-error").await, "");
+    let bytes = std::fs::read(&out).unwrap();
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(text(c, "#export-result-sha256").await, sha);
+    let validate = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/qrda/validate");
+    if validate.exists() {
+        let v = std::process::Command::new(&validate)
+            .args(["--year", "2025"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        let report = String::from_utf8_lossy(&v.stdout);
+        assert!(
+            report.trim_end().ends_with("1 passed, 0 failed"),
+            "QRDA III from the app: {report}"
+        );
+    }
+    screenshot(c, shots, "exports.png").await;
     sign_out(c).await;
 }
 
