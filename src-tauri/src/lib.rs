@@ -226,6 +226,21 @@ fn export_options(state: State<'_, AppState>) -> Result<workstation::ExportOptio
     state.ws()?.export_options()
 }
 
+/// The population page for the session's patients (the dashboard's roles; audited).
+#[tauri::command(async)]
+fn population(state: State<'_, AppState>) -> Result<workstation::PopulationView, WsError> {
+    state.ws()?.population()
+}
+
+/// The patients behind one number of the population page (audited with their ids).
+#[tauri::command(async)]
+fn population_patients(
+    state: State<'_, AppState>,
+    query: workstation::PopulationDrillQuery,
+) -> Result<workstation::DrillPage, WsError> {
+    state.ws()?.population_patients(&query)
+}
+
 fn spawn_sync(app: tauri::AppHandle) {
     std::thread::spawn(move || {
         if let Ok(ws) = app.state::<AppState>().ws() {
@@ -321,6 +336,8 @@ pub fn run() {
             set_dashboard_target,
             export_report,
             export_options,
+            population,
+            population_patients,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

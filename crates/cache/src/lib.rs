@@ -19,6 +19,7 @@ mod gaps;
 mod import;
 mod key;
 mod migrate;
+mod population;
 mod query;
 mod sync;
 mod worklist;
@@ -35,6 +36,7 @@ pub use key::{
     init_keyring_backend, CacheKey, KeyError, KeyStore, KeyringBackend, KEYRING_SERVICE,
 };
 pub use migrate::{MIGRATIONS, SCHEMA_VERSION};
+pub use population::PopulationPatient;
 pub use query::{
     BloodPressure, EventKind, Measurement, PanelPage, PanelQuery, PanelRow, PanelSort,
     PatientSummary, SortDir, Timeline, TimelineEvent,

@@ -8,6 +8,8 @@
 //!
 //! - [`bar_chart`]: one bar per value (a rate, 0..=1), each with its own target mark.
 //! - [`line_chart`]: a series of rates over ordered points (months), with a target line.
+//! - [`count_chart`]: one bar per count (patients, visits); each bar carries `data-bar="i"`
+//!   (its index in the input) so a screen can tell which bar was clicked.
 
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -38,6 +40,13 @@ pub struct Bar {
 pub struct Point {
     pub label: String,
     pub value: Option<f64>,
+}
+
+/// One bar of a count chart: a label under it and a count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountBar {
+    pub label: String,
+    pub value: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +210,105 @@ pub fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, ChartError> {
         .collect::<Vec<_>>()
         .join("; ");
     Ok(finish(svg, title, &desc))
+}
+
+/// A bar chart of counts, one bar per value (a bar of 0 is not drawn), labelled with its
+/// count; `y_desc` names the axis (`Patients`, `Visits`). Each drawn bar's `<rect>` carries
+/// `data-bar="i"`, `i` its index in `bars`.
+pub fn count_chart(title: &str, y_desc: &str, bars: &[CountBar]) -> Result<String, ChartError> {
+    let n = bars.len().max(1);
+    let width = (90 * n as u32 + 120).max(480);
+    let max = bars.iter().map(|b| b.value).max().unwrap_or(0).max(1) as f64;
+    let top = (max * 1.12).ceil();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..top)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .disable_x_axis()
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 13))
+            .draw()
+            .map_err(err)?;
+        for (i, b) in bars.iter().enumerate() {
+            let x = i as f64;
+            if b.value > 0 {
+                let v = b.value as f64;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(x + 0.15, 0.0), (x + 0.85, v)],
+                        BAR_COLOR.filled(),
+                    )))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    b.value.to_string(),
+                    (x + 0.5, b.value as f64 + top * 0.04),
+                    (FONT, 12)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Center)),
+                )))
+                .map_err(err)?;
+            let (px, py) = chart.backend_coord(&(x + 0.5, 0.0));
+            root.draw(&Text::new(
+                short(&b.label, 12),
+                (px, py + 8),
+                (FONT, 12)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Top)),
+            ))
+            .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    // Mark the bars with their index, in drawing order.
+    let fill = format!(
+        "fill=\"#{:02X}{:02X}{:02X}\"",
+        BAR_COLOR.0, BAR_COLOR.1, BAR_COLOR.2
+    );
+    let mut drawn = bars
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.value > 0)
+        .map(|(i, _)| i);
+    let mut marked = String::with_capacity(svg.len() + 16 * bars.len());
+    let mut rest = svg.as_str();
+    while let Some(at) = rest.find("<rect") {
+        let end = rest[at..].find('>').map_or(rest.len(), |e| at + e);
+        let tag = &rest[at..end];
+        marked.push_str(&rest[..at]);
+        if tag.contains(&fill) {
+            if let Some(i) = drawn.next() {
+                marked.push_str(&format!("<rect data-bar=\"{i}\""));
+                marked.push_str(&tag[5..]);
+                rest = &rest[end..];
+                continue;
+            }
+        }
+        marked.push_str(tag);
+        rest = &rest[end..];
+    }
+    marked.push_str(rest);
+    let desc = bars
+        .iter()
+        .map(|b| format!("{}: {}", b.label, b.value))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(finish(marked, title, &desc))
 }
 
 /// A line chart of rates (0..=1 shown as 0–100 %) over ordered points, with a target line.
@@ -369,6 +477,33 @@ mod tests {
             .unwrap();
         assert_eq!(title.text(), Some(evil));
         assert_eq!(bars_in(&doc), 1);
+    }
+
+    #[test]
+    fn a_count_chart_draws_one_marked_bar_per_nonzero_count() {
+        let bars: Vec<CountBar> = [("0–17", 3), ("18–34", 0), ("<b>&", 12)]
+            .iter()
+            .map(|(l, v)| CountBar {
+                label: (*l).into(),
+                value: *v,
+            })
+            .collect();
+        let svg = count_chart("Patients by age", "Patients", &bars).unwrap();
+        let doc = parse(&svg);
+        assert_eq!(doc.root_element().attribute("width"), None);
+        assert_eq!(bars_in(&doc), 2);
+        let marks: Vec<&str> = doc
+            .descendants()
+            .filter_map(|n| n.attribute("data-bar"))
+            .collect();
+        assert_eq!(marks, ["0", "2"]);
+        let desc = doc
+            .root_element()
+            .children()
+            .find(|n| n.has_tag_name("desc"))
+            .unwrap();
+        assert_eq!(desc.text(), Some("0–17: 3; 18–34: 0; <b>&: 12"));
+        assert!(!svg.contains("<b>"));
     }
 
     #[test]

@@ -18,6 +18,8 @@
 //! measurement period (not the state at each month's end), so a monthly rate cannot be derived
 //! from stored data without re-evaluating every patient for each month.
 
+pub mod population;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -505,3 +505,62 @@ pub struct StratumRow {
     pub counts: PopulationTally,
     pub rate: Option<f64>,
 }
+
+// ---------------------------------------------------------------------------------------------
+// Population page (see `dashboard/population.rs`)
+// ---------------------------------------------------------------------------------------------
+
+/// One bar (and table row) of a population chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PopulationBucket {
+    /// What a drill-down asks for (`PopulationDrillQuery::key`): an age band (`18-34`), a sex
+    /// (`female`, `unknown`), a condition's name, a month (`2025-03`), a practitioner id (empty
+    /// for no primary-care provider).
+    pub key: String,
+    pub label: String,
+    /// The charted number: patients, or visits for `visits`.
+    pub count: u64,
+    /// The distinct patients behind it (equal to `count` except for visits).
+    pub patients: u64,
+}
+
+/// One chart of the population page with its numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PopulationSection {
+    /// `age`, `sex`, `condition`, `visits` or `provider`.
+    pub dimension: String,
+    /// What `count` counts: `Patients` or `Visits`.
+    pub unit: String,
+    pub rows: Vec<PopulationBucket>,
+    /// Bars in `rows` order; each drawn bar carries `data-bar` = its row index.
+    pub chart: ChartSvg,
+}
+
+/// The population page for the patients the session may see.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct PopulationView {
+    /// Whose patients: `All patients`, `Your patients`, `Your care teams' panels`.
+    pub scope: String,
+    pub patients_in_scope: u64,
+    /// The day ages are computed on (YYYY-MM-DD).
+    pub as_of: String,
+    /// Age bands, sex, the 10 most common active conditions, visits per month over the last
+    /// 12 months of data, patients per primary-care provider.
+    pub sections: Vec<PopulationSection>,
+}
+
+/// The patients behind one number of the population page.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PopulationDrillQuery {
+    /// `age`, `sex`, `condition`, `visits` or `provider`.
+    pub dimension: String,
+    /// A [`PopulationBucket::key`].
+    pub key: String,
+    pub offset: u32,
+    /// Default 100, at most 1000.
+    pub limit: u32,
+}

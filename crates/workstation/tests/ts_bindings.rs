@@ -83,6 +83,8 @@ fn generate(dir: &Path) {
         workstation::Dashboard,
         workstation::DrillQuery,
         workstation::DrillPage,
+        workstation::PopulationView,
+        workstation::PopulationDrillQuery,
         workstation::ExportRequest,
         workstation::ExportResult,
         workstation::ExportOptions,

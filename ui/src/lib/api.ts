@@ -22,6 +22,8 @@ import type { Facets } from "../bindings/Facets";
 import type { PanelPage } from "../bindings/PanelPage";
 import type { PanelQuery } from "../bindings/PanelQuery";
 import type { PatientGaps } from "../bindings/PatientGaps";
+import type { PopulationDrillQuery } from "../bindings/PopulationDrillQuery";
+import type { PopulationView } from "../bindings/PopulationView";
 import type { Purpose } from "../bindings/Purpose";
 import type { PurposeOfUse } from "../bindings/PurposeOfUse";
 import type { SessionInfo } from "../bindings/SessionInfo";
@@ -65,6 +67,8 @@ export const api = {
   setDashboardTarget: (measureId: string, target: number | null) => invoke<void>("set_dashboard_target", { measureId, target }),
   exportOptions: () => invoke<ExportOptions>("export_options"),
   exportReport: (request: ExportRequest) => invoke<ExportResult>("export_report", { request }),
+  population: () => invoke<PopulationView>("population"),
+  populationPatients: (query: PopulationDrillQuery) => invoke<DrillPage>("population_patients", { query }),
 };
 
 /** Whether a rejected command's reason is a `WsError` from Rust. */
