@@ -437,6 +437,58 @@ async fn quality_analyst_reads_the_dashboard(c: &Client, shots: &Path) {
         .await
         .unwrap();
 
+    // A measure's detail: a provider's bar lists that provider's patients; one opens a timeline.
+    c.find(Locator::Css("#nav-dashboard"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until_for("dashboard rows again", Duration::from_secs(60), || async {
+        !texts(c, "#dashboard-measures tbody tr").await.is_empty()
+    })
+    .await;
+    c.execute(
+        "document.querySelector('#dashboard-measures tbody tr th button').click()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until_for("a provider chart with bars", Duration::from_secs(60), || async {
+        c.execute(
+            "return document.querySelector('figure[data-chart-kind=\"provider\"] rect[data-bar]') !== null",
+            vec![],
+        )
+        .await
+        .unwrap()
+            == json!(true)
+    })
+    .await;
+    c.execute(
+        "document.querySelector('figure[data-chart-kind=\"provider\"] rect[data-bar]')\
+           .dispatchEvent(new MouseEvent('click', { bubbles: true }))",
+        vec![],
+    )
+    .await
+    .unwrap();
+    until("the provider's patients", || async {
+        text(c, "#dashboard-patients-title")
+            .await
+            .contains("Denominator")
+    })
+    .await;
+    screenshot(c, shots, "dashboard-provider.png").await;
+    c.execute(
+        "document.querySelector('#dashboard-patients tbody button').click()",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::Css("#timeline-events li.event"))
+        .await
+        .unwrap();
+
     // The QRDA III report for the 2025 program: written whole, its SHA-256 shown, and the
     // file valid for the CMS schematron.
     c.find(Locator::Css("#nav-exports"))
@@ -683,8 +735,31 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
     screenshot(&c, &shots, "audit.png").await;
     sign_out(&c).await;
 
-    // Clinician: no audit screen, and Rust refuses the command even when called directly.
+    // Clinician: no audit screen and no exports, and Rust refuses both even when called
+    // directly.
     sign_in(&c, "clinician", "TREAT").await;
+    assert!(c
+        .find(Locator::Css("#nav-exports"))
+        .await
+        .unwrap()
+        .attr("hidden")
+        .await
+        .unwrap()
+        .is_some());
+    let refused = c
+        .execute_async(
+            "window.__TAURI_INTERNALS__.invoke('export_report', { request: { kind: 'qrda3', programYear: 2025, measurementYear: null, measures: [], savedView: null, worklist: null, path: '/tmp/should-not-exist.xml' } })\
+               .then(() => arguments[0]('allowed'), (e) => arguments[0](e.code))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.as_str(),
+        Some("denied"),
+        "a clinician cannot export"
+    );
+    assert!(!Path::new("/tmp/should-not-exist.xml").exists());
     assert!(c
         .find(Locator::Css("#nav-audit"))
         .await

@@ -127,7 +127,8 @@ fn finish(svg: String, title: &str, desc: &str) -> String {
     out
 }
 
-/// A bar chart of rates (0..=1 shown as 0–100 %), one bar per value, each with its target.
+/// A bar chart of rates (0..=1 shown as 0–100 %), one bar per value, each with its target;
+/// each drawn bar's `<rect>` carries `data-bar="i"`, `i` its index in `bars`.
 pub fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, ChartError> {
     let n = bars.len().max(1);
     let width = (90 * n as u32 + 120).max(480);
@@ -209,7 +210,42 @@ pub fn bar_chart(title: &str, bars: &[Bar]) -> Result<String, ChartError> {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    Ok(finish(svg, title, &desc))
+    let marked = mark_bars(
+        &svg,
+        bars.iter()
+            .enumerate()
+            .filter(|(_, b)| b.value.is_some())
+            .map(|(i, _)| i),
+    );
+    Ok(finish(marked, title, &desc))
+}
+
+/// Gives each drawn bar's `<rect>` (in drawing order) `data-bar="i"`, `i` its index among
+/// the chart's bars, so a click can tell which bar it was.
+fn mark_bars(svg: &str, mut drawn: impl Iterator<Item = usize>) -> String {
+    let fill = format!(
+        "fill=\"#{:02X}{:02X}{:02X}\"",
+        BAR_COLOR.0, BAR_COLOR.1, BAR_COLOR.2
+    );
+    let mut marked = String::with_capacity(svg.len() + 64);
+    let mut rest = svg;
+    while let Some(at) = rest.find("<rect") {
+        let end = rest[at..].find('>').map_or(rest.len(), |e| at + e);
+        let tag = &rest[at..end];
+        marked.push_str(&rest[..at]);
+        if tag.contains(&fill) {
+            if let Some(i) = drawn.next() {
+                marked.push_str(&format!("<rect data-bar=\"{i}\""));
+                marked.push_str(&tag[5..]);
+                rest = &rest[end..];
+                continue;
+            }
+        }
+        marked.push_str(tag);
+        rest = &rest[end..];
+    }
+    marked.push_str(rest);
+    marked
 }
 
 /// A bar chart of counts, one bar per value (a bar of 0 is not drawn), labelled with its
@@ -275,34 +311,13 @@ pub fn count_chart(title: &str, y_desc: &str, bars: &[CountBar]) -> Result<Strin
         }
         root.present().map_err(err)?;
     }
-    // Mark the bars with their index, in drawing order.
-    let fill = format!(
-        "fill=\"#{:02X}{:02X}{:02X}\"",
-        BAR_COLOR.0, BAR_COLOR.1, BAR_COLOR.2
+    let marked = mark_bars(
+        &svg,
+        bars.iter()
+            .enumerate()
+            .filter(|(_, b)| b.value > 0)
+            .map(|(i, _)| i),
     );
-    let mut drawn = bars
-        .iter()
-        .enumerate()
-        .filter(|(_, b)| b.value > 0)
-        .map(|(i, _)| i);
-    let mut marked = String::with_capacity(svg.len() + 16 * bars.len());
-    let mut rest = svg.as_str();
-    while let Some(at) = rest.find("<rect") {
-        let end = rest[at..].find('>').map_or(rest.len(), |e| at + e);
-        let tag = &rest[at..end];
-        marked.push_str(&rest[..at]);
-        if tag.contains(&fill) {
-            if let Some(i) = drawn.next() {
-                marked.push_str(&format!("<rect data-bar=\"{i}\""));
-                marked.push_str(&tag[5..]);
-                rest = &rest[end..];
-                continue;
-            }
-        }
-        marked.push_str(tag);
-        rest = &rest[end..];
-    }
-    marked.push_str(rest);
     let desc = bars
         .iter()
         .map(|b| format!("{}: {}", b.label, b.value))
@@ -438,6 +453,12 @@ mod tests {
         let title = root.children().find(|n| n.has_tag_name("title")).unwrap();
         assert_eq!(title.text(), Some("Performance by measure"));
         assert_eq!(bars_in(&doc), 3, "one bar per value");
+        // Each drawn bar knows its index among the bars (CMS130 has none).
+        let marked: Vec<&str> = doc
+            .descendants()
+            .filter_map(|n| n.attribute("data-bar"))
+            .collect();
+        assert_eq!(marked, ["0", "1", "3"]);
         let desc = root.children().find(|n| n.has_tag_name("desc")).unwrap();
         let desc = desc.text().unwrap();
         assert!(desc.contains("CMS125: 70.0% (target 80.0%)"), "{desc}");

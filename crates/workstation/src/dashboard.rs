@@ -29,7 +29,7 @@ use ecqm::{GroupDef, ImprovementNotation, MeasureDef};
 
 use crate::evaluation::{MeasureSet, BATCH};
 use crate::{
-    BreakdownRow, ChartSvg, Dashboard, DashboardQuery, DrillPage, DrillQuery, DrillRow,
+    BreakdownRow, ChartBars, ChartSvg, Dashboard, DashboardQuery, DrillPage, DrillQuery, DrillRow,
     MeasureDetail, MeasureRow, PopulationTally, Session, StratumRow, Workstation, WsError,
 };
 
@@ -256,6 +256,7 @@ impl Workstation {
         let chart = ChartSvg {
             svg: charts::bar_chart(&chart_title, &bars).map_err(chart_error)?,
             title: chart_title,
+            bars: None,
         };
         let detail = match q
             .measure
@@ -367,10 +368,13 @@ impl Workstation {
             } else {
                 String::new()
             };
-            for (what, rows) in [("provider", &by_provider), ("care team", &by_care_team)] {
+            for (what, kind, rows) in [
+                ("provider", "provider", &by_provider),
+                ("care team", "careTeam", &by_care_team),
+            ] {
+                let rows: Vec<_> = rows.iter().filter(|r| r.group_id == g.group_id).collect();
                 let bars: Vec<charts::Bar> = rows
                     .iter()
-                    .filter(|r| r.group_id == g.group_id)
                     .map(|r| charts::Bar {
                         label: r.label.clone(),
                         value: r.rate,
@@ -384,6 +388,11 @@ impl Workstation {
                 charts.push(ChartSvg {
                     svg: charts::bar_chart(&title, &bars).map_err(chart_error)?,
                     title,
+                    bars: Some(ChartBars {
+                        group_id: g.group_id.clone(),
+                        kind: kind.into(),
+                        ids: rows.iter().map(|r| r.id.clone()).collect(),
+                    }),
                 });
             }
         }
@@ -412,6 +421,7 @@ impl Workstation {
                 strata_charts.push(ChartSvg {
                     svg: charts::bar_chart(&title, &bars).map_err(chart_error)?,
                     title,
+                    bars: None,
                 });
             }
         }

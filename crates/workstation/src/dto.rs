@@ -334,6 +334,20 @@ pub struct BreakdownRow {
 pub struct ChartSvg {
     pub title: String,
     pub svg: String,
+    /// For a chart of a measure's breakdown: what its bars are (a click on bar `i`, marked
+    /// `data-bar="i"` in the SVG, lists the patients of `ids[i]`).
+    pub bars: Option<ChartBars>,
+}
+
+/// The breakdown rows a chart's bars stand for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartBars {
+    pub group_id: String,
+    /// `provider` or `careTeam`.
+    pub kind: String,
+    /// The breakdown row id of each bar, in bar order.
+    pub ids: Vec<String>,
 }
 
 /// One measure's detail: its groups, by provider and by care team, with charts.

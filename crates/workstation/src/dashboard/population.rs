@@ -305,6 +305,7 @@ fn section(
         chart: ChartSvg {
             svg: charts::count_chart(title, unit, &bars).map_err(chart_error)?,
             title: title.into(),
+            bars: None,
         },
         rows,
     })
