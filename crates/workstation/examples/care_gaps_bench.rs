@@ -7,48 +7,20 @@
 //! (`PHM_BENCH_PERIOD=current`: the current year's period, where open gaps are prospective;
 //! `PHM_EVAL_TIMING=1`: the evaluation's read / evaluate / write phases).
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+mod common;
+
 use std::time::Instant;
 
-use cache::{Cache, CacheKey};
-use workstation::{demo_passphrase, Config, WorklistQuery, WorklistSortKey, Workstation};
+use common::{p95, Bench};
+use workstation::{demo_passphrase, WorklistQuery, WorklistSortKey};
 
 #[global_allocator]
 static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 
-fn p95(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[(v.len() * 95 / 100).min(v.len() - 1)]
-}
-
 fn main() {
     ecqm::allocator::tune();
-    let patients: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5_000);
-    let dir = tempfile::tempdir().unwrap();
-    let key = CacheKey::generate().unwrap();
-    let cache = Cache::open(dir.path().join("cache.db"), &key).unwrap();
-    let mut config = Config::new(dir.path());
-    config.demo_patients = patients;
-    let t = Instant::now();
-    let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
-    let ws = Workstation::with_cache(
-        cache,
-        &config,
-        &|_| {},
-        Box::new(move || now.load(Ordering::SeqCst)),
-    )
-    .unwrap();
-    println!(
-        "demo panel of {patients}: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let bench = Bench::from_args(5_000);
+    let (patients, config, ws) = (bench.patients, &bench.config, &bench.ws);
 
     // PHM_BENCH_PERIOD=current: this calendar year, where open gaps are prospective.
     if let Ok(choice) = std::env::var("PHM_BENCH_PERIOD") {
@@ -86,7 +58,7 @@ fn main() {
     println!("the demo care manager's own panels: {own} open gaps");
     ws.logout();
     // A care manager over every panel: the whole worklist.
-    let second = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let second = bench.open_cache();
     let groups: Vec<String> = second.groups().unwrap().into_iter().map(|g| g.id).collect();
     second
         .set_account_links("caremanager", None, &groups)
@@ -97,8 +69,8 @@ fn main() {
     ws.set_purpose("TREAT").unwrap();
     let facets = ws.worklist_facets().unwrap();
     let total = ws.worklist(&WorklistQuery::default()).unwrap().total;
-    let stored: u64 = Cache::open(dir.path().join("cache.db"), &key)
-        .unwrap()
+    let stored: u64 = bench
+        .open_cache()
         .gap_counts()
         .unwrap()
         .iter()
@@ -106,11 +78,7 @@ fn main() {
         .map(|g| g.3)
         .sum();
     println!("open gaps stored: {stored}");
-    let results = Cache::open(dir.path().join("cache.db"), &key)
-        .unwrap()
-        .measure_results()
-        .unwrap()
-        .len();
+    let results = bench.open_cache().measure_results().unwrap().len();
     println!("result rows stored: {results}");
     println!("care manager's open gaps: {total}");
     let sorts = [
@@ -138,7 +106,7 @@ fn main() {
         total
     );
     // The same queries on the cache alone (no role check, no audit record).
-    let direct = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let direct = bench.open_cache();
     let t = Instant::now();
     direct
         .worklist(&cache::WorklistQuery::default(), None)
@@ -183,7 +151,7 @@ fn main() {
         "measure packages loaded and prepared: {:.0} ms",
         t.elapsed().as_secs_f64() * 1000.0
     );
-    let direct = Cache::open(dir.path().join("cache.db"), &key).unwrap();
+    let direct = bench.open_cache();
     let ids = direct.patient_ids().unwrap();
     let shared: std::collections::HashMap<String, cql::fhir::J> = direct
         .shared_resources()

@@ -147,6 +147,20 @@ struct Stored {
     targets: HashMap<String, f64>,
 }
 
+impl Stored {
+    /// Only `measure`'s groups, results and target (what `Workstation::stored` reads with
+    /// `Some(measure)`), without reading the cache again.
+    fn only(mut self, measure: &str) -> Result<Stored, WsError> {
+        self.groups.retain(|g| g.measure_id == measure);
+        if self.groups.is_empty() {
+            return Err(WsError::not_found("measure"));
+        }
+        self.results.retain(|(m, _), _| m == measure);
+        self.targets.retain(|m, _| m == measure);
+        Ok(self)
+    }
+}
+
 impl Workstation {
     fn stored(
         &self,
@@ -258,6 +272,7 @@ impl Workstation {
             title: chart_title,
             bars: None,
         };
+        // The detail's measure from what was read for the summary (not read again).
         let detail = match q
             .measure
             .as_deref()
@@ -265,7 +280,7 @@ impl Workstation {
             .filter(|m| !m.is_empty())
         {
             None => None,
-            Some(m) => Some(self.measure_detail(cache, s, scope, m)?),
+            Some(m) => Some(self.measure_detail(cache, s, stored.only(m)?, m)?),
         };
         let patients_in_scope = match scope {
             Some(set) => set.len() as u64,
@@ -304,10 +319,9 @@ impl Workstation {
         &self,
         cache: &Cache,
         s: &Session,
-        scope: Option<&HashSet<String>>,
+        stored: Stored,
         measure: &str,
     ) -> Result<MeasureDetail, WsError> {
-        let stored = self.stored(cache, scope, Some(measure))?;
         let groups = rows(&stored);
         let first = &stored.groups[0];
         // Providers: the patients' PCPs; care teams: the panels (for a care manager, theirs).
@@ -330,19 +344,25 @@ impl Workstation {
             teams.push((g.id.clone(), g.name.unwrap_or(g.id), members));
         }
         let breakdown = |slices: &[(String, String, HashSet<String>)]| {
+            // Each patient's slices, so the results are read once (not once per slice).
+            let mut of_patient: HashMap<&str, Vec<usize>> = HashMap::new();
+            for (i, (_, _, members)) in slices.iter().enumerate() {
+                for p in members {
+                    of_patient.entry(p.as_str()).or_default().push(i);
+                }
+            }
             let mut out = Vec::new();
             for g in &stored.groups {
                 let key = (g.measure_id.clone(), g.group_id.clone());
                 let patients = stored.results.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-                for (id, label, members) in slices {
-                    let mut counts = PopulationTally::default();
-                    let mut open = 0;
-                    for (p, c) in patients {
-                        if members.contains(p) {
-                            counts.add(c);
-                            open += u64::from(gap_open(c, g.notation));
-                        }
+                let mut tallies = vec![(PopulationTally::default(), 0u64); slices.len()];
+                for (p, c) in patients {
+                    for &i in of_patient.get(p.as_str()).into_iter().flatten() {
+                        tallies[i].0.add(c);
+                        tallies[i].1 += u64::from(gap_open(c, g.notation));
                     }
+                }
+                for ((id, label, _), (counts, open)) in slices.iter().zip(tallies) {
                     if counts.initial_population == 0 {
                         continue;
                     }
