@@ -262,6 +262,11 @@ async fn care_manager_syncs_from_the_edw(
         .for_element(Locator::Css("#sync-settings"))
         .await
         .unwrap();
+    // The screen has its status (and the stored settings) before anything is typed.
+    until("the sync screen's status", || async {
+        !text(c, "#sync-state").await.is_empty()
+    })
+    .await;
     c.execute(
         "const set = (id, v) => { const e = document.getElementById(id); e.value = v; e.dispatchEvent(new Event('input', { bubbles: true })); };\
          set('sync-server', arguments[0]); set('sync-client-id', arguments[1]); set('sync-ca', arguments[2]); set('sync-interval', '0');",
@@ -272,6 +277,10 @@ async fn care_manager_syncs_from_the_edw(
     click("#sync-save").await;
     until("settings saved", || async {
         text(c, "#sync-note").await == "Settings saved."
+    })
+    .await;
+    until("the settings in effect", || async {
+        text(c, "#sync-state").await.starts_with("Last synced")
     })
     .await;
     click("#sync-now").await;

@@ -41,11 +41,6 @@ pub(crate) struct SyncRuntime {
     pub(crate) last: Option<SyncStatus>,
 }
 
-/// The keyring account of the sync key (one per cache file), beside the cache key's.
-fn sync_key_account(cache: &Cache) -> String {
-    format!("sync-key:{}", crate::key_account(cache.path()))
-}
-
 /// The keyring account keeping the audit head the EDW acknowledged, outside the cache, so
 /// a cache file restored from an older copy is detected.
 fn audit_anchor_account(cache: &Cache) -> String {
@@ -58,17 +53,27 @@ fn keystore() -> Result<KeyStore, WsError> {
 }
 
 /// The workstation's key pair: made on first use, private key in the OS keyring; its
-/// public JWKS is (re)written beside the cache.
-fn sync_key(cache: &Cache) -> Result<KeyPair, WsError> {
+/// public JWKS is (re)written beside the cache. One caller at a time (two first uses at
+/// once would make two keys), and the key is kept in memory after the first read, so the
+/// status line's polling does not ask the keyring each time. Called without the cache
+/// lock held: a slow keyring never stalls the app's other commands.
+fn sync_key(cache_path: &Path) -> Result<KeyPair, WsError> {
+    static KEYS: std::sync::Mutex<Vec<(std::path::PathBuf, Vec<u8>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let damaged = || {
+        WsError::new(
+            "sync_key",
+            "The workstation's sync key in the keyring is damaged.",
+        )
+    };
+    let mut known = KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, pkcs8)) = known.iter().find(|(p, _)| p == cache_path) {
+        return KeyPair::from_pkcs8(pkcs8).map_err(|_| damaged());
+    }
     let store = keystore()?;
-    let account = sync_key_account(cache);
+    let account = format!("sync-key:{}", crate::key_account(cache_path));
     let key = match store.load_secret(&account).map_err(keyring_error)? {
-        Some(pkcs8) => KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
-            WsError::new(
-                "sync_key",
-                "The workstation's sync key in the keyring is damaged.",
-            )
-        })?,
+        Some(pkcs8) => KeyPair::from_pkcs8(&pkcs8).map_err(|_| damaged())?,
         None => {
             let k = KeyPair::generate()
                 .map_err(|_| WsError::new("sync_key", "A sync key could not be made."))?;
@@ -78,13 +83,14 @@ fn sync_key(cache: &Cache) -> Result<KeyPair, WsError> {
             k
         }
     };
-    if let Some(dir) = cache.path().parent() {
+    if let Some(dir) = cache_path.parent() {
         let text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default();
         let path = dir.join(JWKS_FILE);
         if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             let _ = std::fs::write(path, text);
         }
     }
+    known.push((cache_path.to_path_buf(), key.pkcs8().to_vec()));
     Ok(key)
 }
 
@@ -184,14 +190,16 @@ impl Workstation {
                 return Ok(st);
             }
         };
-        let (settings, state, pending, jwks) = {
-            let pending = cache.outbox_pending()?;
-            let jwks = sync_key(&cache)
-                .map(|k| serde_json::to_string_pretty(&k.jwks()).unwrap_or_default())
-                .unwrap_or_default();
-            (read_settings(&cache)?, cache.sync_state()?, pending, jwks)
-        };
+        let (settings, state, pending, path) = (
+            read_settings(&cache)?,
+            cache.sync_state()?,
+            cache.outbox_pending()?,
+            cache.path().to_path_buf(),
+        );
         drop(cache);
+        let jwks = sync_key(&path)
+            .map(|k| serde_json::to_string_pretty(&k.jwks()).unwrap_or_default())
+            .unwrap_or_default();
         let mut rt = self.sync_runtime();
         let refused: Vec<RefusedAction> = pending
             .iter()
@@ -272,7 +280,8 @@ impl Workstation {
     /// Writes the public key set to `path` (for `phm-edw client add --jwks`).
     pub fn save_sync_jwks(&self, path: &str) -> Result<(), WsError> {
         self.sync_session()?;
-        let key = sync_key(&self.cache())?;
+        let cache_path = self.cache().path().to_path_buf();
+        let key = sync_key(&cache_path)?;
         let text = serde_json::to_string_pretty(&key.jwks()).unwrap_or_default();
         std::fs::write(Path::new(path), text).map_err(|e| {
             WsError::new(
@@ -375,13 +384,13 @@ impl Workstation {
         let fail = |e: SyncError| (e.is_offline(), WsError::new("sync", plain(&e)));
         let ws = |e: WsError| (false, e);
         let session = self.sync_session().map_err(ws)?;
-        let (settings, key, mut second) = {
+        let (settings, cache_path, mut second) = {
             let cache = self.cache();
             let settings = read_settings(&cache).map_err(ws)?;
-            let key = sync_key(&cache).map_err(ws)?;
             let second = cache.second_connection().map_err(|e| ws(e.into()))?;
-            (settings, key, second)
+            (settings, cache.path().to_path_buf(), second)
         };
+        let key = sync_key(&cache_path).map_err(ws)?;
         let cancel = self.sync_runtime().cancel.clone();
         let mut cfg = config_of(&settings);
         cfg.allow_full = false;
