@@ -671,30 +671,7 @@ impl Workstation {
                     })
                     .map(|(p, _)| p.clone())
                     .collect();
-                let page = cache.panel_in(
-                    &cache::PanelQuery {
-                        offset: q.offset,
-                        limit,
-                        ..Default::default()
-                    },
-                    Some(&ids),
-                )?;
-                Ok(DrillPage {
-                    rows: page
-                        .rows
-                        .into_iter()
-                        .map(|r| DrillRow {
-                            patient_id: r.patient_id,
-                            name: r.name,
-                            birth_date: r.birth_date,
-                            sex: r.sex,
-                            provider: r.pcp_name,
-                        })
-                        .collect(),
-                    total: page.total,
-                    offset: page.offset,
-                    limit: page.limit,
-                })
+                drill_page(cache, &ids, q.offset, limit)
             },
             |page| page.rows.iter().map(|r| r.patient_id.clone()).collect(),
         )
@@ -772,4 +749,37 @@ fn rows(stored: &Stored) -> Vec<MeasureRow> {
             }
         })
         .collect()
+}
+
+/// One page of the patients `ids` (the panel's columns), for a drill-down.
+pub(crate) fn drill_page(
+    cache: &Cache,
+    ids: &std::collections::HashSet<String>,
+    offset: u32,
+    limit: u32,
+) -> Result<DrillPage, WsError> {
+    let page = cache.panel_in(
+        &cache::PanelQuery {
+            offset,
+            limit,
+            ..Default::default()
+        },
+        Some(ids),
+    )?;
+    Ok(DrillPage {
+        rows: page
+            .rows
+            .into_iter()
+            .map(|r| DrillRow {
+                patient_id: r.patient_id,
+                name: r.name,
+                birth_date: r.birth_date,
+                sex: r.sex,
+                provider: r.pcp_name,
+            })
+            .collect(),
+        total: page.total,
+        offset: page.offset,
+        limit: page.limit,
+    })
 }

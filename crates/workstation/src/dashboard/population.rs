@@ -14,8 +14,8 @@ use cache::{Cache, PopulationPatient};
 
 use super::chart_error;
 use crate::{
-    ChartSvg, DrillPage, DrillRow, PopulationBucket, PopulationDrillQuery, PopulationSection,
-    PopulationView, Session, Workstation, WsError,
+    ChartSvg, DrillPage, PopulationBucket, PopulationDrillQuery, PopulationSection, PopulationView,
+    Session, Workstation, WsError,
 };
 
 /// The dimensions of the page, in order.
@@ -369,30 +369,7 @@ impl Workstation {
                 let scope = s.scope.as_deref().map(|x| &x.patients);
                 let data = Data::read(cache, scope, self.today_days())?;
                 let ids = data.members(&q.dimension, &q.key)?;
-                let page = cache.panel_in(
-                    &cache::PanelQuery {
-                        offset: q.offset,
-                        limit,
-                        ..Default::default()
-                    },
-                    Some(&ids),
-                )?;
-                Ok(DrillPage {
-                    rows: page
-                        .rows
-                        .into_iter()
-                        .map(|r| DrillRow {
-                            patient_id: r.patient_id,
-                            name: r.name,
-                            birth_date: r.birth_date,
-                            sex: r.sex,
-                            provider: r.pcp_name,
-                        })
-                        .collect(),
-                    total: page.total,
-                    offset: page.offset,
-                    limit: page.limit,
-                })
+                super::drill_page(cache, &ids, q.offset, limit)
             },
             |page| page.rows.iter().map(|r| r.patient_id.clone()).collect(),
         )
