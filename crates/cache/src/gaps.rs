@@ -24,7 +24,7 @@ pub struct MeasurePackageRow {
 }
 
 /// Population counts of one patient in one measure group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct PopulationCounts {
     pub ip: u32,
     pub denom: u32,
@@ -39,6 +39,10 @@ pub struct StoredResult {
     pub measure_id: String,
     pub group_id: String,
     pub counts: PopulationCounts,
+    /// JSON array of `[stratifier id, value]`, when the group has stratifiers.
+    pub strata: Option<String>,
+    /// JSON array of `[supplemental data id, value]`, when they were evaluated.
+    pub sde: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -347,9 +351,11 @@ impl Cache {
             let mut del_gaps = tx.prepare_cached("DELETE FROM care_gap WHERE patient_id = ?1")?;
             let mut ins_result = tx.prepare_cached(
                 "INSERT INTO measure_result(patient_id, measure_id, group_id, ip, denom, denex,
-                        denexcep, numer, numex)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        denexcep, numer, numex, strata, sde)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
+            let mut values = crate::results::ValueIds::new(&tx)?;
+            let mut history = crate::results::HistoryWriter::new(&tx, &at[..at.len().min(10)])?;
             let mut ins_gap = tx.prepare_cached(
                 "INSERT INTO care_gap(patient_id, measure_id, group_id, status, why_open, why_line,
                         evidence, since)
@@ -368,10 +374,13 @@ impl Cache {
                     since.insert((r.get(0)?, r.get(1)?), (r.get(2)?, r.get(3)?));
                 }
                 drop(rows);
+                history.replace(&e.patient_id, &e.results)?;
                 del_results.execute([&e.patient_id])?;
                 del_gaps.execute([&e.patient_id])?;
                 for r in &e.results {
                     let c = r.counts;
+                    let strata = values.id(r.strata.as_deref())?;
+                    let sde = values.id(r.sde.as_deref())?;
                     ins_result.execute(params![
                         e.patient_id,
                         r.measure_id,
@@ -381,7 +390,9 @@ impl Cache {
                         c.denex,
                         c.denexcep,
                         c.numer,
-                        c.numex
+                        c.numex,
+                        strata,
+                        sde
                     ])?;
                 }
                 for g in &e.gaps {
@@ -413,6 +424,8 @@ impl Cache {
     /// Drops stored results of patients no longer in the panel; returns how many.
     pub fn forget_missing_patients(&self) -> Result<u64, CacheError> {
         let tx = self.conn.unchecked_transaction()?;
+        // Their past results stay in the history, valid until today.
+        crate::results::close_history_of_missing(&tx)?;
         let mut n = 0;
         for table in ["measure_result", "care_gap", "eval_patient"] {
             n = n.max(tx.execute(

@@ -312,6 +312,8 @@ pub(crate) const KEPT_TABLES: &[&str] = &[
     "eval_run",
     "eval_patient",
     "measure_result",
+    "result_value",
+    "measure_result_history",
     "care_gap",
     "gap_work",
     "outbox",

@@ -21,6 +21,7 @@ mod key;
 mod migrate;
 mod population;
 mod query;
+mod results;
 mod sync;
 mod worklist;
 
@@ -41,6 +42,7 @@ pub use query::{
     BloodPressure, EventKind, Measurement, PanelPage, PanelQuery, PanelRow, PanelSort,
     PatientSummary, SortDir, Timeline, TimelineEvent,
 };
+pub use results::{HistoryRow, ResultRow, ResultTally};
 pub use sync::{
     deleted_entries, stage_path, GroupSyncState, StagedExport, StagedFile, StagedSync, SyncApplied,
     SyncApply, SyncFileKind, SyncLine, SyncStage, SyncState,

@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sync",
         include_str!("../../../migrations/cache/0003_sync.sql"),
     ),
+    (
+        4,
+        "result_detail",
+        include_str!("../../../migrations/cache/0004_result_detail.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.

@@ -54,4 +54,17 @@ impl Cache {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
+
+    /// Every patient's name (as the panel shows it), birth date and sex (`""` when absent).
+    pub fn patient_demographics(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String, String)>, CacheError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, name, coalesce(birth_date, ''), coalesce(sex, '') FROM patients",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
 }

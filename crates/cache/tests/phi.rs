@@ -82,6 +82,8 @@ fn workload(mut c: Cache, lines: &[String], patients: &[gen::GenPatient]) -> Cac
                         denom: 1,
                         ..Default::default()
                     },
+                    strata: Some(serde_json::json!([["s1", said]]).to_string()),
+                    sde: Some(serde_json::json!([["sde-sex", said]]).to_string()),
                 }],
                 gaps: vec![StoredGap {
                     measure_id: "M".into(),

@@ -112,27 +112,35 @@ fn main() {
     // Where the time goes: what the summary and a detail read from the cache (a second
     // connection, no role check or audit).
     let c = bench.open_cache();
-    timed("  cache: measure_results (every stored row)", runs, || {
-        c.measure_results().unwrap()
+    timed(
+        "  cache: result_tallies (every row, summed by the database)",
+        runs,
+        || c.result_tallies(None).unwrap(),
+    );
+    let cms122 = summary
+        .measures
+        .iter()
+        .find(|r| r.short_name.starts_with("CMS122"))
+        .unwrap()
+        .measure_id
+        .clone();
+    timed("  cache: result_rows of CMS122 (one measure's rows)", runs, || {
+        c.result_rows(Some(&cms122)).unwrap()
     });
     timed(
-        "  cache: panel_providers + patients_linked_to per provider (detail slices)",
+        "  cache: patient_providers + group_memberships (detail slices)",
         runs,
         || {
-            for (id, _, _) in c.panel_providers().unwrap() {
-                c.patients_linked_to(Some(&id), &[]).unwrap();
-            }
+            (
+                c.patient_providers().unwrap(),
+                c.group_memberships().unwrap(),
+            )
         },
     );
     timed(
-        "  cache: groups + patients_linked_to per care team (detail slices)",
+        "  cache: result_tallies_on the last day of last month (the change column)",
         runs,
-        || {
-            for g in c.groups().unwrap() {
-                c.patients_linked_to(None, std::slice::from_ref(&g.id))
-                    .unwrap();
-            }
-        },
+        || c.result_tallies_on("2026-11-30", None).unwrap(),
     );
     timed(
         "  cache: population_patients + visit_dates (population page)",
@@ -164,10 +172,11 @@ fn main() {
     });
     let r = last.unwrap();
     println!(
-        "QRDA III: {} measures, {} patients, {} bytes, sha256 {}",
+        "QRDA III: {} measures, {} patients, {} bytes, sha256 {}, evaluated now: {}",
         r.measures.len(),
         r.patients,
         r.bytes,
-        r.sha256
+        r.sha256,
+        r.evaluated_now
     );
 }

@@ -10,35 +10,33 @@
 //! of their care teams; a privacy officer is refused by the role matrix (`view_measures`).
 //!
 //! Stratifiers: where a measure group defines them, its detail has the populations and rate
-//! of each stratum. Strata are not stored (the cache keeps population counts per patient), so
-//! they are computed at dashboard time by the engine for that measure's initial population
-//! within the scope (only when the detail is opened).
+//! of each stratum, summed from the stratum values stored with each result.
 //!
-//! Not computed: a trend by month. The cache keeps one evaluation per patient over the whole
-//! measurement period (not the state at each month's end), so a monthly rate cannot be derived
-//! from stored data without re-evaluating every patient for each month.
+//! Trend by month: each month's point is what was stored at its last day (today for the month
+//! under way), summed over the patients in scope, from `measure_result_history`; a month before
+//! the first evaluation has no point. The summary's change is the rate now against the rate
+//! at the end of the previous month.
 
 pub mod population;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use access::{Action, Role};
 use cache::{Cache, PopulationCounts};
 use ecqm::{GroupDef, ImprovementNotation, MeasureDef};
 
-use crate::evaluation::{MeasureSet, BATCH};
 use crate::{
     BreakdownRow, ChartBars, ChartSvg, Dashboard, DashboardQuery, DrillPage, DrillQuery, DrillRow,
-    MeasureDetail, MeasureRow, PopulationTally, Session, StratumRow, Workstation, WsError,
+    MeasureDetail, MeasureRow, PopulationTally, Session, StratumRow, TrendPoint, Workstation,
+    WsError,
 };
 
 /// The setting holding a measure's target (a rate, 0..=1).
 const TARGET_KEY: &str = "dashboard_target:";
 
-/// Why the dashboard shows no trend by month.
-pub const TREND_NOTE: &str = "No trend by month: the local cache keeps one evaluation per \
-    patient for the whole measurement period, not the results at each month's end.";
+/// How the trend by month is made.
+pub const TREND_NOTE: &str = "Each month shows the results stored at its last day (today for \
+    this month); months before the first evaluation have no point.";
 
 /// The populations a drill-down can ask for.
 pub const DRILL_POPULATIONS: [&str; 8] = [
@@ -53,13 +51,18 @@ pub const DRILL_POPULATIONS: [&str; 8] = [
 ];
 
 impl PopulationTally {
+    /// Adds `n` patients with the counts `c`.
+    fn add_n(&mut self, c: &PopulationCounts, n: u64) {
+        self.initial_population += u64::from(c.ip) * n;
+        self.denominator += u64::from(c.denom) * n;
+        self.denominator_exclusion += u64::from(c.denex) * n;
+        self.denominator_exception += u64::from(c.denexcep) * n;
+        self.numerator += u64::from(c.numer) * n;
+        self.numerator_exclusion += u64::from(c.numex) * n;
+    }
+
     fn add(&mut self, c: &PopulationCounts) {
-        self.initial_population += u64::from(c.ip);
-        self.denominator += u64::from(c.denom);
-        self.denominator_exclusion += u64::from(c.denex);
-        self.denominator_exception += u64::from(c.denexcep);
-        self.numerator += u64::from(c.numer);
-        self.numerator_exclusion += u64::from(c.numex);
+        self.add_n(c, 1);
     }
 
     fn add_tally(&mut self, c: &PopulationTally) {
@@ -139,26 +142,49 @@ fn notation_code(n: ImprovementNotation) -> &'static str {
     }
 }
 
+/// Patients of one measure group in scope who share the same stored counts and strata.
+#[derive(Debug, Clone, Copy)]
+struct Tally {
+    counts: PopulationCounts,
+    /// `result_value` id of the stratum values.
+    strata: Option<i64>,
+    patients: u64,
+}
+
 /// What one computation reads from the cache.
 struct Stored {
     groups: Vec<GroupInfo>,
-    /// `(measure, group)` → per patient counts, for the patients in scope.
-    results: BTreeMap<(String, String), Vec<(String, PopulationCounts)>>,
+    /// `(measure, group)` → the patients in scope, summed by counts and strata.
+    tallies: BTreeMap<(String, String), Vec<Tally>>,
     targets: HashMap<String, f64>,
 }
 
 impl Stored {
-    /// Only `measure`'s groups, results and target (what `Workstation::stored` reads with
+    /// Only `measure`'s groups, tallies and target (what `Workstation::stored` reads with
     /// `Some(measure)`), without reading the cache again.
     fn only(mut self, measure: &str) -> Result<Stored, WsError> {
         self.groups.retain(|g| g.measure_id == measure);
         if self.groups.is_empty() {
             return Err(WsError::not_found("measure"));
         }
-        self.results.retain(|(m, _), _| m == measure);
+        self.tallies.retain(|(m, _), _| m == measure);
         self.targets.retain(|m, _| m == measure);
         Ok(self)
     }
+}
+
+/// `(patient, group, counts)` of `measure`'s stored results for the patients in `scope`.
+fn patient_results(
+    cache: &Cache,
+    scope: Option<&HashSet<String>>,
+    measure: &str,
+) -> Result<Vec<(String, String, PopulationCounts)>, WsError> {
+    Ok(cache
+        .result_rows(Some(measure))?
+        .into_iter()
+        .filter(|r| scope.is_none_or(|s| s.contains(&r.patient_id)))
+        .map(|r| (r.patient_id, r.group_id, r.counts))
+        .collect())
 }
 
 impl Workstation {
@@ -197,17 +223,43 @@ impl Workstation {
             }
             debug_assert!(groups.iter().all(|g| g.measure_id == m));
         }
-        let mut results: BTreeMap<(String, String), Vec<(String, PopulationCounts)>> =
-            BTreeMap::new();
-        for (patient, m, g, counts) in cache.measure_results()? {
-            if measure.is_some_and(|x| x != m) || scope.is_some_and(|s| !s.contains(&patient)) {
-                continue;
+        let mut tallies: BTreeMap<(String, String), Vec<Tally>> = BTreeMap::new();
+        match scope {
+            // Every patient: summed by the database.
+            None => {
+                for t in cache.result_tallies(measure)? {
+                    tallies
+                        .entry((t.measure_id, t.group_id))
+                        .or_default()
+                        .push(Tally {
+                            counts: t.counts,
+                            strata: t.strata,
+                            patients: t.patients,
+                        });
+                }
             }
-            results.entry((m, g)).or_default().push((patient, counts));
+            Some(scope) => {
+                let mut sums: HashMap<(String, String, PopulationCounts, Option<i64>), u64> =
+                    HashMap::new();
+                for r in cache.result_rows(measure)? {
+                    if scope.contains(&r.patient_id) {
+                        *sums
+                            .entry((r.measure_id, r.group_id, r.counts, r.strata))
+                            .or_default() += 1;
+                    }
+                }
+                for ((m, g, counts, strata), patients) in sums {
+                    tallies.entry((m, g)).or_default().push(Tally {
+                        counts,
+                        strata,
+                        patients,
+                    });
+                }
+            }
         }
         Ok(Stored {
             groups,
-            results,
+            tallies,
             targets,
         })
     }
@@ -251,7 +303,24 @@ impl Workstation {
         let stored = self.stored(cache, scope, None)?;
         let run = cache.last_eval_run()?;
         let today = access::time::rfc3339_from_unix_ms((self.clock)());
-        let measures = rows(&stored);
+        let mut measures = rows(&stored);
+        // The change since the end of the previous month, where results were stored then.
+        let last_month_end = previous_month_end(&today[..10]);
+        let mut then: HashMap<(String, String), PopulationTally> = HashMap::new();
+        for t in cache.result_tallies_on(&last_month_end, scope)? {
+            then.entry((t.measure_id, t.group_id))
+                .or_default()
+                .add_n(&t.counts, t.patients);
+        }
+        for r in &mut measures {
+            if let (Some(now), Some(before)) = (
+                r.rate,
+                then.get(&(r.measure_id.clone(), r.group_id.clone()))
+                    .and_then(PopulationTally::rate),
+            ) {
+                r.change_since_last_month = Some(now - before);
+            }
+        }
         let mut total = PopulationTally::default();
         for r in &measures {
             total.add_tally(&r.counts);
@@ -280,7 +349,7 @@ impl Workstation {
             .filter(|m| !m.is_empty())
         {
             None => None,
-            Some(m) => Some(self.measure_detail(cache, s, stored.only(m)?, m)?),
+            Some(m) => Some(self.measure_detail(cache, s, scope, stored.only(m)?, m, &today)?),
         };
         let patients_in_scope = match scope {
             Some(set) => set.len() as u64,
@@ -319,50 +388,64 @@ impl Workstation {
         &self,
         cache: &Cache,
         s: &Session,
+        scope: Option<&HashSet<String>>,
         stored: Stored,
         measure: &str,
+        today: &str,
     ) -> Result<MeasureDetail, WsError> {
         let groups = rows(&stored);
         let first = &stored.groups[0];
+        let results = patient_results(cache, scope, measure)?;
         // Providers: the patients' PCPs; care teams: the panels (for a care manager, theirs).
-        let mut providers: Vec<(String, String, HashSet<String>)> = Vec::new();
-        for (id, name, _) in cache.panel_providers()? {
-            let members = cache.patients_linked_to(Some(&id), &[])?;
-            providers.push((id.clone(), name.unwrap_or(id), members));
+        let providers: Vec<(String, String)> = cache
+            .panel_providers()?
+            .into_iter()
+            .map(|(id, name, _)| (id.clone(), name.unwrap_or(id)))
+            .collect();
+        let provider_index: HashMap<&str, usize> = providers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.as_str(), i))
+            .collect();
+        let mut provider_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (patient, pcp) in cache.patient_providers()? {
+            if let Some(&i) = provider_index.get(pcp.as_str()) {
+                provider_of.entry(patient).or_default().push(i);
+            }
         }
         let linked = if s.role == Role::CareManager {
             Some(cache.account_links(&s.username)?.1)
         } else {
             None
         };
-        let mut teams: Vec<(String, String, HashSet<String>)> = Vec::new();
-        for g in cache.groups()? {
-            if linked.as_ref().is_some_and(|l| !l.contains(&g.id)) {
-                continue;
+        let teams: Vec<(String, String)> = cache
+            .groups()?
+            .into_iter()
+            .filter(|g| linked.as_ref().is_none_or(|l| l.contains(&g.id)))
+            .map(|g| (g.id.clone(), g.name.unwrap_or(g.id)))
+            .collect();
+        let team_index: HashMap<&str, usize> = teams
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.as_str(), i))
+            .collect();
+        let mut teams_of: HashMap<String, Vec<usize>> = HashMap::new();
+        for (group, patient) in cache.group_memberships()? {
+            if let Some(&i) = team_index.get(group.as_str()) {
+                teams_of.entry(patient).or_default().push(i);
             }
-            let members = cache.patients_linked_to(None, std::slice::from_ref(&g.id))?;
-            teams.push((g.id.clone(), g.name.unwrap_or(g.id), members));
         }
-        let breakdown = |slices: &[(String, String, HashSet<String>)]| {
-            // Each patient's slices, so the results are read once (not once per slice).
-            let mut of_patient: HashMap<&str, Vec<usize>> = HashMap::new();
-            for (i, (_, _, members)) in slices.iter().enumerate() {
-                for p in members {
-                    of_patient.entry(p.as_str()).or_default().push(i);
-                }
-            }
+        let breakdown = |slices: &[(String, String)], of_patient: &HashMap<String, Vec<usize>>| {
             let mut out = Vec::new();
             for g in &stored.groups {
-                let key = (g.measure_id.clone(), g.group_id.clone());
-                let patients = stored.results.get(&key).map(Vec::as_slice).unwrap_or(&[]);
                 let mut tallies = vec![(PopulationTally::default(), 0u64); slices.len()];
-                for (p, c) in patients {
-                    for &i in of_patient.get(p.as_str()).into_iter().flatten() {
+                for (p, _, c) in results.iter().filter(|(_, gid, _)| *gid == g.group_id) {
+                    for &i in of_patient.get(p).into_iter().flatten() {
                         tallies[i].0.add(c);
                         tallies[i].1 += u64::from(gap_open(c, g.notation));
                     }
                 }
-                for ((id, label, _), (counts, open)) in slices.iter().zip(tallies) {
+                for ((id, label), (counts, open)) in slices.iter().zip(tallies) {
                     if counts.initial_population == 0 {
                         continue;
                     }
@@ -378,16 +461,19 @@ impl Workstation {
             }
             out
         };
-        let by_provider = breakdown(&providers);
-        let by_care_team = breakdown(&teams);
+        let by_provider = breakdown(&providers, &provider_of);
+        let by_care_team = breakdown(&teams, &teams_of);
         let target = stored.targets.get(measure).copied();
-        let mut charts = Vec::new();
-        for g in &stored.groups {
-            let group = if stored.groups.len() > 1 {
+        let group_suffix = |g: &GroupInfo| {
+            if stored.groups.len() > 1 {
                 format!(" ({})", g.group_id)
             } else {
                 String::new()
-            };
+            }
+        };
+        let mut charts = Vec::new();
+        for g in &stored.groups {
+            let group = group_suffix(g);
             for (what, kind, rows) in [
                 ("provider", "provider", &by_provider),
                 ("care team", "careTeam", &by_care_team),
@@ -416,14 +502,10 @@ impl Workstation {
                 });
             }
         }
-        let strata = self.strata(cache, &stored, measure)?;
+        let strata = strata(cache, &stored)?;
         let mut strata_charts = Vec::new();
         for g in &stored.groups {
-            let group = if stored.groups.len() > 1 {
-                format!(" ({})", g.group_id)
-            } else {
-                String::new()
-            };
+            let group = group_suffix(g);
             for (sid, text) in &g.stratifiers {
                 let bars: Vec<charts::Bar> = strata
                     .iter()
@@ -445,6 +527,34 @@ impl Workstation {
                 });
             }
         }
+        let trend = match cache.last_eval_run()? {
+            Some(run) => trend(cache, scope, &stored, measure, &run, &today[..10])?,
+            None => Vec::new(),
+        };
+        let mut trend_charts = Vec::new();
+        for g in stored.groups.iter().filter(|g| g.proportion) {
+            let points: Vec<charts::Point> = trend
+                .iter()
+                .filter(|p| p.group_id == g.group_id)
+                .map(|p| charts::Point {
+                    label: p.month.clone(),
+                    value: p.rate,
+                })
+                .collect();
+            if points.iter().all(|p| p.value.is_none()) {
+                continue;
+            }
+            let title = format!(
+                "{}{}: performance rate by month",
+                g.short_name,
+                group_suffix(g)
+            );
+            trend_charts.push(ChartSvg {
+                svg: charts::line_chart(&title, &points, target).map_err(chart_error)?,
+                title,
+                bars: None,
+            });
+        }
         Ok(MeasureDetail {
             measure_id: first.measure_id.clone(),
             short_name: first.short_name.clone(),
@@ -455,131 +565,9 @@ impl Workstation {
             charts,
             strata,
             strata_charts,
+            trend,
+            trend_charts,
         })
-    }
-
-    /// The strata of `measure`'s groups over the patients in `stored` (the session's scope).
-    ///
-    /// The cache stores each patient's population counts, not their stratifier values, so the
-    /// strata are computed here by the engine: the measure alone, prepared for the stored
-    /// results' period (once per measure and year), evaluated with stratifiers for the
-    /// patients in scope who are in one of its groups' initial populations (the engine gives
-    /// strata only to those), and summed as `ecqm::report::Summary` sums them. Only measures
-    /// that define a stratifier are evaluated; their detail costs one evaluation of that
-    /// measure over its initial population.
-    fn strata(
-        &self,
-        cache: &Cache,
-        stored: &Stored,
-        measure: &str,
-    ) -> Result<Vec<StratumRow>, WsError> {
-        if stored.groups.iter().all(|g| g.stratifiers.is_empty()) {
-            return Ok(Vec::new());
-        }
-        let Some(run) = cache.last_eval_run()? else {
-            return Ok(Vec::new());
-        };
-        let Some(year) = run
-            .period_start
-            .get(..4)
-            .and_then(|y| y.parse::<i32>().ok())
-        else {
-            return Ok(Vec::new());
-        };
-        let mut ids: Vec<String> = stored
-            .results
-            .iter()
-            .filter(|((m, _), _)| m == measure)
-            .flat_map(|(_, rows)| rows.iter().filter(|(_, c)| c.ip > 0).map(|(p, _)| p))
-            .cloned()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        ids.sort();
-        let set = self.prepared_measure(measure, year)?;
-        let shared: HashMap<String, cql::fhir::J> = cache
-            .shared_resources()?
-            .into_iter()
-            .filter_map(|(t, id, raw)| {
-                Some((format!("{t}/{id}"), serde_json::from_str(&raw).ok()?))
-            })
-            .collect();
-        let opts = ecqm::EvalOptions {
-            stratifiers: true,
-            ..Default::default()
-        };
-        // (group, stratifier, value) -> counts.
-        let mut tally: BTreeMap<(String, String, String), PopulationTally> = BTreeMap::new();
-        for chunk in ids.chunks(BATCH) {
-            use rayon::prelude::*;
-            let patients = cache.patient_resources(chunk)?;
-            let evaluated: Vec<Result<Vec<ecqm::PatientResult>, WsError>> = patients
-                .par_iter()
-                .map(|p| set.evaluate_results(p, &shared, opts))
-                .collect();
-            for results in evaluated {
-                for r in results? {
-                    for g in &r.groups {
-                        let counts = crate::evaluation::counts(&g.populations);
-                        for st in &g.strata {
-                            tally
-                                .entry((
-                                    g.id.clone(),
-                                    st.stratifier.clone(),
-                                    ecqm::report::stratum_text(&st.value),
-                                ))
-                                .or_default()
-                                .add(&counts);
-                        }
-                    }
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for g in &stored.groups {
-            for (sid, text) in &g.stratifiers {
-                for ((gid, s, value), counts) in &tally {
-                    if gid != &g.group_id || s != sid {
-                        continue;
-                    }
-                    out.push(StratumRow {
-                        group_id: gid.clone(),
-                        stratifier_id: sid.clone(),
-                        stratifier: text.clone(),
-                        value: value.clone(),
-                        counts: *counts,
-                        rate: if g.proportion { counts.rate() } else { None },
-                    });
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// `measure` alone prepared for the calendar year `year`, kept for the next detail.
-    fn prepared_measure(&self, measure: &str, year: i32) -> Result<Arc<MeasureSet>, WsError> {
-        type Prepared = Mutex<HashMap<(String, i32), Arc<MeasureSet>>>;
-        static PREPARED: OnceLock<Prepared> = OnceLock::new();
-        let slot = PREPARED.get_or_init(Default::default);
-        let key = (measure.to_string(), year);
-        if let Some(set) = slot.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(set.clone());
-        }
-        let package = crate::evaluation::shipped_packages()?
-            .into_iter()
-            .find(|p| p.def.name == measure)
-            .ok_or_else(|| WsError::not_found("measure"))?;
-        let today = access::time::rfc3339_from_unix_ms((self.clock)());
-        let set = Arc::new(MeasureSet::prepare(
-            std::slice::from_ref(&package),
-            year,
-            &today[..10],
-            &self.improvement,
-        )?);
-        slot.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, set.clone());
-        Ok(set)
     }
 
     /// Sets (or with `None` clears) the target rate (0..=1) of a measure, kept in the cache's
@@ -659,17 +647,14 @@ impl Workstation {
                     }
                     (None, None) => None,
                 };
-                let key = (g.measure_id.clone(), g.group_id.clone());
-                let ids: HashSet<String> = stored
-                    .results
-                    .get(&key)
+                let ids: HashSet<String> = patient_results(cache, scope, &q.measure_id)?
                     .into_iter()
-                    .flatten()
-                    .filter(|(p, c)| {
-                        in_population(c, &q.population, g.notation)
+                    .filter(|(p, gid, c)| {
+                        *gid == g.group_id
+                            && in_population(c, &q.population, g.notation)
                             && slice.as_ref().is_none_or(|s| s.contains(p))
                     })
-                    .map(|(p, _)| p.clone())
+                    .map(|(p, _, _)| p)
                     .collect();
                 drill_page(cache, &ids, q.offset, limit)
             },
@@ -680,6 +665,150 @@ impl Workstation {
 
 fn chart_error(e: charts::ChartError) -> WsError {
     WsError::new("chart", e.to_string())
+}
+
+/// The last day of the month before the one `day` (YYYY-MM-DD) is in.
+fn previous_month_end(day: &str) -> String {
+    let y: i64 = day[..4].parse().unwrap_or(1970);
+    let m: u32 = day[5..7].parse().unwrap_or(1);
+    let (y, m, d) = access::time::civil_from_days(access::time::days_from_civil(y, m, 1) - 1);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The last day of month `m` of year `y`.
+fn month_end(y: i64, m: u32) -> String {
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    previous_month_end(&format!("{ny:04}-{nm:02}-01"))
+}
+
+/// The strata of each of the measure's groups, summed from the stored stratum values of the
+/// patients in scope (as `ecqm::report::Summary` sums the engine's).
+fn strata(cache: &Cache, stored: &Stored) -> Result<Vec<StratumRow>, WsError> {
+    if stored.groups.iter().all(|g| g.stratifiers.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let values = cache.result_values()?;
+    let mut parsed: HashMap<i64, Vec<ecqm::populations::StratumValue>> = HashMap::new();
+    // (group, stratifier, value) -> counts.
+    let mut tally: BTreeMap<(String, String, String), PopulationTally> = BTreeMap::new();
+    for ((_, gid), tallies) in &stored.tallies {
+        for t in tallies {
+            let Some(id) = t.strata else { continue };
+            let strata = parsed.entry(id).or_insert_with(|| {
+                values
+                    .get(&id)
+                    .map(|j| crate::evaluation::stored_strata(j))
+                    .unwrap_or_default()
+            });
+            for st in strata.iter() {
+                tally
+                    .entry((
+                        gid.clone(),
+                        st.stratifier.clone(),
+                        ecqm::report::stratum_text(&st.value),
+                    ))
+                    .or_default()
+                    .add_n(&t.counts, t.patients);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for g in &stored.groups {
+        for (sid, text) in &g.stratifiers {
+            for ((gid, s, value), counts) in &tally {
+                if gid != &g.group_id || s != sid {
+                    continue;
+                }
+                out.push(StratumRow {
+                    group_id: gid.clone(),
+                    stratifier_id: sid.clone(),
+                    stratifier: text.clone(),
+                    value: value.clone(),
+                    counts: *counts,
+                    rate: if g.proportion { counts.rate() } else { None },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The measure's groups by month over the run's measurement period up to `today`: what was
+/// stored at each month's last day (today for the month under way) for the patients in scope.
+/// A month with nothing stored at its end has no counts and no rate.
+fn trend(
+    cache: &Cache,
+    scope: Option<&HashSet<String>>,
+    stored: &Stored,
+    measure: &str,
+    run: &cache::EvalRun,
+    today: &str,
+) -> Result<Vec<TrendPoint>, WsError> {
+    let (Some(y), Some(first), Some(last)) = (
+        run.period_start
+            .get(..4)
+            .and_then(|y| y.parse::<i64>().ok()),
+        run.period_start
+            .get(5..7)
+            .and_then(|m| m.parse::<u32>().ok()),
+        run.period_end.get(5..7).and_then(|m| m.parse::<u32>().ok()),
+    ) else {
+        return Ok(Vec::new());
+    };
+    // Each month's day: its last, or today for the month under way; none after today.
+    let days: Vec<(String, String)> = (first..=last)
+        .map(|m| (format!("{y:04}-{m:02}"), month_end(y, m)))
+        .filter(|(month, _)| month.as_str() <= &today[..7])
+        .map(|(month, end)| {
+            let day = if end.as_str() > today {
+                today.to_string()
+            } else {
+                end
+            };
+            (month, day)
+        })
+        .collect();
+    let Some((_, to)) = days.last() else {
+        return Ok(Vec::new());
+    };
+    let from = &days[0].1;
+    let history = cache.result_history(measure, from, to)?;
+    // (group, month index) -> counts; months with any stored result.
+    let mut sums: HashMap<(&str, usize), PopulationTally> = HashMap::new();
+    let mut stored_at = vec![false; days.len()];
+    for h in &history {
+        if scope.is_some_and(|s| !s.contains(&h.patient_id)) {
+            continue;
+        }
+        for (i, (_, day)) in days.iter().enumerate() {
+            let valid = h.valid_from.as_str() <= day.as_str()
+                && h.valid_to.as_deref().is_none_or(|t| t > day.as_str());
+            if valid {
+                stored_at[i] = true;
+                sums.entry((h.group_id.as_str(), i))
+                    .or_default()
+                    .add(&h.counts);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for g in &stored.groups {
+        for (i, (month, day)) in days.iter().enumerate() {
+            let counts = stored_at[i].then(|| {
+                sums.get(&(g.group_id.as_str(), i))
+                    .copied()
+                    .unwrap_or_default()
+            });
+            out.push(TrendPoint {
+                group_id: g.group_id.clone(),
+                month: month.clone(),
+                as_of: day.clone(),
+                rate: counts.and_then(|c| if g.proportion { c.rate() } else { None }),
+                counts,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn group_info(
@@ -728,9 +857,9 @@ fn rows(stored: &Stored) -> Vec<MeasureRow> {
             let mut counts = PopulationTally::default();
             let mut open = 0;
             let key = (g.measure_id.clone(), g.group_id.clone());
-            for (_, c) in stored.results.get(&key).into_iter().flatten() {
-                counts.add(c);
-                open += u64::from(gap_open(c, g.notation));
+            for t in stored.tallies.get(&key).into_iter().flatten() {
+                counts.add_n(&t.counts, t.patients);
+                open += u64::from(gap_open(&t.counts, g.notation)) * t.patients;
             }
             let rate = if g.proportion { counts.rate() } else { None };
             let target = stored.targets.get(&g.measure_id).copied();
@@ -746,6 +875,7 @@ fn rows(stored: &Stored) -> Vec<MeasureRow> {
                 target,
                 meets_target: meets(rate, target, g.notation),
                 open_gaps: open,
+                change_since_last_month: None,
             }
         })
         .collect()

@@ -312,6 +312,9 @@ pub struct MeasureRow {
     pub meets_target: Option<bool>,
     /// Open (or, while the period runs, prospective) gaps.
     pub open_gaps: u64,
+    /// The rate now minus the rate at the end of the previous month (−1..=1); `None` when
+    /// either is unknown (nothing was stored then, or an empty denominator).
+    pub change_since_last_month: Option<f64>,
 }
 
 /// A measure group's numbers for one provider or one care team.
@@ -367,6 +370,24 @@ pub struct MeasureDetail {
     pub strata: Vec<StratumRow>,
     /// One per group and stratifier: the rate by stratum.
     pub strata_charts: Vec<ChartSvg>,
+    /// Per group, each month of the measurement period so far.
+    pub trend: Vec<TrendPoint>,
+    /// One per proportion group with a rate in some month: the rate by month.
+    pub trend_charts: Vec<ChartSvg>,
+}
+
+/// One measure group's results as stored at the end of one month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "camelCase")]
+pub struct TrendPoint {
+    pub group_id: String,
+    /// `2026-03`.
+    pub month: String,
+    /// The day the results are from: the month's last, or today for the month under way.
+    pub as_of: String,
+    /// `None` when nothing was stored on that day (before the first evaluation).
+    pub counts: Option<PopulationTally>,
+    pub rate: Option<f64>,
 }
 
 /// The quality dashboard for the session's patients.
@@ -492,6 +513,9 @@ pub struct ExportResult {
     /// Things worth knowing that did not stop the export (e.g. a program year that differs
     /// from the measurement period).
     pub warnings: Vec<String>,
+    /// Whether the patients were evaluated for this export (the stored results were not
+    /// current for its year) rather than read from the stored results.
+    pub evaluated_now: bool,
 }
 
 /// What the export screen offers.

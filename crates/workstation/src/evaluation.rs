@@ -44,8 +44,20 @@ pub struct MeasureSet {
     pub period_over: bool,
     /// What stored results were computed with: engine, packages, period, period over.
     pub setup: String,
+    /// Why QRDA III cannot be written for a measure: the CMS supplemental data elements it
+    /// lacks (empty for every shipped measure).
+    pub sde_missing: Vec<(String, String)>,
     overrides: ImprovementOverrides,
 }
+
+/// What the local evaluation evaluates beyond the populations: stratifiers and supplemental
+/// data, stored with each result so that reports and stratified dashboards need no second
+/// evaluation.
+pub const STORED_OPTIONS: EvalOptions = EvalOptions {
+    stratifiers: true,
+    supplemental_data: true,
+    single_pass: false,
+};
 
 fn engine_error(e: ecqm::EcqmError) -> WsError {
     // Engine errors name measures and definitions, never patient data.
@@ -100,14 +112,25 @@ impl MeasureSet {
     ) -> Result<Self, WsError> {
         let period = Period::new(&format!("{year:04}-01-01"), &format!("{year:04}-12-31"))
             .map_err(engine_error)?;
-        let measures = packages
+        let mut measures = packages
             .iter()
             .map(|p| p.prepare(&period))
             .collect::<Result<Vec<_>, _>>()
             .map_err(engine_error)?;
+        // QRDA III needs sex, race, ethnicity and payer: evaluated (and stored) for every
+        // measure whose library defines them, even when its Measure does not list them.
+        let sde_missing = measures
+            .iter_mut()
+            .filter_map(|m| {
+                let name = m.def.name.clone();
+                ecqm::qrda3::ensure_cms_sde(m)
+                    .err()
+                    .map(|e| (name, e.to_string()))
+            })
+            .collect();
         let period_over = today > period.end_date();
         let setup = format!(
-            "ecqm {} packages {} period {year} {} notation {}",
+            "ecqm {} packages {} period {year} {} notation {} stored strata+sde",
             ecqm::VERSION,
             hex_hash([PACKAGES_GZ]),
             if period_over { "over" } else { "running" },
@@ -118,6 +141,7 @@ impl MeasureSet {
             period,
             period_over,
             setup,
+            sde_missing,
             overrides: overrides.clone(),
         })
     }
@@ -148,7 +172,6 @@ impl MeasureSet {
     ) -> Result<PatientEvaluation, WsError> {
         let data = patient_data(patient, shared)?;
         let memo = cql::PatientMemo::new(&data);
-        let opts = EvalOptions::default();
         let mut results = Vec::new();
         let mut gaps = Vec::new();
         for m in &self.measures {
@@ -156,16 +179,24 @@ impl MeasureSet {
                 matches!(self.status(m, g), GapStatus::Open | GapStatus::Prospective)
             };
             let (result, evidence) = m
-                .evaluate_with_evidence(&memo, &patient.patient_id, opts, &want)
+                .evaluate_with_evidence(&memo, &patient.patient_id, STORED_OPTIONS, &want)
                 .map_err(engine_error)?;
+            let sde = (!result.sde.is_empty()).then(|| pairs_json(&result.sde));
             for g in &result.groups {
                 let c = counts(&g.populations);
                 // Outside the initial population every count is 0: no row (sums are the same).
                 if c != PopulationCounts::default() {
+                    let strata: Vec<(&str, &Json)> = g
+                        .strata
+                        .iter()
+                        .map(|s| (s.stratifier.as_str(), &s.value))
+                        .collect();
                     results.push(StoredResult {
                         measure_id: m.def.name.clone(),
                         group_id: g.id.clone(),
                         counts: c,
+                        strata: (!strata.is_empty()).then(|| pairs_json(&strata)),
+                        sde: sde.clone(),
                     });
                 }
                 let status = match self.status(m, g) {
@@ -278,6 +309,143 @@ fn patient_data(
     }
     cql::PatientData::from_nodes(nodes)
         .map_err(|e| engine_error(ecqm::EcqmError::Engine(e.to_string())))
+}
+
+/// Stored results read back as the engine's results, with the strata and supplemental data
+/// they were stored with: for a patient, what [`MeasureSet::evaluate_results`] gave when the
+/// results were stored (groups outside the initial population have every membership false
+/// and no strata, as the engine gives them).
+pub struct StoredResults<'m> {
+    measures: Vec<&'m ecqm::MeasureDef>,
+    /// patient → (measure index, group index, counts, strata id, sde id).
+    by_patient: HashMap<String, Vec<StoredRow>>,
+    strata: HashMap<i64, Vec<ecqm::populations::StratumValue>>,
+    sde: HashMap<i64, Vec<(String, Json)>>,
+}
+
+type StoredRow = (usize, usize, PopulationCounts, Option<i64>, Option<i64>);
+
+impl<'m> StoredResults<'m> {
+    /// Reads the stored results of `measures` (every patient's).
+    pub fn read(cache: &cache::Cache, measures: &[&'m PreparedMeasure]) -> Result<Self, WsError> {
+        let measures: Vec<&ecqm::MeasureDef> = measures.iter().map(|m| &m.def).collect();
+        let index: HashMap<&str, usize> = measures
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.as_str(), i))
+            .collect();
+        let only = (measures.len() == 1).then(|| measures[0].name.as_str());
+        let mut by_patient: HashMap<String, Vec<StoredRow>> = HashMap::new();
+        for r in cache.result_rows(only)? {
+            let Some(&mi) = index.get(r.measure_id.as_str()) else {
+                continue;
+            };
+            let Some(gi) = measures[mi].groups.iter().position(|g| g.id == r.group_id) else {
+                continue;
+            };
+            by_patient
+                .entry(r.patient_id)
+                .or_default()
+                .push((mi, gi, r.counts, r.strata, r.sde));
+        }
+        let mut strata = HashMap::new();
+        let mut sde = HashMap::new();
+        for (id, json) in cache.result_values()? {
+            // The same JSON may serve as either; each is parsed as what it is used for.
+            if json.starts_with('[') {
+                strata.insert(id, stored_strata(&json));
+                sde.insert(id, stored_sde(&json));
+            }
+        }
+        Ok(StoredResults {
+            measures,
+            by_patient,
+            strata,
+            sde,
+        })
+    }
+
+    /// One patient's results, one per measure in the order given to [`StoredResults::read`].
+    pub fn patient(&self, patient_id: &str) -> Vec<ecqm::PatientResult> {
+        let mut out: Vec<ecqm::PatientResult> = self
+            .measures
+            .iter()
+            .map(|m| ecqm::PatientResult {
+                measure: m.name.clone(),
+                patient_id: patient_id.to_string(),
+                groups: m
+                    .groups
+                    .iter()
+                    .map(|g| GroupResult {
+                        id: g.id.clone(),
+                        populations: memberships(g, &PopulationCounts::default()),
+                        strata: Vec::new(),
+                    })
+                    .collect(),
+                sde: Vec::new(),
+            })
+            .collect();
+        for &(mi, gi, c, strata, sde) in self.by_patient.get(patient_id).into_iter().flatten() {
+            let r = &mut out[mi];
+            let g = &mut r.groups[gi];
+            g.populations = memberships(&self.measures[mi].groups[gi], &c);
+            if let Some(s) = strata.and_then(|id| self.strata.get(&id)) {
+                g.strata = s.clone();
+            }
+            if r.sde.is_empty() {
+                if let Some(s) = sde.and_then(|id| self.sde.get(&id)) {
+                    r.sde = s.clone();
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `[[id, value], ...]` as JSON text: stored stratum values and supplemental data.
+fn pairs_json<K: serde::Serialize, V: serde::Serialize>(pairs: &[(K, V)]) -> String {
+    serde_json::to_string(pairs).unwrap_or_else(|_| "[]".into())
+}
+
+/// Stored stratum values (`[[stratifier, value], ...]`) as the engine gives them.
+pub fn stored_strata(json: &str) -> Vec<ecqm::populations::StratumValue> {
+    serde_json::from_str::<Vec<(String, Json)>>(json)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(stratifier, value)| ecqm::populations::StratumValue { stratifier, value })
+        .collect()
+}
+
+/// Stored supplemental data (`[[id, value], ...]`) as the engine gives them.
+pub fn stored_sde(json: &str) -> Vec<(String, Json)> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// The memberships that stored `counts` of `group` stand for (the inverse of [`counts`]:
+/// the group's populations in Measure order, as `ecqm::apply_rules` lists them).
+pub fn memberships(group: &ecqm::GroupDef, c: &PopulationCounts) -> Memberships {
+    use PopulationCode::*;
+    if group.scoring == ecqm::package::Scoring::Cohort {
+        return Memberships(vec![(InitialPopulation, c.ip > 0)]);
+    }
+    Memberships(
+        group
+            .populations
+            .iter()
+            .filter_map(|p| {
+                let n = match p.code {
+                    InitialPopulation => c.ip,
+                    Denominator => c.denom,
+                    DenominatorExclusion => c.denex,
+                    DenominatorException => c.denexcep,
+                    Numerator => c.numer,
+                    NumeratorExclusion => c.numex,
+                    _ => return None,
+                };
+                Some((p.code, n > 0))
+            })
+            .collect(),
+    )
 }
 
 /// Population memberships as counts (0/1 for a patient-based measure).

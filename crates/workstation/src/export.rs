@@ -3,10 +3,11 @@
 //!
 //! - **Role**: only [`Action::ExportReports`] (the quality analyst); a refusal is audited by
 //!   the session gate.
-//! - **Data**: the session's patients, evaluated now by the same engine, packages and rules
-//!   as the app's local results ([`MeasureSet::prepare`], [`MeasureSet::evaluate_results`]),
-//!   for the measurement year asked (default the app's measurement year), with supplemental
-//!   data for QRDA III. The QRDA program year chooses the CMS implementation guide (2025:
+//! - **Data**: the session's patients' stored results (with their strata and supplemental
+//!   data, [`crate::evaluation::StoredResults`]) when every stored result is current and is
+//!   for the measurement year asked (default the app's measurement year); otherwise the
+//!   patients are evaluated now by the same engine, packages and rules
+//!   ([`MeasureSet::prepare`], [`MeasureSet::evaluate_results`]). Both give the same file. The QRDA program year chooses the CMS implementation guide (2025:
 //!   `2024-12-01`, 2026: `2025-05-01`); the organisation identifiers are the synthetic ones of
 //!   [`ecqm::qrda3::Qrda3Options::new`].
 //! - **FHIR**: one Bundle (`collection`) per file, one MeasureReport per measure.
@@ -25,9 +26,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use access::{Action, AuditEntry, Outcome};
-use cache::PatientResources;
-use ecqm::engine::MeasurePackage;
-use ecqm::qrda3::{ensure_cms_sde, MeasureAggregate, ProgramYear, Qrda3Options};
+use ecqm::engine::{MeasurePackage, PreparedMeasure};
+use ecqm::qrda3::{MeasureAggregate, ProgramYear, Qrda3Options};
 use ecqm::report::{ReportContext, Summary};
 use ecqm::{EvalOptions, GapStatus, PatientResult, PopulationCode};
 use serde_json::{json, Value as Json};
@@ -223,9 +223,6 @@ impl Drop for Staged {
     }
 }
 
-/// One patient's results, one per measure, with name, birth date and sex (CSV only).
-type Evaluated = (Vec<PatientResult>, (String, String, String));
-
 /// What one export produced, before auditing.
 struct Written {
     result: ExportResult,
@@ -273,44 +270,6 @@ fn choose_measures(
         .into_iter()
         .filter(|p| wanted.iter().any(|w| matches(p, w)))
         .collect())
-}
-
-/// Name, birth date and sex from the patient's Patient resource.
-fn demographics(p: &PatientResources) -> (String, String, String) {
-    let patient = p.resources.iter().find_map(|r| {
-        let j: Json = serde_json::from_str(r).ok()?;
-        (j.get("resourceType")?.as_str()? == "Patient").then_some(j)
-    });
-    let Some(j) = patient else {
-        return Default::default();
-    };
-    let name = j
-        .get("name")
-        .and_then(|n| n.get(0))
-        .map(|n| {
-            let given: Vec<&str> = n
-                .get("given")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Json::as_str)
-                .collect();
-            let family = n.get("family").and_then(Json::as_str).unwrap_or("");
-            let given = given.join(" ");
-            match (family.is_empty(), given.is_empty()) {
-                (false, false) => format!("{family}, {given}"),
-                (false, true) => family.to_string(),
-                _ => given,
-            }
-        })
-        .unwrap_or_default();
-    let text = |k: &str| {
-        j.get(k)
-            .and_then(Json::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    (name, text("birthDate"), text("gender"))
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> WsError {
@@ -470,7 +429,11 @@ impl Workstation {
             Some(y) => y,
             None => self.measurement_year()?,
         };
-        let packages = choose_measures(crate::evaluation::shipped_packages()?, &req.measures)?;
+        let chosen: Vec<String> =
+            choose_measures(crate::evaluation::shipped_packages()?, &req.measures)?
+                .into_iter()
+                .map(|p| p.def.name)
+                .collect();
         let ids: Vec<String> = {
             let all = self.cache().patient_ids()?;
             match &s.scope {
@@ -484,16 +447,38 @@ impl Workstation {
                 "There are no patients in your panel to export; nothing was written.",
             ));
         }
-        // The destination is claimed (and proven writable) before the evaluation.
+        // The destination is claimed (and proven writable) before any work.
         let mut staged = Staged::create(path)?;
-        let today = now_rfc3339()[..10].to_string();
-        let mut set = MeasureSet::prepare(&packages, year, &today, &self.improvement)?;
-        drop(packages);
+        // The stored results when they are current for that year (the usual case: they carry
+        // strata and supplemental data); otherwise the patients are evaluated now.
+        let (set, stored) = match self.current_results(year)? {
+            Some(set) => (set, true),
+            None => {
+                let packages: Vec<MeasurePackage> = crate::evaluation::shipped_packages()?
+                    .into_iter()
+                    .filter(|p| chosen.contains(&p.def.name))
+                    .collect();
+                let today = now_rfc3339()[..10].to_string();
+                let set = MeasureSet::prepare(&packages, year, &today, &self.improvement)?;
+                (std::sync::Arc::new(set), false)
+            }
+        };
+        let measures: Vec<&PreparedMeasure> = set
+            .measures
+            .iter()
+            .filter(|m| chosen.contains(&m.def.name))
+            .collect();
         let mut warnings = Vec::new();
         let mut aggregates = Vec::new();
         if let Some(py) = program_year {
-            for m in set.measures.iter_mut() {
-                ensure_cms_sde(m).map_err(qrda_error)?;
+            if let Some((_, why)) = set
+                .sde_missing
+                .iter()
+                .find(|(name, _)| chosen.contains(name))
+            {
+                return Err(WsError::new("qrda", why.clone()));
+            }
+            for m in &measures {
                 aggregates.push(MeasureAggregate::new(&m.def, py).map_err(qrda_error)?);
             }
             if py.year() as i32 != year {
@@ -503,28 +488,19 @@ impl Workstation {
                 ));
             }
         }
-        let shared: HashMap<String, cql::fhir::J> = self
-            .cache()
-            .shared_resources()?
-            .into_iter()
-            .filter_map(|(t, id, raw)| {
-                Some((format!("{t}/{id}"), serde_json::from_str(&raw).ok()?))
-            })
-            .collect();
         let keep_subjects = req.kind == ExportKind::MeasureReportSubjectList;
-        let mut summaries: Vec<Summary> = set
-            .measures
+        let mut summaries: Vec<Summary> = measures
             .iter()
             .map(|m| Summary::new(&m.def, keep_subjects))
             .collect();
-        let opts = EvalOptions {
-            stratifiers: true,
-            supplemental_data: program_year.is_some(),
-            single_pass: false,
-        };
         let period_start = set.period.start_date().to_string();
         let period_end = set.period.end_date().to_string();
         let csv_rows = req.kind == ExportKind::CsvMeasureResults;
+        let demographics = if csv_rows {
+            self.cache().patient_demographics()?
+        } else {
+            HashMap::new()
+        };
         let dest = staged.path.clone();
         let mut csv = csv_rows.then(|| csv::Writer::from_writer(staged.writer()));
         if let Some(w) = csv.as_mut() {
@@ -532,85 +508,106 @@ impl Workstation {
         }
         let mut rows = 0u64;
         let mut in_any_ip: Vec<String> = Vec::new();
-        for chunk in ids.chunks(BATCH) {
-            use rayon::prelude::*;
-            let patients = self.cache().patient_resources(chunk)?;
-            let evaluated: Vec<Result<Evaluated, WsError>> = patients
-                .par_iter()
-                .map(|p| {
-                    let results = set.evaluate_results(p, &shared, opts)?;
-                    let demo = if csv_rows {
-                        demographics(p)
-                    } else {
-                        Default::default()
+        // One patient's results (one per measure in `measures`, in order) into every output.
+        let mut add_patient = |patient_id: &str, results: &[PatientResult]| {
+            let mut in_ip = false;
+            for (mi, r) in results.iter().enumerate() {
+                let m = measures[mi];
+                summaries[mi].add(r);
+                if let Some(a) = aggregates.get_mut(mi) {
+                    a.add(r);
+                }
+                for g in &r.groups {
+                    if !g.populations.is(PopulationCode::InitialPopulation) {
+                        continue;
+                    }
+                    in_ip = true;
+                    let Some(w) = csv.as_mut() else { continue };
+                    let is = |c| flag(g.populations.is(c));
+                    let status = match set.status(m, g) {
+                        GapStatus::Open => "open",
+                        GapStatus::Closed => "closed",
+                        GapStatus::Prospective => "prospective",
+                        GapStatus::NotApplicable => "not_applicable",
                     };
-                    Ok((results, demo))
+                    let short = m
+                        .def
+                        .cms_id
+                        .as_ref()
+                        .map(|c| format!("CMS{c}"))
+                        .unwrap_or_else(|| m.def.name.clone());
+                    let (name, birth, sex) = demographics
+                        .get(patient_id)
+                        .map(|(n, b, x)| (n.as_str(), b.as_str(), x.as_str()))
+                        .unwrap_or_default();
+                    write_csv_row(
+                        w,
+                        &dest,
+                        &[
+                            patient_id,
+                            name,
+                            birth,
+                            sex,
+                            &m.def.name,
+                            &short,
+                            m.def.version.as_deref().unwrap_or(""),
+                            &g.id,
+                            &period_start,
+                            &period_end,
+                            is(PopulationCode::InitialPopulation),
+                            is(PopulationCode::Denominator),
+                            is(PopulationCode::DenominatorExclusion),
+                            is(PopulationCode::DenominatorException),
+                            is(PopulationCode::Numerator),
+                            is(PopulationCode::NumeratorExclusion),
+                            status,
+                        ],
+                    )?;
+                    rows += 1;
+                }
+            }
+            if in_ip {
+                in_any_ip.push(patient_id.to_string());
+            }
+            Ok::<(), WsError>(())
+        };
+        if stored {
+            let results = crate::evaluation::StoredResults::read(&self.cache(), &measures)?;
+            for id in &ids {
+                add_patient(id, &results.patient(id))?;
+            }
+        } else {
+            let shared: HashMap<String, cql::fhir::J> = self
+                .cache()
+                .shared_resources()?
+                .into_iter()
+                .filter_map(|(t, id, raw)| {
+                    Some((format!("{t}/{id}"), serde_json::from_str(&raw).ok()?))
                 })
                 .collect();
-            for (p, outcome) in patients.iter().zip(evaluated) {
-                let (results, (name, birth, sex)) = outcome.map_err(|e| {
-                    WsError::new(
-                        e.code,
-                        format!(
-                            "{} The counts would be incomplete, so nothing was written.",
-                            e.message
-                        ),
-                    )
-                })?;
-                let mut in_ip = false;
-                for (mi, r) in results.iter().enumerate() {
-                    let m = &set.measures[mi];
-                    summaries[mi].add(r);
-                    if let Some(a) = aggregates.get_mut(mi) {
-                        a.add(r);
-                    }
-                    for g in &r.groups {
-                        if !g.populations.is(PopulationCode::InitialPopulation) {
-                            continue;
-                        }
-                        in_ip = true;
-                        let Some(w) = csv.as_mut() else { continue };
-                        let is = |c| flag(g.populations.is(c));
-                        let status = match set.status(m, g) {
-                            GapStatus::Open => "open",
-                            GapStatus::Closed => "closed",
-                            GapStatus::Prospective => "prospective",
-                            GapStatus::NotApplicable => "not_applicable",
-                        };
-                        let short = m
-                            .def
-                            .cms_id
-                            .as_ref()
-                            .map(|c| format!("CMS{c}"))
-                            .unwrap_or_else(|| m.def.name.clone());
-                        write_csv_row(
-                            w,
-                            &dest,
-                            &[
-                                &p.patient_id,
-                                &name,
-                                &birth,
-                                &sex,
-                                &m.def.name,
-                                &short,
-                                m.def.version.as_deref().unwrap_or(""),
-                                &g.id,
-                                &period_start,
-                                &period_end,
-                                is(PopulationCode::InitialPopulation),
-                                is(PopulationCode::Denominator),
-                                is(PopulationCode::DenominatorExclusion),
-                                is(PopulationCode::DenominatorException),
-                                is(PopulationCode::Numerator),
-                                is(PopulationCode::NumeratorExclusion),
-                                status,
-                            ],
-                        )?;
-                        rows += 1;
-                    }
-                }
-                if in_ip {
-                    in_any_ip.push(p.patient_id.clone());
+            let opts = EvalOptions {
+                stratifiers: true,
+                supplemental_data: program_year.is_some(),
+                single_pass: false,
+            };
+            for chunk in ids.chunks(BATCH) {
+                use rayon::prelude::*;
+                let patients = self.cache().patient_resources(chunk)?;
+                let evaluated: Vec<Result<Vec<PatientResult>, WsError>> = patients
+                    .par_iter()
+                    .map(|p| set.evaluate_results(p, &shared, opts))
+                    .collect();
+                for (p, outcome) in patients.iter().zip(evaluated) {
+                    let results = outcome.map_err(|e| {
+                        WsError::new(
+                            e.code,
+                            format!(
+                                "{} The counts would be incomplete, so nothing was written.",
+                                e.message
+                            ),
+                        )
+                    })?;
+                    add_patient(&p.patient_id, &results)?;
                 }
             }
         }
@@ -629,7 +626,7 @@ impl Workstation {
                 ),
             ));
         }
-        let measures: Vec<String> = set.measures.iter().map(|m| m.def.name.clone()).collect();
+        let measure_names: Vec<String> = measures.iter().map(|m| m.def.name.clone()).collect();
         let mut ctx = ReportContext::new(set.period.clone(), now_rfc3339());
         ctx.improvement = self.improvement.clone();
         let mut patient_ids = Vec::new();
@@ -643,8 +640,7 @@ impl Workstation {
                 rows = aggregates.len() as u64;
             }
             ExportKind::MeasureReportSummary | ExportKind::MeasureReportSubjectList => {
-                let entries: Vec<Json> = set
-                    .measures
+                let entries: Vec<Json> = measures
                     .iter()
                     .zip(&summaries)
                     .map(|(m, sm)| {
@@ -683,12 +679,13 @@ impl Workstation {
                 path,
                 bytes,
                 sha256,
-                measures,
+                measures: measure_names,
                 patients: ids.len() as u64,
                 rows,
                 period_start: Some(period_start),
                 period_end: Some(period_end),
                 warnings,
+                evaluated_now: !stored,
             },
             patient_ids,
         })
@@ -785,6 +782,7 @@ impl Workstation {
                 period_start: None,
                 period_end: None,
                 warnings: Vec::new(),
+                evaluated_now: false,
             },
             patient_ids: ids,
         })

@@ -528,6 +528,22 @@ impl Workstation {
 
     /// The prepared measures and the shared resources. `refresh` re-reads the measurement
     /// year and the shared resources (each evaluation run); otherwise the last ones are used.
+    /// The prepared measures of the stored results when every stored result is current
+    /// (see [`results_current`]) and is for the calendar year `year`.
+    pub(crate) fn current_results(&self, year: i32) -> Result<Option<Arc<MeasureSet>>, WsError> {
+        let ctx = self.eval_context(false)?;
+        if !ctx
+            .set
+            .period
+            .start_date()
+            .starts_with(&format!("{year:04}"))
+        {
+            return Ok(None);
+        }
+        let current = results_current(&self.cache(), &ctx.set)?;
+        Ok(current.then_some(ctx.set))
+    }
+
     fn eval_context(&self, refresh: bool) -> Result<EvalContext, WsError> {
         let mut slot = self.measures.lock().unwrap_or_else(|p| p.into_inner());
         if !refresh {
@@ -626,15 +642,7 @@ impl Workstation {
             let cache = self.cache();
             // Nothing was imported since the last complete run with the same setup: every
             // stored result is current (actions re-evaluate their patient at once).
-            let last = cache.last_eval_run()?;
-            let imported = cache.setting("last_import_at")?;
-            let unchanged = last.as_ref().is_some_and(|r| {
-                r.setup == set.setup
-                    && r.failed == 0
-                    && imported
-                        .as_deref()
-                        .is_none_or(|i| i < r.started_at.as_str())
-            });
+            let unchanged = results_current(&cache, &set)?;
             if !unchanged {
                 cache.store_measure_packages(&set.package_rows())?;
                 cache.forget_missing_patients()?;
@@ -1318,4 +1326,19 @@ fn validate_action(a: &WorklistAction) -> Result<(), WsError> {
             Ok(())
         }
     }
+}
+
+/// Whether every stored result is current for `set`: the last complete run had the same
+/// setup (engine, packages, period), nothing failed, and nothing was imported since it started
+/// (actions re-evaluate their patient at once).
+pub(crate) fn results_current(cache: &Cache, set: &MeasureSet) -> Result<bool, WsError> {
+    let last = cache.last_eval_run()?;
+    let imported = cache.setting("last_import_at")?;
+    Ok(last.as_ref().is_some_and(|r| {
+        r.setup == set.setup
+            && r.failed == 0
+            && imported
+                .as_deref()
+                .is_none_or(|i| i < r.started_at.as_str())
+    }))
 }

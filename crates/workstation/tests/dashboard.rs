@@ -526,3 +526,169 @@ fn roles_targets_and_drill_down_are_checked_and_audited() {
     let last = audit("clinician").into_iter().next().unwrap();
     assert_eq!(last.patient_ids.len(), theirs.rows.len());
 }
+
+/// The cache's SQLCipher file opened directly (to rewrite the stored history).
+fn rusqlite_open(f: &Fixture) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(&f.path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
+        f.key.to_hex(),
+        cache::PAGE_SIZE,
+        cache::HMAC_ALGORITHM
+    ))
+    .unwrap();
+    c
+}
+
+#[test]
+fn the_trend_by_month_and_the_change_since_last_month_are_the_stored_history() {
+    let f = fixture(600);
+    sign_in(&f.ws, "quality");
+    let d = f.ws.dashboard(&DashboardQuery::default()).unwrap();
+    let start = d.period_start.clone().unwrap();
+    let year = &start[..4];
+    let july = format!("{year}-07-01");
+
+    // The history rewritten: every current result stored since the period's first day, and
+    // until July every numerator not yet met. Today is made 15 July.
+    let conn = rusqlite_open(&f);
+    conn.execute(
+        "UPDATE measure_result_history SET valid_from = ?1",
+        [&start],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE measure_result_history SET valid_from = ?1 WHERE numer > 0",
+        [&july],
+    )
+    .unwrap();
+    let earlier = conn
+        .execute(
+            "INSERT INTO measure_result_history(patient_id, measure_id, group_id, ip, denom, denex,
+                    denexcep, numer, numex, valid_from, valid_to)
+             SELECT patient_id, measure_id, group_id, ip, denom, denex, denexcep, 0, 0, ?1, ?2
+             FROM measure_result_history WHERE numer > 0",
+            [&start, &july],
+        )
+        .unwrap();
+    assert!(earlier > 20, "{earlier} numerators");
+    drop(conn);
+    f.clock.store(
+        access::time::parse_rfc3339_ms(&format!("{year}-07-15T12:00:00Z")).unwrap(),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    sign_in(&f.ws, "quality");
+
+    // The change since the end of June: the whole rate (it was 0 then).
+    let d = f.ws.dashboard(&DashboardQuery::default()).unwrap();
+    for r in &d.measures {
+        match r.rate {
+            Some(rate) => assert_eq!(
+                r.change_since_last_month,
+                Some(rate),
+                "{} {}",
+                r.measure_id,
+                r.group_id
+            ),
+            None => assert_eq!(r.change_since_last_month, None),
+        }
+    }
+    assert!(d.measures.iter().any(|r| r.rate.is_some_and(|x| x > 0.0)));
+
+    // One measure's trend: January to June without its numerator, July as it is now.
+    let busiest = d
+        .measures
+        .iter()
+        .filter(|r| r.rate.is_some_and(|x| x > 0.0))
+        .max_by_key(|r| r.counts.denominator)
+        .unwrap()
+        .clone();
+    let detail =
+        f.ws.dashboard(&DashboardQuery {
+            measure: Some(busiest.measure_id.clone()),
+        })
+        .unwrap()
+        .detail
+        .unwrap();
+    let points: Vec<_> = detail
+        .trend
+        .iter()
+        .filter(|p| p.group_id == busiest.group_id)
+        .collect();
+    let months: Vec<&str> = points.iter().map(|p| p.month.as_str()).collect();
+    let expected: Vec<String> = (1..=7).map(|m| format!("{year}-{m:02}")).collect();
+    assert_eq!(months, expected, "the period's months until today");
+    assert_eq!(points[0].as_of, format!("{year}-01-31"));
+    assert_eq!(
+        points[6].as_of,
+        format!("{year}-07-15"),
+        "today for this month"
+    );
+    for p in &points[..6] {
+        let c = p.counts.unwrap();
+        assert_eq!(
+            (c.numerator, c.denominator),
+            (0, busiest.counts.denominator)
+        );
+        assert_eq!(p.rate, Some(0.0));
+    }
+    assert_eq!(points[6].counts, Some(busiest.counts));
+    assert_eq!(points[6].rate, busiest.rate);
+    assert!(!detail.trend_charts.is_empty());
+    for ch in &detail.trend_charts {
+        let doc = roxmltree::Document::parse(&ch.svg).unwrap();
+        assert!(doc
+            .descendants()
+            .any(|n| n.has_tag_name("title") && n.text() == Some(ch.title.as_str())));
+    }
+
+    // Before the first stored result there is nothing: no counts, no rate.
+    let conn = rusqlite_open(&f);
+    conn.execute(
+        "UPDATE measure_result_history SET valid_from = ?1 WHERE valid_from = ?2",
+        [&format!("{year}-03-01"), &start],
+    )
+    .unwrap();
+    drop(conn);
+    let detail =
+        f.ws.dashboard(&DashboardQuery {
+            measure: Some(busiest.measure_id.clone()),
+        })
+        .unwrap()
+        .detail
+        .unwrap();
+    let first = detail
+        .trend
+        .iter()
+        .find(|p| p.group_id == busiest.group_id)
+        .unwrap();
+    assert_eq!((first.counts, first.rate), (None, None), "{first:?}");
+
+    // A clinician's trend: their patients only.
+    sign_in(&f.ws, "clinician");
+    let theirs =
+        f.ws.dashboard(&DashboardQuery {
+            measure: Some(busiest.measure_id.clone()),
+        })
+        .unwrap();
+    let row = theirs
+        .measures
+        .iter()
+        .find(|r| r.measure_id == busiest.measure_id && r.group_id == busiest.group_id)
+        .unwrap();
+    let last = theirs
+        .detail
+        .unwrap()
+        .trend
+        .into_iter()
+        .rfind(|p| p.group_id == busiest.group_id)
+        .unwrap();
+    assert_eq!(last.counts, Some(row.counts));
+    assert_eq!(theirs.scope, "Your patients");
+    assert!(
+        row.counts.denominator < busiest.counts.denominator,
+        "{} {:?}",
+        theirs.patients_in_scope,
+        row.counts
+    );
+}

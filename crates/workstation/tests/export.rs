@@ -251,6 +251,32 @@ fn qrda_counts(xml: &str) -> Counts {
     out
 }
 
+/// `xml` without what differs between two exports of the same data: UUIDs and timestamps.
+fn without_ids_and_times(xml: &str) -> String {
+    let uuid = regex_lite(xml, |w| {
+        w.len() == 36 && w.chars().filter(|c| *c == '-').count() == 4
+    });
+    regex_lite(&uuid, |w| {
+        w.len() >= 14 && w[..14].chars().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// Replaces each double-quoted attribute value for which `volatile` holds with `"…"`.
+fn regex_lite(xml: &str, volatile: impl Fn(&str) -> bool) -> String {
+    let mut out = String::with_capacity(xml.len());
+    for (i, part) in xml.split('"').enumerate() {
+        if i > 0 {
+            out.push('"');
+        }
+        if i % 2 == 1 && volatile(part) {
+            out.push('…');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 fn validate(year: u32, file: &Path) -> Option<(String, String)> {
     let v = shared_dir().join("qrda/validate");
     if !v.is_file() {
@@ -374,6 +400,38 @@ fn qrda3_for_2025_and_2026_validates_and_equals_the_engines_summary() {
             "{year}: the QRDA III counts = the engine's summary MeasureReport"
         );
     }
+
+    // From the stored results (above) and, once they are not current (an import after the
+    // evaluation), from a new evaluation: the same file but for its id and times.
+    let stored_file = dir.join("stored.xml");
+    let mut req = request(ExportKind::Qrda3, &stored_file);
+    req.program_year = Some(2026);
+    let stored = f.ws.export(&req).unwrap();
+    assert!(!stored.evaluated_now, "the stored results are current");
+    rusqlite_open(&f)
+        .execute(
+            "INSERT INTO settings(key, value) VALUES ('last_import_at', '2999-01-01T00:00:00Z')
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [],
+        )
+        .unwrap();
+    let fresh_file = dir.join("fresh.xml");
+    req.path = fresh_file.display().to_string();
+    let fresh = f.ws.export(&req).unwrap();
+    assert!(
+        fresh.evaluated_now,
+        "an import since: evaluated for the export"
+    );
+    let stored_xml = std::fs::read_to_string(&stored_file).unwrap();
+    assert_eq!(
+        without_ids_and_times(&std::fs::read_to_string(&fresh_file).unwrap()),
+        without_ids_and_times(&stored_xml),
+        "stored and freshly evaluated results give the same QRDA III"
+    );
+    assert!(
+        stored_xml.contains("2.16.840.1.113883.10.20.27.3.5"),
+        "supplemental data"
+    );
 
     // Chosen measures only, by CMS short name.
     let file = dir.join("two.xml");

@@ -22,4 +22,9 @@ rows: number, periodStart: string | null, periodEnd: string | null,
  * Things worth knowing that did not stop the export (e.g. a program year that differs
  * from the measurement period).
  */
-warnings: Array<string>, };
+warnings: Array<string>, 
+/**
+ * Whether the patients were evaluated for this export (the stored results were not
+ * current for its year) rather than read from the stored results.
+ */
+evaluatedNow: boolean, };

@@ -3,6 +3,7 @@ import type { BreakdownRow } from "./BreakdownRow";
 import type { ChartSvg } from "./ChartSvg";
 import type { MeasureRow } from "./MeasureRow";
 import type { StratumRow } from "./StratumRow";
+import type { TrendPoint } from "./TrendPoint";
 
 /**
  * One measure's detail: its groups, by provider and by care team, with charts.
@@ -20,4 +21,12 @@ strata: Array<StratumRow>,
 /**
  * One per group and stratifier: the rate by stratum.
  */
-strataCharts: Array<ChartSvg>, };
+strataCharts: Array<ChartSvg>, 
+/**
+ * Per group, each month of the measurement period so far.
+ */
+trend: Array<TrendPoint>, 
+/**
+ * One per proportion group with a rate in some month: the rate by month.
+ */
+trendCharts: Array<ChartSvg>, };

@@ -33,4 +33,9 @@ meetsTarget: boolean | null,
 /**
  * Open (or, while the period runs, prospective) gaps.
  */
-openGaps: number, };
+openGaps: number, 
+/**
+ * The rate now minus the rate at the end of the previous month (−1..=1); `None` when
+ * either is unknown (nothing was stored then, or an empty denominator).
+ */
+changeSinceLastMonth: number | null, };

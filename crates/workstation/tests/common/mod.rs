@@ -15,6 +15,8 @@ pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub key: CacheKey,
+    /// The workstation's clock (Unix ms), which the test may set.
+    pub clock: Arc<AtomicI64>,
 }
 
 /// A new encrypted cache with a demo panel of `patients` (not evaluated yet).
@@ -26,6 +28,7 @@ pub fn demo_workstation(patients: u64) -> Fixture {
     let mut config = Config::new(dir.path());
     config.demo_patients = patients;
     let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
+    let clock = now.clone();
     let ws = Workstation::with_cache(
         cache,
         &config,
@@ -33,5 +36,11 @@ pub fn demo_workstation(patients: u64) -> Fixture {
         Box::new(move || now.load(Ordering::SeqCst)),
     )
     .unwrap();
-    Fixture { ws, dir, path, key }
+    Fixture {
+        ws,
+        dir,
+        path,
+        key,
+        clock,
+    }
 }
