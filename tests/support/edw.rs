@@ -25,8 +25,12 @@ pub struct Edw {
     pub groups: Vec<i64>,
 }
 
-/// `phm-edw`, built beside this test's binary (by `cargo test --workspace`, or here).
+/// `phm-edw`: `PHM_EDW_BIN` when set (by `scripts/test.sh`), else built beside this test's
+/// binary (by `cargo test --workspace`, or here).
 fn edw_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("PHM_EDW_BIN") {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().unwrap();
     let bin = exe.parent().unwrap().parent().unwrap().join("phm-edw");
     if !bin.exists() {

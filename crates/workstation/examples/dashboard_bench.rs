@@ -124,9 +124,11 @@ fn main() {
         .unwrap()
         .measure_id
         .clone();
-    timed("  cache: result_rows of CMS122 (one measure's rows)", runs, || {
-        c.result_rows(Some(&cms122)).unwrap()
-    });
+    timed(
+        "  cache: result_rows of CMS122 (one measure's rows)",
+        runs,
+        || c.result_rows(Some(&cms122)).unwrap(),
+    );
     timed(
         "  cache: patient_providers + group_memberships (detail slices)",
         runs,

@@ -5,8 +5,10 @@
 //! the superuser, and what the cache holds, read from its SQLCipher file.
 //!
 //! The `phm-edw` binary is not a target of this crate, so `CARGO_BIN_EXE_phm-edw` is not
-//! available: [`phm_edw`] runs `cargo build -p edw --bin phm-edw` once per test process
-//! (a no-op when it is fresh) and uses `target/<profile>/phm-edw` beside this test binary.
+//! available: [`phm_edw`] takes `PHM_EDW_BIN` when set (`scripts/test.sh` sets it to the binary
+//! its `cargo test --workspace` just built, so no second build with other features), else
+//! runs `cargo build -p edw --bin phm-edw` once per test process (a no-op when it is fresh)
+//! and uses `target/<profile>/phm-edw` beside this test binary.
 #![allow(dead_code)]
 
 pub mod proxy;
@@ -25,6 +27,11 @@ use serde_json::{json, Value};
 pub fn phm_edw() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("PHM_EDW_BIN") {
+            let bin = PathBuf::from(bin);
+            assert!(bin.exists(), "PHM_EDW_BIN {} missing", bin.display());
+            return bin;
+        }
         let exe = std::env::current_exe().unwrap();
         // target/<profile>/deps/<test> -> target/<profile>/phm-edw
         let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
