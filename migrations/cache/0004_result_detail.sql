@@ -12,7 +12,8 @@ CREATE TABLE result_value (
 );
 
 -- result_value ids: strata, a JSON array of [stratifier id, value]; sde, a JSON array of
--- [supplemental data id, value] (the measure's, the same on each of its group rows).
+-- [supplemental data id, the codes of its value] (the measure's, the same on each of its
+-- group rows).
 ALTER TABLE measure_result ADD COLUMN strata INTEGER;
 ALTER TABLE measure_result ADD COLUMN sde INTEGER;
 
@@ -34,10 +35,10 @@ CREATE TABLE measure_result_history (
     numex      INTEGER NOT NULL,
     valid_from TEXT NOT NULL,          -- YYYY-MM-DD
     valid_to   TEXT,                   -- YYYY-MM-DD
-    PRIMARY KEY (patient_id, measure_id, group_id, valid_from)
+    -- One measure's history is one range of the key (the trend reads it so); a patient's
+    -- current rows are their measure_result rows, so no second index is kept up to date.
+    PRIMARY KEY (measure_id, group_id, patient_id, valid_from)
 ) WITHOUT ROWID;
-CREATE INDEX measure_result_history_measure
-    ON measure_result_history(measure_id, group_id, valid_from, valid_to);
 
 INSERT INTO measure_result_history(patient_id, measure_id, group_id, ip, denom, denex, denexcep,
         numer, numex, valid_from, valid_to)

@@ -41,7 +41,8 @@ pub struct StoredResult {
     pub counts: PopulationCounts,
     /// JSON array of `[stratifier id, value]`, when the group has stratifiers.
     pub strata: Option<String>,
-    /// JSON array of `[supplemental data id, value]`, when they were evaluated.
+    /// JSON array of `[supplemental data id, the codes its value carries]` (what QRDA III
+    /// counts: `ecqm::qrda3::sde_value_codes`), when they were evaluated.
     pub sde: Option<String>,
 }
 

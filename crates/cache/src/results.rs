@@ -266,7 +266,8 @@ impl<'t> HistoryWriter<'t> {
         })
     }
 
-    /// Called before `patient`'s stored results are replaced by `new`.
+    /// Called before `patient`'s stored results are replaced by `new`: the results stored
+    /// now (`measure_result`) are the history's current rows.
     pub(crate) fn replace(
         &mut self,
         patient: &str,
@@ -276,7 +277,7 @@ impl<'t> HistoryWriter<'t> {
         {
             let mut stmt = self.tx.prepare_cached(
                 "SELECT measure_id, group_id, ip, denom, denex, denexcep, numer, numex
-                 FROM measure_result_history WHERE patient_id = ?1 AND valid_to IS NULL",
+                 FROM measure_result WHERE patient_id = ?1",
             )?;
             let mut rows = stmt.query([patient])?;
             while let Some(r) = rows.next()? {
@@ -285,15 +286,16 @@ impl<'t> HistoryWriter<'t> {
         }
         let mut end = self.tx.prepare_cached(
             "UPDATE measure_result_history SET valid_to = ?4
-             WHERE patient_id = ?1 AND measure_id = ?2 AND group_id = ?3 AND valid_to IS NULL",
+             WHERE measure_id = ?2 AND group_id = ?3 AND patient_id = ?1 AND valid_to IS NULL",
         )?;
         let mut drop_same_day = self.tx.prepare_cached(
             "DELETE FROM measure_result_history
-             WHERE patient_id = ?1 AND measure_id = ?2 AND group_id = ?3 AND valid_from = ?4",
+             WHERE measure_id = ?2 AND group_id = ?3 AND patient_id = ?1 AND valid_from = ?4",
         )?;
+        // A row started today and replaced today is replaced in place.
         let mut start = self.tx.prepare_cached(
-            "INSERT INTO measure_result_history(patient_id, measure_id, group_id, ip, denom,
-                    denex, denexcep, numer, numex, valid_from, valid_to)
+            "INSERT OR REPLACE INTO measure_result_history(patient_id, measure_id, group_id, ip,
+                    denom, denex, denexcep, numer, numex, valid_from, valid_to)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, NULL)",
         )?;
         for r in new {
@@ -302,11 +304,8 @@ impl<'t> HistoryWriter<'t> {
                 Some(c) if c == r.counts => continue,
                 Some(_) => {
                     end.execute(params![patient, r.measure_id, r.group_id, self.day])?;
-                    drop_same_day.execute(params![patient, r.measure_id, r.group_id, self.day])?;
                 }
-                None => {
-                    drop_same_day.execute(params![patient, r.measure_id, r.group_id, self.day])?;
-                }
+                None => {}
             }
             let c = r.counts;
             start.execute(params![

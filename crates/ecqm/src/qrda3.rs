@@ -337,6 +337,16 @@ fn codes_of(v: &Json, out: &mut Vec<String>) {
     }
 }
 
+/// What QRDA III reads of a supplemental data value: the codes it carries, in order, as a JSON
+/// array of strings. [`sde_codes`] gives the same for it as for the value itself, so stored
+/// results keep this instead of the whole value (which carries per-patient details such as a
+/// coverage period, and so would be different for every patient).
+pub fn sde_value_codes(v: &Json) -> Json {
+    let mut raw = Vec::new();
+    codes_of(v, &mut raw);
+    Json::Array(raw.into_iter().map(Json::String).collect())
+}
+
 /// The reported codes (see [`SdeKind::codes`]) one patient's SDE value counts in:
 /// sex `M`/`F` (FHIR `male`/`female` too), the OMB race and ethnicity categories, and the
 /// CMS payer grouping of Source of Payment Typology codes (1 Medicare, 2 Medicaid,
@@ -1466,6 +1476,35 @@ mod tests {
                            {"code":{"codes":[{"code":"59"}]}}, {"code":{"codes":[{"code":"99"}]}}]);
         assert_eq!(sde_codes(SdeKind::Payer, y, &payer), ["A", "C", "D"]);
         assert!(sde_codes(SdeKind::Payer, y, &json!([])).is_empty());
+    }
+
+    #[test]
+    fn an_sde_value_and_its_codes_count_the_same() {
+        let values = [
+            json!({"code": "F", "system": "http://hl7.org/fhir/administrative-gender"}),
+            json!("male"),
+            json!([{"code": {"code": "2106-3", "system": "urn:oid:2.16.840.1.113883.6.238"}}]),
+            json!({"codes": [{"code": "2135-2"}, {"code": "2186-5"}], "display": "x"}),
+            json!([
+                {"code": {"code": "1", "system": "sop"}, "period": {"low": "2025-01-01"}},
+                {"code": {"code": "511"}, "period": {"low": "2024-03-01"}}
+            ]),
+            json!({"coding": [{"code": "248152002"}, {"code": "F"}]}),
+            json!(null),
+        ];
+        for v in &values {
+            let codes = sde_value_codes(v);
+            for kind in SdeKind::ALL {
+                for year in [ProgramYear::Y2025, ProgramYear::Y2026] {
+                    assert_eq!(
+                        sde_codes(kind, year, &codes),
+                        sde_codes(kind, year, v),
+                        "{v}"
+                    );
+                }
+            }
+        }
+        assert_eq!(sde_value_codes(&values[4]), json!(["1", "511"]));
     }
 
     #[test]

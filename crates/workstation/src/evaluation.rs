@@ -181,7 +181,15 @@ impl MeasureSet {
             let (result, evidence) = m
                 .evaluate_with_evidence(&memo, &patient.patient_id, STORED_OPTIONS, &want)
                 .map_err(engine_error)?;
-            let sde = (!result.sde.is_empty()).then(|| pairs_json(&result.sde));
+            // Supplemental data as the codes QRDA III counts (not each patient's details).
+            let sde = (!result.sde.is_empty()).then(|| {
+                let codes: Vec<(&str, Json)> = result
+                    .sde
+                    .iter()
+                    .map(|(id, v)| (id.as_str(), ecqm::qrda3::sde_value_codes(v)))
+                    .collect();
+                pairs_json(&codes)
+            });
             for g in &result.groups {
                 let c = counts(&g.populations);
                 // Outside the initial population every count is 0: no row (sums are the same).

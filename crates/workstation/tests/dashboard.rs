@@ -266,7 +266,10 @@ fn dashboard_numbers_equal_the_engines_summary_measure_report_for_the_same_patie
     assert!(denominators > 50 && open > 20, "{denominators} {open}");
     assert_eq!(d.total.denominator, denominators);
     assert_eq!(d.total_open_gaps, open);
-    assert!(d.trend_note.is_some(), "no trend: says why");
+    assert!(
+        d.trend_note.is_some(),
+        "says how the trend by month is made"
+    );
     let chart = roxmltree::Document::parse(&d.chart.svg).unwrap();
     assert!(chart
         .descendants()
