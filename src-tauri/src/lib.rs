@@ -2,8 +2,12 @@
 //! `workstation` library, which checks the role, writes the audit record and
 //! returns plain-language errors; nothing here touches data directly.
 
+pub mod cli;
+
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
+pub use cli::RunOptions;
 use tauri::{Manager, State};
 use workstation::{
     ActionOutcome, ActionRequest, AuditFilter, AuditRow, AuditVerification, EvaluationStatus,
@@ -16,6 +20,8 @@ use workstation::{
 struct AppState {
     workstation: OnceLock<Workstation>,
     startup: Arc<Mutex<StartupStatus>>,
+    /// The configuration `setup` built (data folder, demo mode), for the diagnostics.
+    config: OnceLock<workstation::Config>,
 }
 
 impl AppState {
@@ -27,6 +33,22 @@ impl AppState {
 #[tauri::command]
 fn startup_status(state: State<'_, AppState>) -> StartupStatus {
     state.startup.lock().map(|s| s.clone()).unwrap_or_default()
+}
+
+/// Plain text for support (`workstation::diagnostics`): versions, counts, the sync summary,
+/// the data folder and the end of the newest log. It holds no PHI, so anyone may copy it,
+/// signed in or not, even while the cache is opening or when it failed to open (when
+/// support is needed most); it reads no patient's data and is therefore not audited.
+#[tauri::command(async)]
+fn diagnostics(state: State<'_, AppState>) -> Result<String, WsError> {
+    let config = state.config.get().ok_or_else(WsError::starting)?;
+    let startup = state.startup.lock().map(|s| s.clone()).unwrap_or_default();
+    Ok(workstation::diagnostics(
+        env!("CARGO_PKG_VERSION"),
+        config,
+        &startup,
+        state.workstation.get(),
+    ))
 }
 
 #[tauri::command]
@@ -261,19 +283,66 @@ fn schedule_syncs(app: tauri::AppHandle) {
     });
 }
 
-pub fn run() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PHM_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// Logs to stderr and to `<data dir>/logs/` (rotated daily, [`workstation::LOG_MAX_FILES`]
+/// files kept), filtered by `PHM_LOG` (default `info`). Log lines never hold PHI: codes,
+/// counts and kinds only. Without a writable log folder, stderr only (and a warning).
+fn init_logging(data_dir: &Path) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
 
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PHM_LOG").unwrap_or_else(|_| "info".into());
+    let dir = workstation::log_dir(data_dir);
+    let file = std::fs::create_dir_all(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            tracing_appender::rolling::RollingFileAppender::builder()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix(workstation::LOG_FILE_PREFIX)
+                .filename_suffix(workstation::LOG_FILE_SUFFIX)
+                .max_log_files(workstation::LOG_MAX_FILES)
+                .build(&dir)
+                .map_err(|e| e.to_string())
+        });
+    let (file_layer, file_error) = match file {
+        // Written in place (a few lines a minute): nothing lost at exit, no writer thread.
+        Ok(appender) => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(appender)
+                    .boxed(),
+            ),
+            None,
+        ),
+        Err(e) => (None, Some(e)),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(file_layer)
+        .try_init();
+    if let Some(e) = file_error {
+        tracing::warn!(error = %e, "no log file; logging to stderr only");
+    }
+}
+
+/// Opens the window. `options` comes from the command line ([`cli::parse`]).
+pub fn run(options: RunOptions) {
     tauri::Builder::default()
         .manage(AppState::default())
-        .setup(|app| {
-            let config = workstation::Config::from_env(app.path().app_data_dir().ok());
+        .setup(move |app| {
+            let mut config = workstation::Config::from_env(app.path().app_data_dir().ok());
+            config.demo = options.demo;
+            // Logging starts here, where the data folder is known (the one the cache uses).
+            init_logging(&config.data_dir);
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                demo = config.demo,
+                "started"
+            );
+            let _ = app.state::<AppState>().config.set(config.clone());
             let handle = app.handle().clone();
             schedule_syncs(handle.clone());
             // Opening the cache (and generating the demo panel on first launch) runs off the
@@ -307,6 +376,7 @@ pub fn run() {
         })
         .invoke_handler(tauri::generate_handler![
             startup_status,
+            diagnostics,
             purposes,
             current_session,
             login,

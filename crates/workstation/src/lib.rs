@@ -6,6 +6,7 @@
 pub mod closure;
 pub mod dashboard;
 mod demo;
+mod diagnostics;
 mod dto;
 mod error;
 pub mod evaluation;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use access::{Action, AuditEntry, IdlePolicy, LockoutPolicy, Outcome, PurposeOfUse, Role};
 use cache::{Cache, CacheKey, KeyStore, LoginResult};
 
+pub use diagnostics::*;
 pub use dto::*;
 pub use error::{action_label, WsError};
 pub use export::{neutralize_cell, MEASURE_RESULT_COLUMNS, WORKLIST_COLUMNS};
@@ -32,6 +34,10 @@ pub use worklist::*;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// Demo mode (`phm-workstation --demo`): the demo accounts with their known passphrases
+    /// and a generated synthetic panel, in a cache of their own (`demo-cache.db`). Off, no
+    /// account or patient is ever created by the app itself.
+    pub demo: bool,
     /// Patients in the generated demo panel on first launch.
     pub demo_patients: u64,
     pub demo_seed: u64,
@@ -46,6 +52,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Config {
         Config {
             data_dir: data_dir.into(),
+            demo: false,
             demo_patients: 2_000,
             demo_seed: 20_251_231,
             idle_timeout: Duration::from_secs(15 * 60),

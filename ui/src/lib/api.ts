@@ -69,6 +69,7 @@ export const api = {
   exportReport: (request: ExportRequest) => invoke<ExportResult>("export_report", { request }),
   population: () => invoke<PopulationView>("population"),
   populationPatients: (query: PopulationDrillQuery) => invoke<DrillPage>("population_patients", { query }),
+  diagnostics: () => invoke<string>("diagnostics"),
 };
 
 /** Whether a rejected command's reason is a `WsError` from Rust. */
