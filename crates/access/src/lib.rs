@@ -35,15 +35,20 @@ pub mod policy;
 pub mod purpose;
 pub mod role;
 pub mod time;
+pub mod unknown_user;
 
 pub use audit::{
     verify_chain, verify_chain_from, verify_chain_with_head, AuditEntry, AuditRecord, BreakReason,
     ChainBreak, Outcome, GENESIS_HASH,
 };
-pub use passphrase::{hash_passphrase, verify_passphrase, PassphraseError, MIN_PASSPHRASE_LEN};
+pub use passphrase::{
+    check_new_passphrase, hash_passphrase, verify_passphrase, PassphraseError, PassphraseProblem,
+    MAX_PASSPHRASE_LEN, MIN_PASSPHRASE_LEN, MIN_PASSPHRASE_SCORE,
+};
 pub use policy::{FailureOutcome, IdlePolicy, LockoutPolicy};
 pub use purpose::{PurposeOfUse, PURPOSE_OF_USE_SYSTEM};
 pub use role::{allows, Action, Role};
+pub use unknown_user::unknown_user_label;
 
 /// A string id that does not name a known value (role, action, purpose, outcome).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
