@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "result_detail",
         include_str!("../../../migrations/cache/0004_result_detail.sql"),
     ),
+    (
+        5,
+        "accounts",
+        include_str!("../../../migrations/cache/0005_accounts.sql"),
+    ),
 ];
 
 /// The schema version this build creates and understands.
