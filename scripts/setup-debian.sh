@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything PHM Workstation needs to build, run and test on Debian 12 (as root).
+# Installs everything PHM Workstation needs to build, run, test and package on Debian 12 (as root).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=0
-for pkg in libwebkit2gtk-4.1-dev build-essential file libxdo-dev libssl-dev libayatana-appindicator3-dev \
+for pkg in libwebkit2gtk-4.1-dev build-essential dpkg-dev file libxdo-dev libssl-dev libayatana-appindicator3-dev \
   librsvg2-dev xvfb webkit2gtk-driver dbus-x11 gnome-keyring keyutils postgresql-15 libxml2-utils xsltproc \
-  python3-lxml pkg-config openssl; do
+  python3-lxml pkg-config openssl desktop-file-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt=1
 done
 if [ "$need_apt" = 1 ]; then
@@ -15,9 +15,9 @@ if [ "$need_apt" = 1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends \
-    libwebkit2gtk-4.1-dev build-essential curl file libxdo-dev libssl-dev libayatana-appindicator3-dev \
+    libwebkit2gtk-4.1-dev build-essential dpkg-dev curl file libxdo-dev libssl-dev libayatana-appindicator3-dev \
     librsvg2-dev xvfb webkit2gtk-driver dbus-x11 gnome-keyring keyutils postgresql-15 libxml2-utils xsltproc \
-    python3-lxml pkg-config openssl
+    python3-lxml pkg-config openssl desktop-file-utils
 fi
 
 if ! command -v cargo >/dev/null; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of PHM Workstation: formatting, lints, UI type check, unit and integration
 # tests (real SQLCipher, real PostgreSQL in a temp dir, real keyring) and the end-to-end
-# tests that drive the real app window under Xvfb through tauri-driver.
+# tests that drive the real app window under Xvfb through tauri-driver; then builds the .deb,
+# installs it with apt and starts the installed app (scripts/package.sh, scripts/check-package.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
@@ -30,3 +31,11 @@ export XDG_DATA_HOME
 dbus-run-session -- bash scripts/keyring-session.sh ci cargo test --workspace "${TARGETS[@]}" --no-fail-fast
 echo "== doc tests"
 cargo test --workspace --doc --quiet
+echo "== package"
+if [ -n "${CI:-}" ]; then
+  # The tests are done: a fresh CI machine gives the debug build's disk to the release build.
+  rm -rf target/debug
+fi
+bash scripts/package.sh
+# The .deb just built: dependencies, contents, apt install, the installed app's --version and start.
+bash scripts/check-package.sh

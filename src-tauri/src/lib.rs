@@ -358,6 +358,7 @@ pub fn run(options: RunOptions) {
                 match Workstation::open(&config, &report) {
                     Ok(ws) => {
                         let size = ws.panel_size();
+                        tracing::info!(patients = size, "cache opened");
                         let _ = state.workstation.set(ws);
                         report(StartupStatus::ready(size));
                         // Care gaps: evaluate the patients whose data changed (all, the first
