@@ -112,7 +112,7 @@ fn cache_lines(ws: &Workstation, line: &mut dyn FnMut(&str, &str)) {
     );
     line(
         "accounts",
-        &show(cache.list_accounts().map(|a| a.len().to_string())),
+        &show(cache.account_count().map(|n| n.to_string())),
     );
     match cache.sync_state() {
         Ok(s) => {

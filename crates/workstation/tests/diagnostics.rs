@@ -23,6 +23,7 @@ fn diagnostics_hold_counts_and_no_patient_data() {
 
     let other = Cache::open(&f.path, &f.key).unwrap();
     let accounts = other.list_accounts().unwrap().len();
+    assert_eq!(other.account_count().unwrap(), accounts as u64);
     for expected in [
         "app version: 1.2.3\n".to_string(),
         "demo mode: yes\n".to_string(),
