@@ -49,8 +49,14 @@ desktop-file-validate "$entry"
 kind=$(file -b "$work/root/usr/bin/phm-workstation")
 grep -q "^ELF 64-bit .*, stripped" <<<"$kind" || fail "the binary is not a stripped ELF executable: $kind"
 
+# A clean install each time: the same version already installed would be kept as it is.
+if dpkg-query -W -f='${Status}' phm-workstation 2>/dev/null | grep -q "install ok installed"; then
+  echo "== removing the installed phm-workstation first"
+  DEBIAN_FRONTEND=noninteractive apt-get remove -y -q phm-workstation
+fi
 echo "== apt-get install $deb"
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
+cmp -s /usr/bin/phm-workstation "$work/root/usr/bin/phm-workstation" || fail "/usr/bin/phm-workstation is not this package's"
 version=$(dpkg-deb -f "$deb" Version)
 version=${version%-*}
 out=$(/usr/bin/phm-workstation --version)
