@@ -21,7 +21,7 @@ const PORT: u16 = 4454;
 async fn launch() -> (Client, Instant) {
     let t0 = Instant::now();
     (
-        launch_app(PORT, env!("CARGO_BIN_EXE_phm-workstation")).await,
+        launch_app(PORT, env!("CARGO_BIN_EXE_phm-workstation"), &["--demo"]).await,
         t0,
     )
 }

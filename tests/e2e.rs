@@ -1,7 +1,9 @@
 //! End to end: the real app window under Xvfb, driven through tauri-driver and
-//! WebKitWebDriver. One WebDriver session walks the care manager, privacy
-//! officer and clinician flows in order, since the driver ports are fixed, and then a
-//! care manager syncing the workstation from a running EDW (offline and back).
+//! WebKitWebDriver. One WebDriver session on the demo (`--demo`) walks the care manager,
+//! privacy officer and clinician flows in order, since the driver ports are fixed, then a
+//! care manager syncing the workstation from a running EDW (offline and back), then the
+//! administrator managing accounts; last, a normal start of a new installation creates its
+//! first administrator.
 
 #[path = "support/edw.rs"]
 mod edw_support;
@@ -558,6 +560,243 @@ fn workstation_jwks_file() -> &'static str {
     "workstation-jwks.json"
 }
 
+/// Sets a `<select>` (single or multiple) the way a user's choice does: the chosen options
+/// selected and a `change` event (which Svelte's `bind:value` listens to).
+async fn choose(c: &Client, css: &str, values: &[&str]) {
+    c.execute(
+        "const s = document.querySelector(arguments[0]);\
+         for (const o of s.options) o.selected = arguments[1].includes(o.value);\
+         s.dispatchEvent(new Event('change', { bubbles: true }));",
+        vec![json!(css), json!(values)],
+    )
+    .await
+    .unwrap();
+}
+
+async fn type_into(c: &Client, css: &str, value: &str) {
+    let field = c.wait().for_element(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+async fn click(c: &Client, css: &str) {
+    c.wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn hidden(c: &Client, css: &str) -> bool {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .attr("hidden")
+        .await
+        .unwrap()
+        .is_some()
+}
+
+const NEW_USER_TEMPORARY: &str = "Harbor-lantern-quietly-91";
+const NEW_USER_OWN: &str = "Copper kettle sings at dawn 4";
+
+/// The demo administrator creates a care manager linked to one care team; the new user must
+/// choose their own passphrase at first sign-in and then sees only that team's patients; a
+/// disabled account cannot sign in; the privacy officer finds each step in the audit trail.
+async fn administrator_manages_accounts(c: &Client, shots: &Path) {
+    // No purpose of use: the administrator sees no patient data.
+    submit_login(c, "administrator", "demo-administrator").await;
+    c.wait()
+        .for_element(Locator::Css("#accounts-table"))
+        .await
+        .unwrap();
+    for tab in [
+        "#nav-panel",
+        "#nav-worklist",
+        "#nav-dashboard",
+        "#nav-audit",
+        "#nav-exports",
+    ] {
+        assert!(hidden(c, tab).await, "{tab} hidden from the administrator");
+    }
+    assert!(
+        c.find(Locator::Css("#demo-marker")).await.is_ok(),
+        "demo mode is marked on every screen"
+    );
+
+    type_into(c, "#new-user", "cm.new").await;
+    type_into(c, "#new-name", "Casey New").await;
+    choose(c, "#new-role", &["care_manager"]).await;
+    c.wait()
+        .for_element(Locator::Css("#new-teams"))
+        .await
+        .unwrap();
+    let team: (String, String) = {
+        let v = c
+            .execute(
+                "const o = document.querySelector('#new-teams').options[0]; return [o.value, o.textContent];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        (
+            v[0].as_str().unwrap().to_string(),
+            v[1].as_str().unwrap().to_string(),
+        )
+    };
+    choose(c, "#new-teams", &[&team.0]).await;
+    type_into(c, "#new-pass", NEW_USER_TEMPORARY).await;
+    click(c, "#new-submit").await;
+    until("account created", || async {
+        text(c, "#accounts-message").await.contains("cm.new")
+    })
+    .await;
+    let row = text(c, "tr[data-account='cm.new'] .state").await;
+    assert!(row.contains("must change passphrase"), "{row}");
+    screenshot(c, shots, "accounts.png").await;
+    sign_out(c).await;
+
+    // The new care manager: the temporary passphrase works once, to choose their own.
+    submit_login(c, "cm.new", NEW_USER_TEMPORARY).await;
+    c.wait()
+        .for_element(Locator::Css("#change-pass-forced"))
+        .await
+        .unwrap();
+    type_into(c, "#change-current", NEW_USER_TEMPORARY).await;
+    type_into(c, "#change-new", NEW_USER_OWN).await;
+    type_into(c, "#change-new2", NEW_USER_OWN).await;
+    click(c, "#change-submit").await;
+    choose_purpose(c, "TREAT").await;
+    c.wait().for_element(Locator::Css("#logout")).await.unwrap();
+    click(c, "#nav-panel").await;
+    until("panel total", || async {
+        let t = text(c, "#panel-total").await;
+        !t.is_empty() && !t.starts_with("Loading")
+    })
+    .await;
+    let total: u64 = text(c, "#panel-total")
+        .await
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    let team_size: u64 = team
+        .1
+        .rsplit(" · ")
+        .next()
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("team label with its size: {}", team.1));
+    assert_eq!(total, team_size, "only the care team's patients");
+    assert!(total > 0 && total < 400);
+    sign_out(c).await;
+
+    // The administrator disables the account: it can no longer sign in.
+    submit_login(c, "administrator", "demo-administrator").await;
+    click(c, "tr[data-account='cm.new'] [data-act='disable']").await;
+    until("account disabled", || async {
+        text(c, "tr[data-account='cm.new'] .state")
+            .await
+            .starts_with("disabled")
+    })
+    .await;
+    sign_out(c).await;
+    submit_login(c, "cm.new", NEW_USER_OWN).await;
+    until("disabled account refused", || async {
+        text(c, "#login-error").await.contains("disabled")
+    })
+    .await;
+    c.find(Locator::Css("#login-user"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+
+    // The privacy officer finds each step: created, passphrase changed, disabled, refused.
+    sign_in(c, "privacy", "HOPERAT").await;
+    c.wait()
+        .for_element(Locator::Css("#audit-table"))
+        .await
+        .unwrap();
+    until("account changes in the audit trail", || async {
+        let details = texts(c, "tr.audit-row[data-action='manage_accounts']").await;
+        let logins = texts(c, "tr.audit-row[data-action='login']").await;
+        details.iter().any(|d| d.contains("created account cm.new"))
+            && details.iter().any(|d| d.contains("changed own passphrase"))
+            && details
+                .iter()
+                .any(|d| d.contains("disabled account cm.new"))
+            && logins
+                .iter()
+                .any(|d| d.contains("cm.new") && d.contains("disabled"))
+    })
+    .await;
+    sign_out(c).await;
+}
+
+/// A normal start of a new installation: no account, no patient, no demo marker; the
+/// first-run screen creates the administrator (a weak passphrase is refused in plain words).
+async fn first_run_creates_the_administrator(shots: &Path) {
+    const PORT: u16 = DRIVER_PORT + 10;
+    let data_dir = tempfile::tempdir().unwrap();
+    let _driver = start_driver(PORT, data_dir.path(), 400);
+    let c = launch_app(PORT, env!("CARGO_BIN_EXE_phm-workstation"), &[]).await;
+    c.wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("#first-run-form"))
+        .await
+        .unwrap();
+    assert!(c.find(Locator::Css("#demo-marker")).await.is_err());
+    type_into(&c, "#first-user", "it.admin").await;
+    type_into(&c, "#first-name", "Morgan Admin").await;
+    type_into(&c, "#first-pass", "passwordpassword").await;
+    type_into(&c, "#first-pass2", "passwordpassword").await;
+    click(&c, "#first-submit").await;
+    until("weak passphrase refused", || async {
+        text(&c, "#first-error")
+            .await
+            .to_lowercase()
+            .contains("passphrase")
+    })
+    .await;
+    type_into(&c, "#first-pass", NEW_USER_OWN).await;
+    type_into(&c, "#first-pass2", NEW_USER_OWN).await;
+    click(&c, "#first-submit").await;
+    c.wait()
+        .for_element(Locator::Css("#login-user"))
+        .await
+        .unwrap();
+    assert!(c.find(Locator::Css("#demo-accounts")).await.is_err());
+    // No demo account exists.
+    submit_login(&c, "caremanager", "demo-caremanager").await;
+    until("no demo account", || async {
+        !text(&c, "#login-error").await.is_empty()
+    })
+    .await;
+    c.find(Locator::Css("#login-user"))
+        .await
+        .unwrap()
+        .clear()
+        .await
+        .unwrap();
+    submit_login(&c, "it.admin", NEW_USER_OWN).await;
+    c.wait()
+        .for_element(Locator::Css("#accounts-table"))
+        .await
+        .unwrap();
+    until("only the administrator", || async {
+        texts(&c, "#accounts-table tbody tr").await.len() == 1
+    })
+    .await;
+    screenshot(&c, shots, "first-run-accounts.png").await;
+    c.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn care_manager_privacy_officer_and_clinician_flows() {
     let _xvfb = start_xvfb();
@@ -568,7 +807,12 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
     std::fs::create_dir_all(&shots).unwrap();
 
     let driver = start_driver(DRIVER_PORT, data_dir.path(), 400);
-    let c = launch_app(DRIVER_PORT, env!("CARGO_BIN_EXE_phm-workstation")).await;
+    let c = launch_app(
+        DRIVER_PORT,
+        env!("CARGO_BIN_EXE_phm-workstation"),
+        &["--demo"],
+    )
+    .await;
 
     // First launch: the demo panel is generated into the encrypted cache, then sign-in shows.
     c.wait()
@@ -823,6 +1067,10 @@ async fn care_manager_privacy_officer_and_clinician_flows() {
     let mut edw = edw_loading.join().unwrap();
     care_manager_syncs_from_the_edw(&c, data_dir.path(), &shots, &mut edw).await;
 
+    administrator_manages_accounts(&c, &shots).await;
+
     c.close().await.unwrap();
     drop(driver);
+
+    first_run_creates_the_administrator(&shots).await;
 }

@@ -271,6 +271,86 @@ fn spawn_sync(app: tauri::AppHandle) {
     });
 }
 
+// ---- Accounts (crates/workstation/src/accounts.rs) ----
+
+#[tauri::command(async)]
+fn app_mode(state: State<'_, AppState>) -> Result<workstation::AppMode, WsError> {
+    state.ws()?.app_mode()
+}
+
+#[tauri::command(async)]
+fn create_first_administrator(
+    state: State<'_, AppState>,
+    username: String,
+    display_name: String,
+    passphrase: String,
+) -> Result<workstation::AppMode, WsError> {
+    state
+        .ws()?
+        .create_first_administrator(&username, &display_name, &passphrase)
+}
+
+#[tauri::command(async)]
+fn list_accounts(state: State<'_, AppState>) -> Result<Vec<workstation::AccountRow>, WsError> {
+    state.ws()?.list_accounts()
+}
+
+#[tauri::command(async)]
+fn account_options(state: State<'_, AppState>) -> Result<workstation::AccountOptions, WsError> {
+    state.ws()?.account_options()
+}
+
+#[tauri::command(async)]
+fn create_account(
+    state: State<'_, AppState>,
+    account: workstation::NewAccount,
+) -> Result<workstation::AccountRow, WsError> {
+    state.ws()?.create_account(&account)
+}
+
+#[tauri::command(async)]
+fn update_account(
+    state: State<'_, AppState>,
+    change: workstation::AccountChange,
+) -> Result<workstation::AccountRow, WsError> {
+    state.ws()?.update_account(&change)
+}
+
+#[tauri::command(async)]
+fn set_account_disabled(
+    state: State<'_, AppState>,
+    username: String,
+    disabled: bool,
+) -> Result<workstation::AccountRow, WsError> {
+    state.ws()?.set_account_disabled(&username, disabled)
+}
+
+#[tauri::command(async)]
+fn unlock_account(
+    state: State<'_, AppState>,
+    username: String,
+) -> Result<workstation::AccountRow, WsError> {
+    state.ws()?.unlock_account(&username)
+}
+
+#[tauri::command(async)]
+fn reset_account_passphrase(
+    state: State<'_, AppState>,
+    username: String,
+    temporary: String,
+) -> Result<workstation::AccountRow, WsError> {
+    state.ws()?.reset_account_passphrase(&username, &temporary)
+}
+
+#[tauri::command(async)]
+fn change_own_passphrase(
+    state: State<'_, AppState>,
+    current: String,
+    next: String,
+) -> Result<SessionInfo, WsError> {
+    state.ws()?.change_own_passphrase(&current, &next)
+}
+
 /// Background sync while someone who may sync is signed in, every N minutes (settings).
 fn schedule_syncs(app: tauri::AppHandle) {
     std::thread::spawn(move || loop {
@@ -409,6 +489,16 @@ pub fn run(options: RunOptions) {
             export_options,
             population,
             population_patients,
+            app_mode,
+            create_first_administrator,
+            list_accounts,
+            account_options,
+            create_account,
+            update_account,
+            set_account_disabled,
+            unlock_account,
+            reset_account_passphrase,
+            change_own_passphrase,
         ])
         .run(tauri::generate_context!())
         .expect("the application window could not be started");

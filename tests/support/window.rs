@@ -102,10 +102,13 @@ pub fn start_driver(port: u16, data_dir: &Path, demo_patients: u64) -> Group {
     driver
 }
 
-/// A WebDriver session on a new app process.
-pub async fn launch_app(port: u16, app: &str) -> Client {
+/// A WebDriver session on a new app process started with `args` (`--demo` for demo mode).
+pub async fn launch_app(port: u16, app: &str, args: &[&str]) -> Client {
     let mut caps = serde_json::Map::new();
-    caps.insert("tauri:options".into(), json!({ "application": app }));
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": app, "args": args }),
+    );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))

@@ -17,15 +17,18 @@ pub enum Role {
     Clinician,
     QualityAnalyst,
     PrivacyOfficer,
+    /// Manages accounts; sees no patient data and no audit trail.
+    Administrator,
 }
 
 impl Role {
     /// Every role, in matrix column order.
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Role::CareManager,
         Role::Clinician,
         Role::QualityAnalyst,
         Role::PrivacyOfficer,
+        Role::Administrator,
     ];
 
     /// Stable string id.
@@ -35,6 +38,7 @@ impl Role {
             Role::Clinician => "clinician",
             Role::QualityAnalyst => "quality_analyst",
             Role::PrivacyOfficer => "privacy_officer",
+            Role::Administrator => "administrator",
         }
     }
 
@@ -45,6 +49,7 @@ impl Role {
             Role::Clinician => "Clinician",
             Role::QualityAnalyst => "Quality analyst",
             Role::PrivacyOfficer => "Privacy officer",
+            Role::Administrator => "Administrator",
         }
     }
 
@@ -105,7 +110,7 @@ pub enum Action {
     ImportData,
     /// Sync the cache from the EDW.
     Sync,
-    /// Create, unlock or disable accounts.
+    /// Create, change, disable, unlock accounts and reset their passphrases.
     ManageAccounts,
     /// Authenticate (audited whether it succeeds or not).
     Login,
@@ -176,20 +181,21 @@ const Y: bool = true;
 const N: bool = false;
 
 /// The role matrix: one row per action, in [`Action::ALL`] order:
-/// `(action, [care_manager, clinician, quality_analyst, privacy_officer], returns_phi)`.
-pub const MATRIX: [(Action, [bool; 4], bool); 12] = [
-    (Action::ViewPanel, [Y, Y, Y, N], true),
-    (Action::ViewTimeline, [Y, Y, Y, N], true),
-    (Action::ViewWorklist, [Y, Y, N, N], true),
-    (Action::UpdateWorklist, [Y, N, N, N], true),
-    (Action::ViewMeasures, [Y, Y, Y, N], false),
-    (Action::ExportReports, [N, N, Y, N], true),
-    (Action::ViewAudit, [N, N, N, Y], true),
-    (Action::VerifyAudit, [N, N, N, Y], false),
-    (Action::ImportData, [N, N, Y, N], false),
-    (Action::Sync, [Y, Y, Y, N], false),
-    (Action::ManageAccounts, [N, N, N, Y], false),
-    (Action::Login, [Y, Y, Y, Y], false),
+/// `(action, [care_manager, clinician, quality_analyst, privacy_officer, administrator],
+/// returns_phi)`.
+pub const MATRIX: [(Action, [bool; 5], bool); 12] = [
+    (Action::ViewPanel, [Y, Y, Y, N, N], true),
+    (Action::ViewTimeline, [Y, Y, Y, N, N], true),
+    (Action::ViewWorklist, [Y, Y, N, N, N], true),
+    (Action::UpdateWorklist, [Y, N, N, N, N], true),
+    (Action::ViewMeasures, [Y, Y, Y, N, N], false),
+    (Action::ExportReports, [N, N, Y, N, N], true),
+    (Action::ViewAudit, [N, N, N, Y, N], true),
+    (Action::VerifyAudit, [N, N, N, Y, N], false),
+    (Action::ImportData, [N, N, Y, N, N], false),
+    (Action::Sync, [Y, Y, Y, N, N], false),
+    (Action::ManageAccounts, [N, N, N, N, Y], false),
+    (Action::Login, [Y, Y, Y, Y, Y], false),
 ];
 
 /// Whether `role` may perform `action`, per [`MATRIX`].
@@ -253,10 +259,8 @@ mod tests {
                     Login,
                 ],
             ),
-            (
-                Role::PrivacyOfficer,
-                &[ViewAudit, VerifyAudit, ManageAccounts, Login],
-            ),
+            (Role::PrivacyOfficer, &[ViewAudit, VerifyAudit, Login]),
+            (Role::Administrator, &[ManageAccounts, Login]),
         ];
         let mut checked = 0;
         for (role, allowed) in expected {
@@ -278,6 +282,21 @@ mod tests {
             if allows(Role::PrivacyOfficer, action) && action.returns_phi() {
                 assert_eq!(action, Action::ViewAudit);
             }
+        }
+    }
+
+    #[test]
+    fn the_administrator_sees_no_patient_data_and_no_audit_trail() {
+        for action in Role::Administrator.allowed_actions() {
+            assert!(!action.returns_phi(), "{action}");
+            assert!(![Action::ViewAudit, Action::VerifyAudit].contains(&action));
+        }
+        // Only the administrator manages accounts.
+        for role in Role::ALL {
+            assert_eq!(
+                allows(role, Action::ManageAccounts),
+                role == Role::Administrator
+            );
         }
     }
 

@@ -360,7 +360,7 @@ impl Workstation {
                 Role::QualityAnalyst => "All patients",
                 Role::Clinician => "Your patients",
                 Role::CareManager => "Your care teams' panels",
-                Role::PrivacyOfficer => "No patients",
+                Role::PrivacyOfficer | Role::Administrator => "No patients",
             }
             .into(),
             patients_in_scope,

@@ -50,11 +50,6 @@ pub fn generate_panel(
     Ok(())
 }
 
-/// Whether this cache runs the demo (its demo accounts exist).
-pub fn is_demo(cache: &Cache) -> Result<bool, WsError> {
-    Ok(cache.account("caremanager")?.is_some())
-}
-
 /// Links the demo care manager to the care teams of the first panels (about half, at most
 /// three) and the demo clinician to the first panel's practitioner, unless they are linked
 /// to panels that exist (after a sync replaced the panels, stale links are redone).

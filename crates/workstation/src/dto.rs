@@ -71,6 +71,8 @@ pub struct SessionInfo {
     /// Action ids the role allows, so the screen shows only what Rust will permit.
     pub permissions: Vec<access::Action>,
     pub idle_timeout_secs: u64,
+    /// Signed in with a passphrase an administrator set: the new passphrase comes first.
+    pub must_change_passphrase: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]

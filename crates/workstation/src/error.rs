@@ -53,6 +53,13 @@ impl WsError {
         )
     }
 
+    pub fn must_change_passphrase() -> WsError {
+        WsError::new(
+            "must_change_passphrase",
+            "Choose a new passphrase of your own before continuing.",
+        )
+    }
+
     pub fn bad_credentials() -> WsError {
         WsError::new("bad_credentials", "Wrong user name or passphrase.")
     }

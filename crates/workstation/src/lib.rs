@@ -3,6 +3,7 @@
 //! purpose chosen), checks the role in Rust, runs one cache query and writes
 //! exactly one audit record — allowed, denied or error alike.
 
+mod accounts;
 pub mod closure;
 pub mod dashboard;
 mod demo;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use access::{Action, AuditEntry, IdlePolicy, LockoutPolicy, Outcome, PurposeOfUse, Role};
 use cache::{Cache, CacheKey, KeyStore, LoginResult};
 
+pub use accounts::{AccountChange, AccountOptions, AccountRow, AppMode, NewAccount};
 pub use diagnostics::*;
 pub use dto::*;
 pub use error::{action_label, WsError};
@@ -86,8 +88,14 @@ impl Config {
         c
     }
 
+    /// The encrypted cache: the demo's own file in demo mode, so a real installation's cache
+    /// never holds the demo's accounts or synthetic patients.
     pub fn cache_path(&self) -> PathBuf {
-        self.data_dir.join("cache.db")
+        self.data_dir.join(if self.demo {
+            "demo-cache.db"
+        } else {
+            "cache.db"
+        })
     }
 }
 
@@ -102,7 +110,10 @@ struct Session {
     display_name: String,
     role: Role,
     purpose: Option<PurposeOfUse>,
+    /// On the monotonic clock: the wall clock may jump (sleep, NTP, the user).
     last_activity_ms: i64,
+    /// Signed in with a passphrase an administrator set: nothing else until it is changed.
+    must_change: bool,
     /// The patients this session may see (`None`: all), fixed at sign-in.
     scope: Option<std::sync::Arc<cache::PatientScope>>,
 }
@@ -110,12 +121,26 @@ struct Session {
 /// Milliseconds since the epoch; replaceable so idle-lock tests need no sleeping.
 pub type Clock = Box<dyn Fn() -> i64 + Send + Sync>;
 
+/// Milliseconds on a clock that never goes back (since the process started).
+pub fn monotonic_ms() -> i64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
+}
+
 pub struct Workstation {
     cache: Mutex<Cache>,
     session: Mutex<Option<Session>>,
     idle: IdlePolicy,
     lockout: LockoutPolicy,
+    /// Wall clock: lockouts (stored), audit times, dates.
     clock: Clock,
+    /// Monotonic clock: the idle lock.
+    monotonic: Clock,
+    /// Demo mode (see [`Config::demo`]).
+    demo: bool,
     improvement: ecqm::ImprovementOverrides,
     /// The measures prepared for the current measurement period.
     measures: Mutex<Option<evaluation::EvalContext>>,
@@ -125,12 +150,13 @@ pub struct Workstation {
     sync: Mutex<sync::SyncRuntime>,
 }
 
-/// The demo accounts, one per role: (user name, display name, role).
-pub const DEMO_ACCOUNTS: [(&str, &str, Role); 4] = [
+/// The demo accounts, one per role: (user name, display name, role). Only in demo mode.
+pub const DEMO_ACCOUNTS: [(&str, &str, Role); 5] = [
     ("caremanager", "Casey Care (demo)", Role::CareManager),
     ("clinician", "Dr. Robin Clinic (demo)", Role::Clinician),
     ("quality", "Quinn Quality (demo)", Role::QualityAnalyst),
     ("privacy", "Pat Privacy (demo)", Role::PrivacyOfficer),
+    ("administrator", "Alex Admin (demo)", Role::Administrator),
 ];
 
 /// The demo passphrase of a demo account.
@@ -152,7 +178,8 @@ pub fn purposes() -> Vec<Purpose> {
 fn key_account(path: &Path) -> String {
     let abs = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))
         .unwrap_or_else(|_| path.to_path_buf());
-    format!("cache:{}", abs.join("cache.db").display())
+    let name = path.file_name().unwrap_or("cache.db".as_ref());
+    format!("cache:{}", abs.join(name).display())
 }
 
 /// Loads the cache key, or makes one for a new cache. An existing cache without
@@ -190,22 +217,52 @@ impl Workstation {
         let path = config.cache_path();
         let key = cache_key(&path)?;
         let cache = Cache::open(&path, &key)?;
-        Workstation::with_cache(cache, config, progress, Box::new(access::time::now_unix_ms))
+        Workstation::with_clocks(
+            cache,
+            config,
+            progress,
+            Box::new(access::time::now_unix_ms),
+            Box::new(monotonic_ms),
+        )
     }
 
-    /// As [`Workstation::open`] on an already opened cache, with a given clock.
+    /// As [`Workstation::open`] on an already opened cache, with a test's clock driving both
+    /// the wall clock and the idle lock.
     pub fn with_cache(
         cache: Cache,
         config: &Config,
         progress: &dyn Fn(StartupStatus),
         clock: Clock,
     ) -> Result<Workstation, WsError> {
-        demo::seed_accounts(&cache)?;
+        let clock = std::sync::Arc::new(clock);
+        let wall = clock.clone();
+        Workstation::with_clocks(
+            cache,
+            config,
+            progress,
+            Box::new(move || wall()),
+            Box::new(move || clock()),
+        )
+    }
+
+    /// As [`Workstation::open`] on an already opened cache, with a wall clock and a monotonic
+    /// clock. In demo mode ([`Config::demo`]) the demo accounts and, in an empty cache, the
+    /// synthetic panel are created; otherwise nothing is.
+    pub fn with_clocks(
+        cache: Cache,
+        config: &Config,
+        progress: &dyn Fn(StartupStatus),
+        clock: Clock,
+        monotonic: Clock,
+    ) -> Result<Workstation, WsError> {
         let mut cache = cache;
-        if cache.patient_count()? == 0 && config.demo_patients > 0 {
-            demo::generate_panel(&mut cache, config.demo_patients, config.demo_seed, progress)?;
+        if config.demo {
+            demo::seed_accounts(&cache)?;
+            if cache.patient_count()? == 0 && config.demo_patients > 0 {
+                demo::generate_panel(&mut cache, config.demo_patients, config.demo_seed, progress)?;
+            }
+            demo::link_accounts(&cache)?;
         }
-        demo::link_accounts(&cache)?;
         Ok(Workstation {
             cache: Mutex::new(cache),
             session: Mutex::new(None),
@@ -214,6 +271,8 @@ impl Workstation {
             },
             lockout: config.lockout,
             clock,
+            monotonic,
+            demo: config.demo,
             improvement: config.improvement.clone(),
             measures: Mutex::new(None),
             eval_status: Mutex::new(EvaluationStatus {
@@ -247,14 +306,19 @@ impl Workstation {
             role_label: s.role.display_name().into(),
             purpose: s.purpose.map(|p| p.code().into()),
             purpose_label: s.purpose.map(|p| p.display().into()),
-            permissions: s.role.allowed_actions(),
+            permissions: if s.must_change {
+                Vec::new()
+            } else {
+                s.role.allowed_actions()
+            },
             idle_timeout_secs: self.idle.timeout.as_secs(),
+            must_change_passphrase: s.must_change,
         }
     }
 
     /// The current session, unless there is none or it has gone idle.
     pub fn current_session(&self) -> Option<SessionInfo> {
-        let now = (self.clock)();
+        let now = (self.monotonic)();
         let mut slot = self.session_slot();
         let s = slot.as_ref()?;
         if self.idle.is_expired(s.last_activity_ms, now) {
@@ -282,6 +346,7 @@ impl Workstation {
         let entry = |outcome, detail: &str| {
             AuditEntry::now(username, None, None, Action::Login, outcome).with_detail(detail)
         };
+        let started = (self.monotonic)();
         match result {
             LoginResult::Success(account) => {
                 let scope = Workstation::scope_for(&self.cache(), &account.username, account.role)?;
@@ -290,7 +355,8 @@ impl Workstation {
                     display_name: account.display_name.clone(),
                     role: account.role,
                     purpose: None,
-                    last_activity_ms: now,
+                    last_activity_ms: started,
+                    must_change: account.must_change_passphrase,
                     scope,
                 };
                 let mut e = AuditEntry::now(
@@ -315,7 +381,14 @@ impl Workstation {
                 }
             }
             LoginResult::UnknownUser => {
-                self.audit(entry(Outcome::Denied, "unknown user"))?;
+                // What was typed may be a passphrase in the wrong field: the trail keeps a
+                // keyed hash of it, never the text.
+                let secret = self.cache().install_secret()?;
+                let label = access::unknown_user_label(&secret, username);
+                self.audit(
+                    AuditEntry::now(&label, None, None, Action::Login, Outcome::Denied)
+                        .with_detail("unknown user"),
+                )?;
                 Err(WsError::bad_credentials())
             }
             LoginResult::Locked { until } => {
@@ -336,7 +409,7 @@ impl Workstation {
     pub fn set_purpose(&self, code: &str) -> Result<SessionInfo, WsError> {
         let purpose = PurposeOfUse::from_code(code)
             .ok_or_else(|| WsError::invalid("Unknown purpose of use."))?;
-        let now = (self.clock)();
+        let now = (self.monotonic)();
         let mut slot = self.session_slot();
         let s = slot.as_mut().ok_or_else(WsError::not_signed_in)?;
         if self.idle.is_expired(s.last_activity_ms, now) {
@@ -360,7 +433,7 @@ impl Workstation {
     /// The gate every data command passes: a live session with a purpose, and a
     /// role that allows `action`. A refusal is audited here.
     fn authorize(&self, action: Action) -> Result<Session, WsError> {
-        let now = (self.clock)();
+        let now = (self.monotonic)();
         let mut slot = self.session_slot();
         let Some(s) = slot.as_mut() else {
             return Err(WsError::not_signed_in());
@@ -378,6 +451,19 @@ impl Workstation {
             drop(slot);
             self.audit(entry)?;
             return Err(WsError::locked());
+        }
+        if s.must_change {
+            let entry = AuditEntry::now(
+                &s.username,
+                Some(s.role),
+                s.purpose,
+                action,
+                Outcome::Denied,
+            )
+            .with_detail("passphrase must be changed first");
+            drop(slot);
+            self.audit(entry)?;
+            return Err(WsError::must_change_passphrase());
         }
         if !access::allows(s.role, action) {
             let entry = AuditEntry::now(
@@ -486,9 +572,17 @@ impl Workstation {
 }
 
 fn locked_message(until_ms: i64, now_ms: i64) -> WsError {
-    let minutes = ((until_ms - now_ms).max(0) + 59_999) / 60_000;
+    let left = (until_ms - now_ms).max(0);
+    let wait = if left < 60_000 {
+        format!("{} more second(s)", (left + 999) / 1000)
+    } else {
+        format!("{} more minute(s)", (left + 59_999) / 60_000)
+    };
     WsError::new(
         "account_locked",
-        format!("Too many failed attempts: this account is locked for {minutes} more minute(s)."),
+        format!(
+            "Too many failed attempts: this account is locked for {wait}. Each further failure \
+             makes the wait longer."
+        ),
     )
 }

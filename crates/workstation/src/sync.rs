@@ -452,7 +452,7 @@ impl Workstation {
         // 3. Who may see what follows the new panel; the sync itself is audited.
         {
             let cache = self.cache();
-            if crate::demo::is_demo(&cache).map_err(ws)? {
+            if self.demo {
                 crate::demo::link_accounts(&cache).map_err(ws)?;
             }
             self.refresh_session_scope(&cache).map_err(ws)?;

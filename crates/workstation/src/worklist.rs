@@ -459,7 +459,9 @@ impl Workstation {
                     cache.patients_linked_to(practitioner.as_deref(), &groups)?,
                 ))))
             }
-            Role::PrivacyOfficer => Ok(Some(Arc::new(cache::PatientScope::new(HashSet::new())))),
+            Role::PrivacyOfficer | Role::Administrator => {
+                Ok(Some(Arc::new(cache::PatientScope::new(HashSet::new()))))
+            }
         }
     }
 

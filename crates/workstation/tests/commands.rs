@@ -8,8 +8,8 @@ use std::time::Duration;
 use access::{Action, Role};
 use cache::{Cache, CacheKey};
 use workstation::{
-    demo_passphrase, ActionRequest, AuditFilter, Config, GapRef, PanelQuery, WorklistAction,
-    WorklistQuery, Workstation, WsError, DEMO_ACCOUNTS,
+    demo_passphrase, AccountChange, ActionRequest, AuditFilter, Config, GapRef, NewAccount,
+    PanelQuery, WorklistAction, WorklistQuery, Workstation, WsError, DEMO_ACCOUNTS,
 };
 
 struct Fixture {
@@ -26,6 +26,7 @@ fn fixture(patients: u64) -> Fixture {
     let key = CacheKey::generate().unwrap();
     let cache = Cache::open(&path, &key).unwrap();
     let mut config = Config::new(dir.path());
+    config.demo = true;
     config.demo_patients = patients;
     config.idle_timeout = Duration::from_secs(15 * 60);
     let now = Arc::new(AtomicI64::new(1_800_000_000_000));
@@ -71,8 +72,11 @@ fn audit_rows(f: &Fixture) -> Vec<access::AuditRecord> {
 
 type Call = fn(&Workstation, &str) -> Result<(), WsError>;
 
-/// Every data command of the app, with the action it is checked against.
-const COMMANDS: [(&str, Action, Call); 13] = [
+/// A temporary passphrase the strength check accepts.
+const TEMPORARY: &str = "Harbor-lantern-quietly-91";
+
+/// Every data and account command of the app, with the action it is checked against.
+const COMMANDS: [(&str, Action, Call); 20] = [
     ("value_set_codes", Action::ViewWorklist, |ws, _| {
         ws.value_set_codes(
             "http://cts.nlm.nih.gov/fhir/ValueSet/2.16.840.1.113883.3.464.1003.108.12.1018",
@@ -128,6 +132,44 @@ const COMMANDS: [(&str, Action, Call); 13] = [
     ("audit_verify", Action::VerifyAudit, |ws, _| {
         ws.audit_verify().map(drop)
     }),
+    ("list_accounts", Action::ManageAccounts, |ws, _| {
+        ws.list_accounts().map(drop)
+    }),
+    ("account_options", Action::ManageAccounts, |ws, _| {
+        ws.account_options().map(drop)
+    }),
+    ("create_account", Action::ManageAccounts, |ws, _| {
+        ws.create_account(&NewAccount {
+            username: "table.user".into(),
+            display_name: "Table User".into(),
+            role: Some(Role::QualityAnalyst),
+            passphrase: TEMPORARY.into(),
+            ..Default::default()
+        })
+        .map(drop)
+    }),
+    ("update_account", Action::ManageAccounts, |ws, _| {
+        ws.update_account(&AccountChange {
+            username: "table.user".into(),
+            role: Some(Role::Clinician),
+            ..Default::default()
+        })
+        .map(drop)
+    }),
+    ("set_account_disabled", Action::ManageAccounts, |ws, _| {
+        ws.set_account_disabled("table.user", true).map(drop)
+    }),
+    ("unlock_account", Action::ManageAccounts, |ws, _| {
+        ws.unlock_account("table.user").map(drop)
+    }),
+    (
+        "reset_account_passphrase",
+        Action::ManageAccounts,
+        |ws, _| {
+            ws.reset_account_passphrase("table.user", TEMPORARY)
+                .map(drop)
+        },
+    ),
 ];
 
 fn some_patient(ws: &Workstation) -> String {
@@ -287,7 +329,7 @@ fn idle_session_locks_and_the_refusal_is_audited() {
 #[test]
 fn repeated_wrong_passphrases_lock_the_account() {
     let f = fixture(0);
-    for _ in 0..4 {
+    for _ in 0..3 {
         assert_eq!(
             f.ws.login("caremanager", "not-the-passphrase")
                 .unwrap_err()
@@ -295,6 +337,7 @@ fn repeated_wrong_passphrases_lock_the_account() {
             "bad_credentials"
         );
     }
+    // The fourth failure locks for 30 s; the fifth (after the wait) for a minute.
     assert_eq!(
         f.ws.login("caremanager", "not-the-passphrase")
             .unwrap_err()
@@ -304,8 +347,12 @@ fn repeated_wrong_passphrases_lock_the_account() {
     // Even the right passphrase is refused while locked, and says so plainly.
     let e = f.ws.login("caremanager", "demo-caremanager").unwrap_err();
     assert_eq!(e.code, "account_locked");
-    assert!(e.message.contains("minute"));
-    f.now.fetch_add(16 * 60 * 1000, Ordering::SeqCst);
+    assert!(e.message.contains("30 more second"), "{}", e.message);
+    f.now.fetch_add(31 * 1000, Ordering::SeqCst);
+    let e = f.ws.login("caremanager", "not-the-passphrase").unwrap_err();
+    assert_eq!(e.code, "account_locked");
+    assert!(e.message.contains("1 more minute"), "{}", e.message);
+    f.now.fetch_add(61 * 1000, Ordering::SeqCst);
     assert!(f.ws.login("caremanager", "demo-caremanager").is_ok());
     let denied = audit_rows(&f)
         .iter()

@@ -4,4 +4,4 @@
  * A user's role. Stable ids (`care_manager`, ...) are stored in the cache,
  * the EDW and the audit trail; never renumber or rename them.
  */
-export type Role = "care_manager" | "clinician" | "quality_analyst" | "privacy_officer";
+export type Role = "care_manager" | "clinician" | "quality_analyst" | "privacy_officer" | "administrator";

@@ -7,4 +7,8 @@ export type SessionInfo = { username: string, displayName: string, role: Role, r
 /**
  * Action ids the role allows, so the screen shows only what Rust will permit.
  */
-permissions: Array<Action>, idleTimeoutSecs: number, };
+permissions: Array<Action>, idleTimeoutSecs: number, 
+/**
+ * Signed in with a passphrase an administrator set: the new passphrase comes first.
+ */
+mustChangePassphrase: boolean, };

@@ -11,7 +11,7 @@ export const ACTIONS: readonly Action[] = ["view_panel", "view_timeline", "view_
 export const OUTCOMES: readonly Outcome[] = ["allowed", "denied", "error"];
 
 /** `access::Role::ALL`. */
-export const ROLES: readonly Role[] = ["care_manager", "clinician", "quality_analyst", "privacy_officer"];
+export const ROLES: readonly Role[] = ["care_manager", "clinician", "quality_analyst", "privacy_officer", "administrator"];
 
 /** `access::PurposeOfUse::ALL`: HL7 v3 ActReason codes. */
 export const PURPOSES_OF_USE: readonly PurposeOfUse[] = ["TREAT", "ETREAT", "CAREMGT", "POPHLTH", "HQUALIMP", "HPRGRP", "HOPERAT", "HSYSADMIN"];

@@ -4,6 +4,11 @@
 // Every data command is checked for role and audited in Rust; the UI only
 // mirrors what Rust allows.
 import { invoke } from "@tauri-apps/api/core";
+import type { AccountChange } from "../bindings/AccountChange";
+import type { AccountOptions } from "../bindings/AccountOptions";
+import type { AccountRow } from "../bindings/AccountRow";
+import type { AppMode } from "../bindings/AppMode";
+import type { NewAccount } from "../bindings/NewAccount";
 import type { ActionOutcome } from "../bindings/ActionOutcome";
 import type { ActionRequest } from "../bindings/ActionRequest";
 import type { AuditFilter } from "../bindings/AuditFilter";
@@ -38,6 +43,17 @@ import type { WsError } from "../bindings/WsError";
 
 export const api = {
   startupStatus: () => invoke<StartupStatus>("startup_status"),
+  appMode: () => invoke<AppMode>("app_mode"),
+  createFirstAdministrator: (username: string, displayName: string, passphrase: string) =>
+    invoke<AppMode>("create_first_administrator", { username, displayName, passphrase }),
+  listAccounts: () => invoke<AccountRow[]>("list_accounts"),
+  accountOptions: () => invoke<AccountOptions>("account_options"),
+  createAccount: (account: NewAccount) => invoke<AccountRow>("create_account", { account }),
+  updateAccount: (change: AccountChange) => invoke<AccountRow>("update_account", { change }),
+  setAccountDisabled: (username: string, disabled: boolean) => invoke<AccountRow>("set_account_disabled", { username, disabled }),
+  unlockAccount: (username: string) => invoke<AccountRow>("unlock_account", { username }),
+  resetAccountPassphrase: (username: string, temporary: string) => invoke<AccountRow>("reset_account_passphrase", { username, temporary }),
+  changeOwnPassphrase: (current: string, next: string) => invoke<SessionInfo>("change_own_passphrase", { current, next }),
   purposes: () => invoke<Purpose[]>("purposes"),
   session: () => invoke<SessionInfo | null>("current_session"),
   login: (username: string, passphrase: string) => invoke<SessionInfo>("login", { username, passphrase }),

@@ -7,6 +7,9 @@ export type Route =
   | { name: "startup" }
   | { name: "login"; message: string | null }
   | { name: "purpose" }
+  | { name: "first-run" }
+  | { name: "change-passphrase"; forced: boolean }
+  | { name: "accounts" }
   | { name: "panel" }
   | { name: "worklist" }
   | { name: "dashboard" }
@@ -26,10 +29,11 @@ const SHELL: Partial<Record<RouteName, Action>> = {
   patient: "view_timeline",
   audit: "view_audit",
   sync: "sync",
+  accounts: "manage_accounts",
 };
 
 export function inShell(route: Route): boolean {
-  return route.name in SHELL;
+  return route.name in SHELL || route.name === "change-passphrase";
 }
 
 class Router {
@@ -42,6 +46,9 @@ export const router = new Router();
 export function home(message: string | null = null): Route {
   const s = session.current;
   if (!s) return { name: "login", message };
+  if (s.mustChangePassphrase) return { name: "change-passphrase", forced: true };
+  // The administrator sees no patient data: no purpose of use to declare.
+  if (session.can("manage_accounts")) return { name: "accounts" };
   if (!s.purpose) return { name: "purpose" };
   if (session.can("view_worklist")) return { name: "worklist" };
   return session.can("view_panel") ? { name: "panel" } : { name: "audit" };
@@ -51,7 +58,8 @@ export function home(message: string | null = null): Route {
  * no purpose, or a role without the permission; Rust would refuse anyway). */
 export function navigate(route: Route): void {
   const needed = SHELL[route.name];
-  if (needed && (!session.current?.purpose || !session.can(needed))) {
+  const needsPurpose = needed !== "manage_accounts";
+  if (needed && ((needsPurpose && !session.current?.purpose) || !session.can(needed))) {
     router.current = home();
     return;
   }

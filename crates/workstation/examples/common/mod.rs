@@ -33,6 +33,7 @@ impl Bench {
         let key = CacheKey::generate().unwrap();
         let cache = Cache::open(dir.path().join("cache.db"), &key).unwrap();
         let mut config = Config::new(dir.path());
+        config.demo = true;
         config.demo_patients = patients;
         let t = Instant::now();
         let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));

@@ -26,6 +26,7 @@ pub fn demo_workstation(patients: u64) -> Fixture {
     let key = CacheKey::generate().unwrap();
     let cache = Cache::open(&path, &key).unwrap();
     let mut config = Config::new(dir.path());
+    config.demo = true;
     config.demo_patients = patients;
     let now = Arc::new(AtomicI64::new(access::time::now_unix_ms()));
     let clock = now.clone();
