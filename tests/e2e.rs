@@ -573,20 +573,27 @@ async fn choose(c: &Client, css: &str, values: &[&str]) {
     .unwrap();
 }
 
+/// Brings the element of `css` into the middle of its scrolling view (a form below a long
+/// table is out of sight otherwise) and returns it.
+async fn in_view(c: &Client, css: &str) -> fantoccini::elements::Element {
+    let el = c.wait().for_element(Locator::Css(css)).await.unwrap();
+    c.execute(
+        "arguments[0].scrollIntoView({ block: 'center' });",
+        vec![serde_json::to_value(&el).unwrap()],
+    )
+    .await
+    .unwrap();
+    el
+}
+
 async fn type_into(c: &Client, css: &str, value: &str) {
-    let field = c.wait().for_element(Locator::Css(css)).await.unwrap();
+    let field = in_view(c, css).await;
     field.clear().await.unwrap();
     field.send_keys(value).await.unwrap();
 }
 
 async fn click(c: &Client, css: &str) {
-    c.wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    in_view(c, css).await.click().await.unwrap();
 }
 
 async fn hidden(c: &Client, css: &str) -> bool {

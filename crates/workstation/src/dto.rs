@@ -203,6 +203,8 @@ pub struct AuditRow {
     pub query: Option<String>,
     #[ts(as = "access::Outcome")]
     pub outcome: String,
+    /// What happened, in words (`wrong passphrase`, `created account …`).
+    pub detail: Option<String>,
     pub hash: String,
 }
 

@@ -219,6 +219,7 @@ pub fn audit_list(c: &Cache, f: &AuditFilter) -> Result<Vec<AuditRow>, WsError> 
             patients: r.patient_ids,
             query: r.query,
             outcome: r.outcome.id().into(),
+            detail: r.detail,
             hash: r.hash,
         })
         .collect())

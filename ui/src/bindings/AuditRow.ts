@@ -2,4 +2,8 @@
 import type { Action } from "./Action";
 import type { Outcome } from "./Outcome";
 
-export type AuditRow = { seq: number, at: string, user: string, role: string, purpose: string, action: Action, patients: Array<string>, query: string | null, outcome: Outcome, hash: string, };
+export type AuditRow = { seq: number, at: string, user: string, role: string, purpose: string, action: Action, patients: Array<string>, query: string | null, outcome: Outcome, 
+/**
+ * What happened, in words (`wrong passphrase`, `created account …`).
+ */
+detail: string | null, hash: string, };
