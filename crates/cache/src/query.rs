@@ -217,8 +217,11 @@ fn today_days() -> i64 {
 fn birth_date_for_age(on_days: i64, years: u32) -> String {
     let (y, m, d) = access::time::civil_from_days(on_days);
     let y = y - i64::from(years);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let d = if m == 2 && d == 29 && !leap { 28 } else { d };
+    let d = if m == 2 && d == 29 && !calendar::is_leap(y) {
+        28
+    } else {
+        d
+    };
     format!("{y:04}-{m:02}-{d:02}")
 }
 
