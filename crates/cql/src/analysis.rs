@@ -476,7 +476,7 @@ impl Prepared {
         let mut w = ReqWalk {
             p: self,
             g: graph,
-            ctx: Ctx::new(self, None),
+            ctx: Ctx::new(self, None, crate::EvalContext::from_clock()),
             visited: HashSet::new(),
             calls: Vec::new(),
             out: Vec::new(),

@@ -4,7 +4,7 @@ use crate::datetime::{parse_precision, Prec};
 use crate::fhir;
 use crate::ops::{self, Op};
 use crate::value::{equivalent, Code, Concept, Value, ValueSetData};
-use crate::{CqlError, Parameters, PatientData};
+use crate::{CqlError, EvalContext, Parameters, PatientData};
 use base64::Engine as _;
 use serde_json::Value as Json;
 use std::cell::RefCell;
@@ -296,7 +296,8 @@ impl LibrarySet {
                     Some(v) => v.clone(),
                     None => match prepared.libs[li].param_defaults[pi].clone() {
                         Some(e) => {
-                            let ctx = Ctx::new(&prepared, None);
+                            // defaults are fixed once, at prepare time (their own request)
+                            let ctx = Ctx::new(&prepared, None, EvalContext::from_clock());
                             ctx.eval(&e, li)?
                         }
                         // an included library without a default takes the main library's value
@@ -1635,6 +1636,8 @@ pub(crate) struct Ctx<'a> {
     stack: RefCell<Vec<Value>>,
     base: std::cell::Cell<usize>,
     depth: std::cell::Cell<usize>,
+    /// the evaluation request's context (see [`EvalContext`] for what one request is)
+    cx: EvalContext,
 }
 
 fn err<T>(msg: impl Into<String>) -> R<T> {
@@ -1642,20 +1645,30 @@ fn err<T>(msg: impl Into<String>) -> R<T> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(p: &'a Prepared, patient: Option<&'a PatientData>) -> Ctx<'a> {
+    pub(crate) fn new(
+        p: &'a Prepared,
+        patient: Option<&'a PatientData>,
+        cx: EvalContext,
+    ) -> Ctx<'a> {
         let memo = p
             .libs
             .iter()
             .map(|l| Rc::new(RefCell::new(vec![None; l.memo_len])))
             .collect();
-        Ctx::with_memo(p, patient, memo)
+        Ctx::with_memo(p, patient, memo, cx)
     }
 
-    fn with_memo(p: &'a Prepared, patient: Option<&'a PatientData>, memo: Vec<Memo>) -> Ctx<'a> {
+    fn with_memo(
+        p: &'a Prepared,
+        patient: Option<&'a PatientData>,
+        memo: Vec<Memo>,
+        cx: EvalContext,
+    ) -> Ctx<'a> {
         Ctx {
             p,
             patient,
             memo,
+            cx,
             stack: RefCell::new(Vec::with_capacity(64)),
             base: std::cell::Cell::new(0),
             depth: std::cell::Cell::new(0),
@@ -1997,21 +2010,21 @@ impl<'a> Ctx<'a> {
             }
             Expr::Query(q) => self.query(q, lib)?,
             Expr::Op { op, args, prec } => match args.len() {
-                0 => ops::apply(*op, &[], *prec)?,
+                0 => ops::apply(&self.cx, *op, &[], *prec)?,
                 1 => {
                     let a = self.eval(&args[0], lib)?;
-                    ops::apply(*op, std::slice::from_ref(&a), *prec)?
+                    ops::apply(&self.cx, *op, std::slice::from_ref(&a), *prec)?
                 }
                 2 => {
                     let a = [self.eval(&args[0], lib)?, self.eval(&args[1], lib)?];
-                    ops::apply(*op, &a, *prec)?
+                    ops::apply(&self.cx, *op, &a, *prec)?
                 }
                 _ => {
                     let mut v = Vec::with_capacity(args.len());
                     for a in args {
                         v.push(self.eval(a, lib)?);
                     }
-                    ops::apply(*op, &v, *prec)?
+                    ops::apply(&self.cx, *op, &v, *prec)?
                 }
             },
             Expr::Unsupported(m) => return err(m.to_string()),
@@ -2400,8 +2413,19 @@ pub(crate) fn matches_type(v: &Value, t: &TypeSpec) -> Option<bool> {
 
 impl Prepared {
     /// Evaluate expression definitions of the main library for one patient (memoized per call).
+    /// One evaluation request: `Now()` is the system clock when the call starts.
     pub fn evaluate(&self, patient: &PatientData, expressions: &[&str]) -> R<Vec<Value>> {
-        let ctx = Ctx::new(self, Some(patient));
+        self.evaluate_in(patient, expressions, EvalContext::from_clock())
+    }
+
+    /// [`Prepared::evaluate`] in the given context (e.g. a fixed `Now()`).
+    pub fn evaluate_in(
+        &self,
+        patient: &PatientData,
+        expressions: &[&str],
+        cx: EvalContext,
+    ) -> R<Vec<Value>> {
+        let ctx = Ctx::new(self, Some(patient), cx);
         let mut out = Vec::with_capacity(expressions.len());
         for name in expressions {
             let lib = &self.libs[self.main];
@@ -2418,16 +2442,23 @@ impl Prepared {
 
     /// An evaluation session for one patient: definitions stay memoized across `evaluate` calls
     /// (e.g. population criteria, then stratifiers and supplemental data). Not `Send`; one per thread.
+    /// One evaluation request: `Now()` is the system clock when the session is created.
     pub fn session<'a>(&'a self, patient: &'a PatientData) -> Session<'a> {
+        self.session_in(patient, EvalContext::from_clock())
+    }
+
+    /// [`Prepared::session`] in the given context (e.g. a fixed `Now()`).
+    pub fn session_in<'a>(&'a self, patient: &'a PatientData, cx: EvalContext) -> Session<'a> {
         Session {
-            ctx: Ctx::new(self, Some(patient)),
+            ctx: Ctx::new(self, Some(patient), cx),
         }
     }
 
     /// A session whose memoized definitions are shared, through `memo`, with every other session of
     /// the same patient on any `Prepared` that uses an identical library (same name, ELM content,
     /// value sets, parameter values and included libraries), e.g. FHIRHelpers or a shared
-    /// measure library across measures. Not `Send`; one per thread.
+    /// measure library across measures. Not `Send`; one per thread. Its context (`Now()`) is the
+    /// memo's: every session sharing a memo is one evaluation request.
     pub fn session_shared<'a>(&'a self, memo: &PatientMemo<'a>) -> Session<'a> {
         let mut libs = memo.libs.borrow_mut();
         let m = self
@@ -2440,13 +2471,19 @@ impl Prepared {
             })
             .collect();
         Session {
-            ctx: Ctx::with_memo(self, Some(memo.patient), m),
+            ctx: Ctx::with_memo(self, Some(memo.patient), m, memo.cx),
         }
     }
 
-    /// Evaluate one definition without patient data (context Unfiltered; spec tests).
+    /// Evaluate one definition without patient data (context Unfiltered; spec tests). One
+    /// evaluation request: `Now()` is the system clock when the call starts.
     pub fn evaluate_unfiltered(&self, name: &str) -> R<Value> {
-        let ctx = Ctx::new(self, None);
+        self.evaluate_unfiltered_in(name, EvalContext::from_clock())
+    }
+
+    /// [`Prepared::evaluate_unfiltered`] in the given context (e.g. a fixed `Now()`).
+    pub fn evaluate_unfiltered_in(&self, name: &str, cx: EvalContext) -> R<Value> {
+        let ctx = Ctx::new(self, None, cx);
         let lib = &self.libs[self.main];
         let Some(&def) = lib.def_index.get(name) else {
             return err(format!(
@@ -2513,17 +2550,31 @@ type Memo = Rc<RefCell<Vec<Option<Value>>>>;
 /// One patient's memoized definition values, shared by the sessions of several [`Prepared`]s
 /// (see [`Prepared::session_shared`]). Keyed by library identity and parameter values, so only
 /// identical libraries share. Not `Send`; one per patient and thread.
+/// All sessions sharing one memo are one evaluation request (one `Now()`; see [`EvalContext`]).
 pub struct PatientMemo<'a> {
     patient: &'a PatientData,
     libs: RefCell<HashMap<LibKey, Memo>>,
+    cx: EvalContext,
 }
 
 impl<'a> PatientMemo<'a> {
+    /// A memo whose `Now()` is the system clock when it is created.
     pub fn new(patient: &'a PatientData) -> PatientMemo<'a> {
+        PatientMemo::new_in(patient, EvalContext::from_clock())
+    }
+
+    /// A memo in the given context (e.g. a fixed `Now()`, or one timestamp for a whole batch).
+    pub fn new_in(patient: &'a PatientData, cx: EvalContext) -> PatientMemo<'a> {
         PatientMemo {
             patient,
             libs: RefCell::new(HashMap::new()),
+            cx,
         }
+    }
+
+    /// The evaluation request's context.
+    pub fn context(&self) -> &EvalContext {
+        &self.cx
     }
 }
 
@@ -2533,6 +2584,11 @@ pub struct Session<'a> {
 }
 
 impl Session<'_> {
+    /// The evaluation request's context (`Now()` for every `evaluate` call of this session).
+    pub fn context(&self) -> &EvalContext {
+        &self.ctx.cx
+    }
+
     /// Evaluate expression definitions of the main library (memoized for the session's lifetime).
     pub fn evaluate(&self, expressions: &[&str]) -> R<Vec<Value>> {
         let p = self.ctx.p;

@@ -23,6 +23,7 @@ pub mod value;
 
 pub use analysis::{DataRequirement, DateWindow, DefId, DefineGraph, NamedCode, NamedValueSet};
 pub use engine::{LibrarySet, PatientMemo, Prepared, Session};
+
 pub use value::{Code, Concept, Interval, Quantity, Value};
 
 use std::collections::HashMap;
@@ -38,6 +39,78 @@ pub struct CqlError {
 impl CqlError {
     pub fn new(msg: impl Into<String>) -> CqlError {
         CqlError { msg: msg.into() }
+    }
+}
+
+/// The context of one evaluation request, passed to every operator ([`ops::apply`]).
+///
+/// CQL defines `Now()`, `Today()` and `TimeOfDay()` by the start timestamp of the *evaluation
+/// request*: the same value however often, and wherever, they are called within it. Here one
+/// evaluation request is one evaluation of one patient (or of the Unfiltered context):
+/// - one [`Prepared::evaluate`] or [`Prepared::evaluate_unfiltered`] call;
+/// - one [`Session`] (its `evaluate` calls share memoized definitions, so they share the timestamp);
+/// - one [`PatientMemo`] (every session that shares its memo, e.g. all measures of one patient).
+///
+/// The timestamp is read from the system clock (UTC, millisecond precision) when the request
+/// starts, unless given explicitly with [`EvalContext::at`] and the `*_in` variants
+/// ([`Prepared::evaluate_in`], [`Prepared::session_in`], [`Prepared::evaluate_unfiltered_in`],
+/// [`PatientMemo::new_in`]), e.g. to pin a test, rerun a past evaluation, or give a whole batch
+/// one timestamp.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalContext {
+    /// always at millisecond precision
+    now: datetime::DateTime,
+}
+
+impl EvalContext {
+    /// A context timestamped with the system clock, now (UTC).
+    pub fn from_clock() -> EvalContext {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let (y, m, d) = datetime::civil_from_days(ms.div_euclid(86_400_000));
+        let rem = ms.rem_euclid(86_400_000);
+        let c = [
+            y,
+            m as i32,
+            d as i32,
+            (rem / 3_600_000) as i32,
+            (rem / 60_000 % 60) as i32,
+            (rem / 1000 % 60) as i32,
+            (rem % 1000) as i32,
+        ];
+        EvalContext {
+            now: datetime::DateTime::new(c, 0, datetime::MS),
+        }
+    }
+
+    /// A context timestamped `now`. Its timezone offset is the request's (`Today()` and
+    /// `TimeOfDay()` are its date and time as written); components below its precision are taken
+    /// as their minimum, so `Now()` is always at millisecond precision.
+    pub fn at(now: datetime::DateTime) -> EvalContext {
+        EvalContext {
+            now: now.fill_min(),
+        }
+    }
+
+    /// `Now()`: the request's timestamp.
+    pub fn now(&self) -> datetime::DateTime {
+        self.now
+    }
+
+    /// `Today()`: the date of the request's timestamp.
+    pub fn today(&self) -> datetime::Date {
+        self.now.date()
+    }
+
+    /// `TimeOfDay()`: the time of the request's timestamp.
+    pub fn time_of_day(&self) -> datetime::Time {
+        let c = self.now.c;
+        datetime::Time {
+            c: [c[3], c[4], c[5], c[6]],
+            prec: datetime::MS,
+        }
     }
 }
 

@@ -1509,7 +1509,9 @@ fn round_op(op: Op, v: &Value, arg: Option<&Value>) -> R<Value> {
     })
 }
 
-pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
+/// Evaluates one operator on evaluated operands; `cx` is the evaluation request's context (the
+/// timestamp of `Now()`, `Today()`, `TimeOfDay()` and `CalculateAge`).
+pub fn apply(cx: &crate::EvalContext, op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
     use Value::*;
     let a0 = a.first().unwrap_or(&Null);
     let a1 = a.get(1).unwrap_or(&Null);
@@ -1672,35 +1674,9 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
             (Quantity(q), String(u)) => Boolean(crate::units::convert(q, u).is_some()),
             _ => Null,
         },
-        Op::Today | Op::Now | Op::TimeOfDay => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            let days = now.div_euclid(86_400_000);
-            let (y, m, d) = datetime::civil_from_days(days);
-            let rem = now.rem_euclid(86_400_000);
-            let c = [
-                y,
-                m as i32,
-                d as i32,
-                (rem / 3_600_000) as i32,
-                (rem / 60_000 % 60) as i32,
-                (rem / 1000 % 60) as i32,
-                (rem % 1000) as i32,
-            ];
-            match op {
-                Op::Today => Date(crate::datetime::Date {
-                    c: [c[0], c[1], c[2]],
-                    prec: DAY,
-                }),
-                Op::Now => DateTime(crate::datetime::DateTime::new(c, 0, MS)),
-                _ => Time(crate::datetime::Time {
-                    c: [c[3], c[4], c[5], c[6]],
-                    prec: MS,
-                }),
-            }
-        }
+        Op::Today => Date(cx.today()),
+        Op::Now => DateTime(cx.now()),
+        Op::TimeOfDay => Time(cx.time_of_day()),
         Op::DateFrom => match a0 {
             DateTime(d) => Date(d.date()),
             Date(_) => a0.clone(),
@@ -1728,7 +1704,7 @@ pub fn apply(op: Op, a: &[Value], prec: Option<Prec>) -> R<Value> {
         Op::DurationBetween | Op::DifferenceBetween => between(op, a0, a1, prec)?,
         Op::CalculateAgeAt => between(Op::DurationBetween, a0, a1, prec.or(Some(YEAR)))?,
         Op::CalculateAge => {
-            let today = apply(Op::Today, &[], None)?;
+            let today = Date(cx.today());
             between(Op::DurationBetween, a0, &today, prec.or(Some(YEAR)))?
         }
         Op::SameAs | Op::SameOrBefore | Op::SameOrAfter => {

@@ -241,3 +241,82 @@ fn retrieved_types_follow_includes() {
         .unwrap_err();
     assert!(e.msg.contains("Missing"), "{}", e.msg);
 }
+
+/// `Now()`, `Today()` and `TimeOfDay()` are the evaluation request's timestamp (CQL specification, Now): the same
+/// value however often they are evaluated within one request, and the explicitly set one when a
+/// context is given.
+#[test]
+fn now_is_fixed_for_one_evaluation_request() {
+    use cql::datetime::{parse_date, parse_time};
+    use cql::EvalContext;
+    let op = |t: &str| serde_json::json!({"type": t});
+    let lib = serde_json::json!({"library": {
+    "identifier": {"id": "Clock", "version": "1"},
+    "statements": {"def": [
+        {"name": "A", "context": "Unfiltered", "expression": op("Now")},
+        {"name": "B", "context": "Unfiltered", "expression": op("Now")},
+        {"name": "Same", "context": "Unfiltered", "expression": {"type": "Equal", "operand": [op("Now"), op("Now")]}},
+        {"name": "Today", "context": "Unfiltered", "expression": op("Today")},
+        {"name": "Time", "context": "Unfiltered", "expression": op("TimeOfDay")}
+    ]}}});
+    let set = LibrarySet::from_elm_json(&[lib]).unwrap();
+    let p = set.prepare("Clock", Parameters::new()).unwrap();
+    let patient = PatientData::from_resources(Vec::new()).unwrap();
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(5));
+
+    // within one request: one value, though the clock moves between evaluations
+    assert!(p.evaluate_unfiltered("Same").unwrap().is_true());
+    let s = p.session(&patient);
+    let a = s.evaluate(&["A"]).unwrap();
+    pause();
+    let b = s.evaluate(&["B"]).unwrap();
+    assert_eq!(a[0].to_json(), b[0].to_json());
+    assert_eq!(a[0].to_json(), Value::DateTime(s.context().now()).to_json());
+    // sessions sharing a memo are one request
+    let memo = cql::PatientMemo::new(&patient);
+    let first = p.session_shared(&memo).evaluate(&["A"]).unwrap();
+    pause();
+    let other = set.prepare("Clock", Parameters::new()).unwrap();
+    let second = other.session_shared(&memo).evaluate(&["B"]).unwrap();
+    assert_eq!(first[0].to_json(), second[0].to_json());
+    assert_eq!(
+        first[0].to_json(),
+        Value::DateTime(memo.context().now()).to_json()
+    );
+    // a new request reads the clock again
+    pause();
+    let later = p.evaluate(&patient, &["A"]).unwrap();
+    assert_ne!(later[0].to_json(), a[0].to_json());
+
+    // an explicit timestamp, with its timezone offset, is what the operators return
+    let at = parse_datetime("2024-02-29T23:59:58.123+05:00", 0).unwrap();
+    let cx = EvalContext::at(at);
+    let names = ["A", "B", "Today", "Time"];
+    let want = [
+        Value::DateTime(at).to_json(),
+        Value::DateTime(at).to_json(),
+        Value::Date(parse_date("2024-02-29").unwrap()).to_json(),
+        Value::Time(parse_time("T23:59:58.123").unwrap()).to_json(),
+    ];
+    let got = p.evaluate_in(&patient, &names, cx).unwrap();
+    assert_eq!(got.iter().map(Value::to_json).collect::<Vec<_>>(), want);
+    pause();
+    let got = p.session_in(&patient, cx).evaluate(&names).unwrap();
+    assert_eq!(got.iter().map(Value::to_json).collect::<Vec<_>>(), want);
+    let memo = cql::PatientMemo::new_in(&patient, cx);
+    let got = p.session_shared(&memo).evaluate(&names).unwrap();
+    assert_eq!(got.iter().map(Value::to_json).collect::<Vec<_>>(), want);
+    for (n, w) in names.iter().zip(&want) {
+        assert_eq!(&p.evaluate_unfiltered_in(n, cx).unwrap().to_json(), w);
+    }
+    // a timestamp below millisecond precision is filled with minimums
+    let day = EvalContext::at(parse_datetime("2024-03-01", 0).unwrap());
+    assert_eq!(
+        p.evaluate_unfiltered_in("A", day).unwrap().to_json(),
+        Value::DateTime(parse_datetime("2024-03-01T00:00:00.000Z", 0).unwrap()).to_json()
+    );
+    assert_eq!(
+        p.evaluate_unfiltered_in("Time", day).unwrap().to_json(),
+        Value::Time(parse_time("T00:00:00.000").unwrap()).to_json()
+    );
+}
