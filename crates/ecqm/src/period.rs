@@ -16,6 +16,8 @@ pub struct Period {
     pub end_datetime: String,
 }
 
+/// `YYYY-MM-DD` naming a real date. Each field goes through `str::parse`, so
+/// unlike `calendar::parse_ymd` a leading sign is accepted (`+024-01-01`).
 fn valid_date(s: &str) -> Option<(i64, u32, u32)> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
@@ -24,19 +26,7 @@ fn valid_date(s: &str) -> Option<(i64, u32, u32)> {
     let y: i64 = s[0..4].parse().ok()?;
     let m: u32 = s[5..7].parse().ok()?;
     let d: u32 = s[8..10].parse().ok()?;
-    if !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
-        return None;
-    }
-    Some((y, m, d))
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
+    calendar::is_valid_date(y, m, d).then_some((y, m, d))
 }
 
 /// Normalises a bound to `YYYY-MM-DDThh:mm:ss.fff±zz:zz`/`Z`.
@@ -119,20 +109,6 @@ impl Period {
     }
 }
 
-/// Days since 1970-01-01 -> (y, m, d). (Howard Hinnant's civil_from_days.)
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// Now as `YYYY-MM-DDThh:mm:ssZ` (UTC).
 pub fn now_utc() -> String {
     let secs = std::time::SystemTime::now()
@@ -143,7 +119,7 @@ pub fn now_utc() -> String {
 }
 
 pub fn format_unix(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let (y, m, d) = calendar::civil_from_days(secs.div_euclid(86400));
     let s = secs.rem_euclid(86400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",

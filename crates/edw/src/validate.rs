@@ -44,15 +44,8 @@ pub struct Valid {
     pub body: Value,
 }
 
-fn is_leap(y: u32) -> bool {
-    (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400)
-}
-
 fn digits(s: &str) -> Option<u32> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+    calendar::parse_digits(s)
 }
 
 /// FHIR `date`: YYYY, YYYY-MM or YYYY-MM-DD with a real calendar date.
@@ -82,13 +75,7 @@ pub fn check_date(s: &str) -> Result<(u32, u32, u32), String> {
             return Err(bad());
         }
         d = digits(parts[2]).ok_or_else(bad)?;
-        let dim = match m {
-            2 if is_leap(y) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        };
-        if d < 1 || d > dim {
+        if !calendar::is_valid_date(y.into(), m, d) {
             return Err(bad());
         }
     }
