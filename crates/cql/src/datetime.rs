@@ -45,6 +45,22 @@ pub fn days_from_civil(y: i32, m: u8, d: u8) -> i64 {
     calendar::days_from_civil(y.into(), m.into(), d.into())
 }
 
+/// Year, month, day, hour, minute, second and millisecond of `ms` milliseconds from
+/// 1970-01-01T00:00:00.000 (on the same offset).
+pub(crate) fn components_from_ms(ms: i64) -> [i32; 7] {
+    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+    let rem = ms.rem_euclid(86_400_000);
+    [
+        y,
+        m as i32,
+        d as i32,
+        (rem / 3_600_000) as i32,
+        (rem / 60_000 % 60) as i32,
+        (rem / 1000 % 60) as i32,
+        (rem % 1000) as i32,
+    ]
+}
+
 pub fn civil_from_days(z: i64) -> (i32, u8, u8) {
     let (y, m, d) = calendar::civil_from_days(z);
     (y as i32, m as u8, d as u8)
@@ -145,20 +161,8 @@ impl DateTime {
         let days = days_from_civil(f.c[0], f.c[1] as u8, f.c[2] as u8);
         let tod =
             ((f.c[3] as i64 * 60 + f.c[4] as i64) * 60 + f.c[5] as i64) * 1000 + f.c[6] as i64;
-        let total = days * 86_400_000 + tod + ms;
-        let nd = total.div_euclid(86_400_000);
-        let rem = total.rem_euclid(86_400_000);
-        let (y, m, d) = civil_from_days(nd);
         DateTime {
-            c: [
-                y,
-                m as i32,
-                d as i32,
-                (rem / 3_600_000) as i32,
-                (rem / 60_000 % 60) as i32,
-                (rem / 1000 % 60) as i32,
-                (rem % 1000) as i32,
-            ],
+            c: components_from_ms(days * 86_400_000 + tod + ms),
             off: self.off,
             prec: self.prec,
         }

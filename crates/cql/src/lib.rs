@@ -69,19 +69,8 @@ impl EvalContext {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let (y, m, d) = datetime::civil_from_days(ms.div_euclid(86_400_000));
-        let rem = ms.rem_euclid(86_400_000);
-        let c = [
-            y,
-            m as i32,
-            d as i32,
-            (rem / 3_600_000) as i32,
-            (rem / 60_000 % 60) as i32,
-            (rem / 1000 % 60) as i32,
-            (rem % 1000) as i32,
-        ];
         EvalContext {
-            now: datetime::DateTime::new(c, 0, datetime::MS),
+            now: datetime::DateTime::new(datetime::components_from_ms(ms), 0, datetime::MS),
         }
     }
 
