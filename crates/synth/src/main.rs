@@ -1,12 +1,44 @@
 //! `phm-synth`: write a deterministic synthetic FHIR R4 population as Bulk
 //! Data NDJSON.
 
+use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 use synth::{write_ndjson_dir, Generator, SynthConfig, OUTPUT_TYPES};
 
-const USAGE: &str = "usage: phm-synth --patients N --seed S --out DIR [--as-of YYYY-MM-DD] [--providers K] [--threads T (default: all cores)] [--quiet]";
+/// Write a deterministic synthetic FHIR R4 population as Bulk Data NDJSON
+/// (one `<Type>.ndjson` file per resource type).
+#[derive(Parser)]
+#[command(name = "phm-synth", args_override_self = true)]
+struct Cli {
+    /// Number of patients.
+    #[arg(long, value_name = "N")]
+    patients: u64,
+    /// Random seed (same seed, same population).
+    #[arg(long, value_name = "S")]
+    seed: u64,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Reference date of the population (default: the generator's).
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
+    as_of: Option<fhir::Date>,
+    /// Providers per clinic organisation (default: the generator's).
+    #[arg(long, value_name = "K")]
+    providers: Option<u32>,
+    /// Worker threads (default: all cores; the output does not depend on it).
+    #[arg(long, value_name = "T")]
+    threads: Option<usize>,
+    /// No progress or summary on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_date(s: &str) -> Result<fhir::Date, String> {
+    s.parse()
+        .map_err(|_| "must be a date YYYY-MM-DD".to_string())
+}
 
 struct Args {
     cfg: SynthConfig,
@@ -15,73 +47,30 @@ struct Args {
     quiet: bool,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut patients = None;
-    let mut seed = None;
-    let mut out = None;
-    let mut cfg = SynthConfig::new(0, 0);
-    // Output does not depend on the thread count, so use the machine.
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut quiet = false;
-    while let Some(flag) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "--patients" => {
-                patients = Some(
-                    value("--patients")?
-                        .parse::<u64>()
-                        .map_err(|_| "--patients must be a whole number")?,
-                )
-            }
-            "--seed" => {
-                seed = Some(
-                    value("--seed")?
-                        .parse::<u64>()
-                        .map_err(|_| "--seed must be a whole number")?,
-                )
-            }
-            "--out" => out = Some(PathBuf::from(value("--out")?)),
-            "--as-of" => {
-                cfg.as_of = value("--as-of")?
-                    .parse()
-                    .map_err(|_| "--as-of must be a date YYYY-MM-DD")?
-            }
-            "--providers" => {
-                cfg.providers = value("--providers")?
-                    .parse()
-                    .map_err(|_| "--providers must be a whole number")?
-            }
-            "--threads" => {
-                threads = value("--threads")?
-                    .parse()
-                    .map_err(|_| "--threads must be a whole number")?
-            }
-            "--quiet" => quiet = true,
-            "-h" | "--help" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other}")),
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Args {
+        let mut cfg = SynthConfig::new(cli.patients, cli.seed);
+        if let Some(as_of) = cli.as_of {
+            cfg.as_of = as_of;
+        }
+        if let Some(providers) = cli.providers {
+            cfg.providers = providers;
+        }
+        // Output does not depend on the thread count, so use the machine.
+        let threads = cli
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Args {
+            cfg,
+            out: cli.out,
+            threads: threads.max(1),
+            quiet: cli.quiet,
         }
     }
-    cfg.patients = patients.ok_or("--patients is required")?;
-    cfg.seed = seed.ok_or("--seed is required")?;
-    Ok(Args {
-        cfg,
-        out: out.ok_or("--out is required")?,
-        threads: threads.max(1),
-        quiet,
-    })
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("phm-synth: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::from(Cli::parse());
     let g = match Generator::new(args.cfg) {
         Ok(g) => g,
         Err(e) => {
