@@ -88,6 +88,23 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some(days * 86_400_000 + ((h * 60 + mi - offset_min) * 60 + sec) * 1000 + millis)
 }
 
+/// Age in whole years on day `on_days` (days since 1970-01-01) of someone born on `birth`
+/// (`YYYY-MM-DD`, longer text cut to its date); `None` for an unreadable or later birth date.
+/// A birthday on 29 February comes on 1 March in other years.
+pub fn age_on(birth: &str, on_days: i64) -> Option<u32> {
+    let b = parse_date(birth.get(..10)?)?;
+    if b > on_days {
+        return None;
+    }
+    let (by, bm, bd) = civil_from_days(b);
+    let (y, m, d) = civil_from_days(on_days);
+    let mut age = y - by;
+    if (m, d) < (bm, bd) {
+        age -= 1;
+    }
+    u32::try_from(age).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +163,24 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("2000-01-01T25:00:00Z"), None);
         assert_eq!(parse_rfc3339_ms("2000-01-01T10:00:00+0100"), None);
         assert_eq!(parse_rfc3339_ms("é000-01-01T10:00:00Z"), None);
+    }
+
+    #[test]
+    fn ages_at_boundaries() {
+        let on = parse_date("2026-11-23").unwrap();
+        assert_eq!(age_on("2000-11-23", on), Some(26));
+        assert_eq!(age_on("2000-11-24", on), Some(25));
+        assert_eq!(age_on("2026-11-23T08:00:00Z", on), Some(0));
+        assert_eq!(age_on("2026-11-24", on), None);
+        assert_eq!(age_on("garbage", on), None);
+        let leapling = "2000-02-29";
+        assert_eq!(
+            age_on(leapling, parse_date("2018-02-28").unwrap()),
+            Some(17)
+        );
+        assert_eq!(
+            age_on(leapling, parse_date("2018-03-01").unwrap()),
+            Some(18)
+        );
     }
 }

@@ -225,21 +225,6 @@ fn birth_date_for_age(on_days: i64, years: u32) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// Age in whole years on `on_days` for a `YYYY-MM-DD` birth date.
-pub(crate) fn age_on(birth: &str, on_days: i64) -> Option<u32> {
-    let b = access::time::parse_date(birth.get(..10)?)?;
-    if b > on_days {
-        return None;
-    }
-    let (by, bm, bd) = access::time::civil_from_days(b);
-    let (y, m, d) = access::time::civil_from_days(on_days);
-    let mut age = y - by;
-    if (m, d) < (bm, bd) {
-        age -= 1;
-    }
-    u32::try_from(age).ok()
-}
-
 /// One `panel_row` in memory.
 pub(crate) struct MemRow {
     patient_id: String,
@@ -261,7 +246,10 @@ impl MemRow {
             patient_id: self.patient_id.clone(),
             name: self.name.clone(),
             birth_date: self.birth_date.clone(),
-            age: self.birth_date.as_deref().and_then(|b| age_on(b, on_days)),
+            age: self
+                .birth_date
+                .as_deref()
+                .and_then(|b| access::time::age_on(b, on_days)),
             sex: self.sex.clone(),
             pcp_id: self.pcp_id.clone(),
             pcp_name: self.pcp_name.clone(),
@@ -416,7 +404,9 @@ fn panel_row(r: &Row<'_>, on_days: i64) -> rusqlite::Result<PanelRow> {
     Ok(PanelRow {
         patient_id: r.get(0)?,
         name: r.get(1)?,
-        age: birth_date.as_deref().and_then(|b| age_on(b, on_days)),
+        age: birth_date
+            .as_deref()
+            .and_then(|b| access::time::age_on(b, on_days)),
         birth_date,
         sex: r.get(3)?,
         pcp_id: r.get(4)?,
@@ -858,29 +848,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_at_boundaries() {
+    fn birth_dates_for_ages() {
         let on = access::time::parse_date("2026-11-23").unwrap();
-        assert_eq!(age_on("2000-11-23", on), Some(26));
-        assert_eq!(age_on("2000-11-24", on), Some(25));
-        assert_eq!(age_on("2026-11-23", on), Some(0));
-        assert_eq!(age_on("2026-11-24", on), None);
-        assert_eq!(age_on("garbage", on), None);
         assert_eq!(birth_date_for_age(on, 26), "2000-11-23");
+        assert_eq!(access::time::age_on("2000-11-23", on), Some(26));
         let feb29 = access::time::parse_date("2024-02-29").unwrap();
         assert_eq!(birth_date_for_age(feb29, 1), "2023-02-28");
-        assert_eq!(
-            age_on(
-                "2000-02-29",
-                access::time::parse_date("2018-02-28").unwrap()
-            ),
-            Some(17)
-        );
-        assert_eq!(
-            age_on(
-                "2000-02-29",
-                access::time::parse_date("2018-03-01").unwrap()
-            ),
-            Some(18)
-        );
     }
 }

@@ -39,25 +39,10 @@ pub const VISIT_MONTHS: usize = 12;
 
 const UNKNOWN: &str = "unknown";
 
-/// Whole years on `today` (days since the epoch) for a `YYYY-MM-DD` birth date.
-fn age_on(birth: &str, today: i64) -> Option<u32> {
-    let b = access::time::parse_date(birth.get(..10)?)?;
-    if b > today {
-        return None;
-    }
-    let (by, bm, bd) = access::time::civil_from_days(b);
-    let (y, m, d) = access::time::civil_from_days(today);
-    let mut age = y - by;
-    if (m, d) < (bm, bd) {
-        age -= 1;
-    }
-    u32::try_from(age).ok()
-}
-
 /// The age band key of a patient on `today` (`unknown` without a usable birth date).
 pub fn age_band(birth: Option<&str>, today: i64) -> &'static str {
     birth
-        .and_then(|b| age_on(b, today))
+        .and_then(|b| access::time::age_on(b, today))
         .and_then(|a| {
             AGE_BANDS
                 .iter()
