@@ -24,7 +24,6 @@ pub mod period;
 pub mod populations;
 pub mod qrda3;
 pub mod report;
-pub mod scoring;
 
 /// The engine's version (part of `phm-edw measure`'s run fingerprint).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -6,15 +6,18 @@
 //! `PHM_SHARED` overrides the location of `shared/`. Set
 //! `PHM_ECQM_RESULTS=path` to keep the results JSONL.
 
+#[path = "support/scoring.rs"]
+mod scoring;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ecqm::engine::MeasurePackage;
 use ecqm::patients::PatientItem;
-use ecqm::scoring::compare;
 use ecqm::EvalOptions;
 use rayon::prelude::*;
+use scoring::compare;
 use serde_json::Value as Json;
 
 fn shared_dir() -> PathBuf {

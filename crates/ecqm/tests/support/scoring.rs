@@ -6,7 +6,7 @@
 
 use serde_json::Value as Json;
 
-use crate::populations::PatientResult;
+use ecqm::populations::PatientResult;
 
 /// `Ok(())` when the result matches, else a description of the first
 /// mismatches (population codes and counts only).
@@ -58,8 +58,8 @@ pub fn compare(expected: &Json, result: &PatientResult) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::PopulationCode::*;
-    use crate::populations::{GroupResult, Memberships};
+    use ecqm::package::PopulationCode::*;
+    use ecqm::populations::{GroupResult, Memberships};
     use serde_json::json;
 
     fn res(groups: &[(&str, [bool; 2])]) -> PatientResult {
