@@ -274,7 +274,124 @@ fn clear_errors_for_bad_input() {
 
     let (code, err) = run(&["eval", "--measure"]);
     assert_eq!(code, 2);
-    assert!(err.contains("usage"), "{err}");
-    let (code, _) = run(&["frobnicate"]);
+    assert!(
+        err.starts_with("error: a value is required for '--measure"),
+        "{err}"
+    );
+    let (code, err) = run(&["frobnicate"]);
     assert_eq!(code, 2);
+    assert!(
+        err.contains("unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_for_every_subcommand() {
+    for (args, shows) in [
+        (&["--help"][..], "eval"),
+        (&["-h"][..], "compact"),
+        (&["eval", "--help"][..], "--improvement-notation"),
+        (&["eval", "-h"][..], "--program-year"),
+        (&["compact", "--help"][..], "--measure"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phm-ecqm"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage: phm-ecqm"), "{args:?}: {text}");
+        assert!(text.contains(shows), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_in_clap_style() {
+    for (args, says) in [
+        (&[][..], "Usage: phm-ecqm <COMMAND>"),
+        (
+            &["eval", "--bogus"][..],
+            "error: unexpected argument '--bogus'",
+        ),
+        (
+            &["eval", "--measure", "m", "--patients", "p"][..],
+            "--out <FILE>",
+        ),
+        (
+            &[
+                "eval",
+                "--measure",
+                "m",
+                "--patients",
+                "p",
+                "--out",
+                "o",
+                "--report",
+                "nope",
+            ][..],
+            "invalid value 'nope' for '--report <KIND>'",
+        ),
+        (
+            &[
+                "eval",
+                "--measure",
+                "m",
+                "--patients",
+                "p",
+                "--out",
+                "o",
+                "--threads",
+                "x",
+            ][..],
+            "invalid value 'x' for '--threads <N>'",
+        ),
+        (
+            &[
+                "eval",
+                "--measure",
+                "m",
+                "--patients",
+                "p",
+                "--out",
+                "o",
+                "--period-start",
+                "2025-01-01",
+            ][..],
+            "error: give both --period-start and --period-end, or neither",
+        ),
+        (
+            &[
+                "eval",
+                "--measure",
+                "m",
+                "--patients",
+                "p",
+                "--out",
+                "o",
+                "--report",
+                "summary",
+            ][..],
+            "error: --report and --report-out go together",
+        ),
+        (
+            &[
+                "eval",
+                "--measure",
+                "m",
+                "--patients",
+                "p",
+                "--out",
+                "o",
+                "--tin",
+                "1",
+            ][..],
+            "go with --report qrda3",
+        ),
+        (&["compact", "--measure", "m"][..], "--out <FILE.json.gz>"),
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }

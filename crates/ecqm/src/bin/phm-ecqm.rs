@@ -17,6 +17,8 @@
 //! keeps the results JSONL, otherwise `--out` is the QRDA file. Exit status: 0 ok, 2 usage or input error, 3 when some patient
 //! evaluations failed (their result lines are missing; the rest is written).
 
+use clap::error::ErrorKind;
+use clap::{ArgAction, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,13 +37,114 @@ use serde_json::{json, Value as Json};
 #[global_allocator]
 static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 
-const USAGE: &str = "usage: phm-ecqm eval --measure BUNDLE.json|DIR --patients DIR|FILE \
-[--period-start YYYY-MM-DD --period-end YYYY-MM-DD] --out results.jsonl \
-[--report summary|subject-list|individual|gaps|worklist --report-out FILE] [--threads N] [--sde] \
-[--report qrda3 --program-year 2025|2026 [--report-out FILE] [--cms-program NAME] [--tin N] [--npi N] \
-[--org-name TEXT] [--cehrt-id ID]] [--stratifiers] [--improvement-notation [MEASURE=]increase|decrease ...] [--as-of YYYY-MM-DD] [--batch N] [--group-memory MB] [--single-pass] [--quiet]";
+/// Evaluate eCQMs (CMS measure packages, ELM JSON) over patients.
+///
+/// Exit status: 0 ok, 2 usage or input error, 3 when some patient evaluations failed
+/// (their result lines are missing; the rest is written).
+#[derive(Parser)]
+#[command(
+    name = "phm-ecqm",
+    subcommand_required = true,
+    disable_help_subcommand = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate measures over patients: results JSONL, reports, or one QRDA III document.
+    Eval(Box<EvalCli>),
+    /// Write the measure bundles' compact, gzipped form (what the workstation ships).
+    Compact(CompactCli),
+}
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+struct EvalCli {
+    /// Measure bundle (JSON) or a directory of them.
+    #[arg(long, value_name = "BUNDLE.json|DIR")]
+    measure: PathBuf,
+    /// Patients: a directory, one Bundle file, or NDJSON.
+    #[arg(long, value_name = "DIR|FILE.ndjson|FILE.json")]
+    patients: PathBuf,
+    /// Measurement period start (with --period-end; default: each measure's own period).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    period_start: Option<String>,
+    /// Measurement period end (with --period-start).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    period_end: Option<String>,
+    /// Results JSONL (with --report qrda3 and no --report-out: the QRDA III file).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Report to write (to --report-out; qrda3 to --out unless --report-out is given).
+    #[arg(long, value_name = "KIND")]
+    report: Option<ReportKind>,
+    /// Where the report goes.
+    #[arg(long, value_name = "FILE")]
+    report_out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Evaluate supplemental data elements.
+    #[arg(long)]
+    sde: bool,
+    /// Evaluate stratifiers.
+    #[arg(long)]
+    stratifiers: bool,
+    /// Evaluate each patient in one pass over all measures' expressions.
+    #[arg(long)]
+    single_pass: bool,
+    /// `increase`, `decrease` or `MEASURE=increase|decrease` (name, id or CMS id);
+    /// repeatable, or comma-separated.
+    #[arg(long, value_name = "[MEASURE=]increase|decrease", action = ArgAction::Append)]
+    improvement_notation: Vec<String>,
+    /// Date the gaps and worklist are computed for (default: today, UTC).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    as_of: Option<String>,
+    /// Patients per batch.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    batch: usize,
+    /// NDJSON grouping threshold and spill-bucket size in MB (default 1024).
+    #[arg(long, value_name = "MB")]
+    group_memory: Option<u64>,
+    /// CMS program year of the QRDA III (--report qrda3).
+    #[arg(long, value_name = "2025|2026")]
+    program_year: Option<String>,
+    /// QRDA III: CMS program name.
+    #[arg(long, value_name = "NAME")]
+    cms_program: Option<String>,
+    /// QRDA III: TIN.
+    #[arg(long, value_name = "N")]
+    tin: Option<String>,
+    /// QRDA III: NPI.
+    #[arg(long, value_name = "N")]
+    npi: Option<String>,
+    /// QRDA III: organisation name.
+    #[arg(long, value_name = "TEXT")]
+    org_name: Option<String>,
+    /// QRDA III: CEHRT id.
+    #[arg(long, value_name = "ID")]
+    cehrt_id: Option<String>,
+    /// No progress or summary on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+#[command(args_override_self = true)]
+struct CompactCli {
+    /// Directory of measure bundles (*.json).
+    #[arg(long, value_name = "DIR")]
+    measure: PathBuf,
+    /// Output file.
+    #[arg(long, value_name = "FILE.json.gz")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportKind {
     Summary,
     SubjectList,
@@ -69,85 +172,71 @@ struct Args {
     quiet: bool,
 }
 
-fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
-    match it.next().as_deref() {
-        Some("eval") => {}
-        Some("-h") | Some("--help") | None => return Err(String::new()),
-        Some(other) => return Err(format!("unknown command {other:?}")),
+/// The checks clap cannot express (pairs of flags, the QRDA settings) and the options
+/// each report implies.
+fn eval_args(cli: EvalCli) -> Result<Args, String> {
+    let EvalCli {
+        measure,
+        patients,
+        period_start: ps,
+        period_end: pe,
+        out,
+        report,
+        report_out,
+        threads,
+        sde,
+        stratifiers,
+        single_pass,
+        improvement_notation,
+        as_of,
+        batch,
+        group_memory,
+        program_year,
+        cms_program,
+        tin,
+        npi,
+        org_name,
+        cehrt_id,
+        quiet,
+    } = cli;
+    let qrda_settings: Vec<(&str, String)> = [
+        ("program", cms_program),
+        ("tin", tin),
+        ("npi", npi),
+        ("org", org_name),
+        ("cehrt", cehrt_id),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
+    let mut improvement = ImprovementOverrides::default();
+    for v in &improvement_notation {
+        // `increase` or `MEASURE=increase` (name, id or CMS id); repeatable, or comma-separated
+        improvement
+            .push_arg(v)
+            .map_err(|e| format!("--improvement-notation: {e}"))?;
     }
-    let (mut measure, mut patients, mut out) = (None, None, None);
-    let (mut ps, mut pe, mut report, mut report_out) = (None, None, None, None);
-    let mut program_year: Option<String> = None;
-    let mut qrda_settings: Vec<(&str, String)> = Vec::new();
     let mut a = Args {
-        measure: PathBuf::new(),
-        patients: PathBuf::new(),
+        measure,
+        patients,
         period: None,
         out: None,
         report: None,
         qrda: None,
-        threads: None,
-        opts: EvalOptions::default(),
-        improvement: ImprovementOverrides::default(),
-        as_of: None,
-        batch: 256,
-        group_memory: ReadOptions::default().max_in_memory_bytes,
-        quiet: false,
+        threads,
+        opts: EvalOptions {
+            supplemental_data: sde,
+            stratifiers,
+            single_pass,
+        },
+        improvement,
+        as_of,
+        batch,
+        group_memory: group_memory.map_or(ReadOptions::default().max_in_memory_bytes, |mb| {
+            mb.max(1) << 20
+        }),
+        quiet,
     };
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--measure" => measure = Some(PathBuf::from(val()?)),
-            "--patients" => patients = Some(PathBuf::from(val()?)),
-            "--out" => out = Some(PathBuf::from(val()?)),
-            "--period-start" => ps = Some(val()?),
-            "--period-end" => pe = Some(val()?),
-            "--report" => {
-                report = Some(match val()?.as_str() {
-                    "summary" => ReportKind::Summary,
-                    "subject-list" => ReportKind::SubjectList,
-                    "individual" => ReportKind::Individual,
-                    "gaps" => ReportKind::Gaps,
-                    "worklist" => ReportKind::Worklist,
-                    "qrda3" => ReportKind::Qrda3,
-                    o => return Err(format!("unknown report kind {o:?}")),
-                })
-            }
-            "--report-out" => report_out = Some(PathBuf::from(val()?)),
-            "--threads" => {
-                a.threads = Some(val()?.parse().map_err(|_| "--threads needs a number")?)
-            }
-            "--batch" => a.batch = val()?.parse().map_err(|_| "--batch needs a number")?,
-            "--group-memory" => {
-                let mb: u64 = val()?
-                    .parse()
-                    .map_err(|_| "--group-memory needs a number of MB")?;
-                a.group_memory = mb.max(1) << 20;
-            }
-            "--sde" => a.opts.supplemental_data = true,
-            "--stratifiers" => a.opts.stratifiers = true,
-            "--single-pass" => a.opts.single_pass = true,
-            "--improvement-notation" => {
-                // `increase` or `MEASURE=increase` (name, id or CMS id); repeatable, or comma-separated
-                let v = val()?;
-                a.improvement
-                    .push_arg(&v)
-                    .map_err(|e| format!("--improvement-notation: {e}"))?;
-            }
-            "--as-of" => a.as_of = Some(val()?),
-            "--program-year" => program_year = Some(val()?),
-            "--cms-program" => qrda_settings.push(("program", val()?)),
-            "--tin" => qrda_settings.push(("tin", val()?)),
-            "--npi" => qrda_settings.push(("npi", val()?)),
-            "--org-name" => qrda_settings.push(("org", val()?)),
-            "--cehrt-id" => qrda_settings.push(("cehrt", val()?)),
-            "--quiet" => a.quiet = true,
-            o => return Err(format!("unknown option {o:?}")),
-        }
-    }
-    a.measure = measure.ok_or("--measure is required")?;
-    a.patients = patients.ok_or("--patients is required")?;
-    let out: PathBuf = out.ok_or("--out is required")?;
     a.period = match (ps, pe) {
         (Some(s), Some(e)) => Some((s, e)),
         (None, None) => None,
@@ -210,19 +299,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// `phm-ecqm compact --measure DIR --out FILE`: the bundles' compact, gzipped form.
-fn compact_command(mut it: impl Iterator<Item = String>) -> Result<(), String> {
-    let (mut measure, mut out) = (None, None);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--measure" => measure = Some(PathBuf::from(value()?)),
-            "--out" => out = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown option {other:?}")),
-        }
-    }
-    let (Some(measure), Some(out)) = (measure, out) else {
-        return Err("usage: phm-ecqm compact --measure DIR --out FILE.json.gz".into());
-    };
+fn compact_command(CompactCli { measure, out }: CompactCli) -> Result<(), String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&measure)
         .map_err(|e| format!("{}: {e}", measure.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -251,23 +328,26 @@ fn compact_command(mut it: impl Iterator<Item = String>) -> Result<(), String> {
 
 fn main() -> ExitCode {
     ecqm::allocator::tune();
-    if std::env::args().nth(1).as_deref() == Some("compact") {
-        return match compact_command(std::env::args().skip(2)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("phm-ecqm: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    let args = match parse_args(std::env::args().skip(1)) {
+    let eval = match Cli::parse().command {
+        Command::Compact(c) => {
+            return match compact_command(c) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("phm-ecqm: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Eval(e) => *e,
+    };
+    let args = match eval_args(eval) {
         Ok(a) => a,
+        // clap's error style and exit code 2, with `phm-ecqm eval`'s usage
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("phm-ecqm: {e}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
+            let mut cmd = Cli::command();
+            cmd.build();
+            let eval = cmd.find_subcommand_mut("eval").expect("eval subcommand");
+            eval.error(ErrorKind::ArgumentConflict, e).exit()
         }
     };
     match run(&args) {
