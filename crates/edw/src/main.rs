@@ -1,105 +1,265 @@
 //! `phm-edw`: the central EDW command line.
+use clap::{ArgAction, Parser, Subcommand};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  phm-edw migrate --db URL
-  phm-edw ingest DIR|FILE... --source NAME --db URL [--chunk N] [--workers N] [--no-match]
-  phm-edw match --db URL [--upper W] [--lower W]
-  phm-edw review list --db URL [--limit N]      (the matching review queue)
-  phm-edw review link|reject A_ID B_ID --db URL
-  phm-edw attribute --db URL [--as-of YYYY-MM-DD]
-  phm-edw etl --db URL
-  phm-edw measure --db URL --period YEAR --package FILE|DIR [--full]
-                  [--improvement-notation MEASURE=increase|decrease,...]
-                  (eCQM bundles; only persons changed since the last run unless --full)
-  phm-edw results --db URL --period YEAR [--measure NAME] --out FILE|-
-                  (one JSON line per person and measure, as `phm-ecqm eval` writes)
-  phm-edw report --db URL --period YEAR --measure NAME --type summary|subject-list|individual
-                 [--out FILE|-]   (FHIR MeasureReports from the stored results)
-  phm-edw report --db URL --period YEAR --type qrda3 --program-year 2025|2026 [--measure NAME]
-                 --out FILE [--cms-program NAME] [--tin N] [--npi N] [--org-name TEXT]
-                 [--cehrt-id ID]   (QRDA Category III of the stored results: the measure
-                 named or every measure with results for the period; written atomically)
-  phm-edw serve --db URL [--addr HOST:PORT] [--tls-cert PEM --tls-key PEM] [--state-dir DIR]
-                [--plain-http] [--public-url URL] [--jwks-ca PEM] [--pool N]
-                (HTTPS; without --tls-cert/--tls-key a self-signed certificate for
-                localhost/127.0.0.1 is made once in DIR/tls; --plain-http only on loopback)
-  phm-edw client add --db URL --name NAME --org ORG_ID|SOURCE_ID (--jwks FILE | --jwks-url URL)
-                     --group ID [--group ID ...]     (prints the new client id)
-  phm-edw client list --db URL
-  phm-edw client revoke --db URL CLIENT_ID
-URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
-
-struct Args {
-    positional: Vec<String>,
-    opts: Vec<(String, Option<String>)>,
+/// The central EDW: migrate, ingest, match, attribute, measure, report and serve.
+#[derive(Parser)]
+#[command(
+    name = "phm-edw",
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = DB_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
 }
 
-impl Args {
-    fn parse(raw: &[String], flags: &[&str]) -> Result<Args, String> {
-        let mut positional = Vec::new();
-        let mut opts = Vec::new();
-        let mut i = 0;
-        while i < raw.len() {
-            let a = &raw[i];
-            if let Some(name) = a.strip_prefix("--") {
-                if flags.contains(&name) {
-                    opts.push((name.to_string(), None));
-                } else {
-                    let v = raw
-                        .get(i + 1)
-                        .ok_or_else(|| format!("option --{name} needs a value"))?;
-                    opts.push((name.to_string(), Some(v.clone())));
-                    i += 1;
-                }
-            } else {
-                positional.push(a.clone());
-            }
-            i += 1;
-        }
-        Ok(Args { positional, opts })
-    }
-    fn get(&self, name: &str) -> Option<&str> {
-        self.opts
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
-    }
-    fn req(&self, name: &str) -> Result<&str, String> {
-        self.get(name).ok_or_else(|| format!("missing --{name}"))
-    }
-    fn flag(&self, name: &str) -> bool {
-        self.opts.iter().any(|(n, v)| n == name && v.is_none())
-    }
-    fn check(&self, allowed: &[&str]) -> Result<(), String> {
-        for (n, _) in &self.opts {
-            if !allowed.contains(&n.as_str()) {
-                return Err(format!("unknown option --{n}"));
-            }
-        }
-        Ok(())
+const DB_HELP: &str = "URL: postgresql://user@host/db or 'host=/socket/dir user=app dbname=edw'";
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Apply the schema migrations.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Migrate {
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
+    /// Load FHIR NDJSON files (or directories of them), then match.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Ingest {
+        #[arg(value_name = "DIR|FILE", required = true)]
+        paths: Vec<String>,
+        /// Source system name.
+        #[arg(long, value_name = "NAME")]
+        source: String,
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// Lines per transaction.
+        #[arg(long, value_name = "N", default_value_t = 5000)]
+        chunk: usize,
+        /// Parallel loaders (1-16).
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        workers: usize,
+        /// Skip matching after the load.
+        #[arg(long)]
+        no_match: bool,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Match records into persons.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Match {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        /// Score at or above which a pair is linked.
+        #[arg(long, value_name = "W")]
+        upper: Option<f64>,
+        /// Score below which a pair is not a match (between: review).
+        #[arg(long, value_name = "W")]
+        lower: Option<f64>,
+    },
+    /// The matching review queue.
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Review {
+        #[command(subcommand)]
+        action: ReviewCmd,
+    },
+    /// Attribute persons to practitioners and care teams.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Attribute {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        as_of: Option<String>,
+    },
+    /// Refresh the warehouse tables.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Etl {
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
+    /// Evaluate eCQM bundles into the warehouse.
+    ///
+    /// Only persons changed since the last run unless --full.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Measure {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "YEAR")]
+        period: Option<i32>,
+        /// Measure bundle or a directory of them.
+        #[arg(long, value_name = "FILE|DIR")]
+        package: String,
+        #[arg(long, value_name = "MEASURE=increase|decrease,...")]
+        improvement_notation: Option<String>,
+        /// Every person, not only those changed since the last run.
+        #[arg(long)]
+        full: bool,
+    },
+    /// One JSON line per person and measure, as `phm-ecqm eval` writes.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Results {
+        #[command(flatten)]
+        r: ReportArgs,
+    },
+    /// FHIR MeasureReports or a QRDA Category III document of the stored results.
+    ///
+    /// --type summary|subject-list|individual: MeasureReports of --measure NAME.
+    /// --type qrda3 --program-year 2025|2026 --out FILE: QRDA Category III of the measure
+    /// named or every measure with results for the period, written atomically.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Report {
+        #[command(flatten)]
+        r: ReportArgs,
+    },
+    /// Serve the HTTPS API.
+    ///
+    /// Without --tls-cert/--tls-key a self-signed certificate for localhost/127.0.0.1 is
+    /// made once in DIR/tls; --plain-http only on loopback.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Serve {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8443")]
+        addr: String,
+        #[arg(long, value_name = "PEM")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, value_name = "PEM")]
+        tls_key: Option<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        #[arg(long)]
+        plain_http: bool,
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        #[arg(long, value_name = "PEM")]
+        jwks_ca: Option<PathBuf>,
+        /// Database connections (2-64).
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        pool: usize,
+    },
+    /// Bulk Data clients (SMART Backend Services).
+    #[command(subcommand_required = true, arg_required_else_help = true)]
+    Client {
+        #[command(subcommand)]
+        action: ClientCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewCmd {
+    /// Open pairs, best score first.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    List {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: i64,
+    },
+    /// The two records are one person.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Link {
+        #[arg(value_name = "A_ID")]
+        a: i64,
+        #[arg(value_name = "B_ID")]
+        b: i64,
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
+    /// The two records are different persons.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Reject {
+        #[arg(value_name = "A_ID")]
+        a: i64,
+        #[arg(value_name = "B_ID")]
+        b: i64,
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Register a client (prints the new client id).
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Add {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        #[arg(long, value_name = "ORG_ID|SOURCE_ID")]
+        org: String,
+        /// The client's public keys (give this or --jwks-url).
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<String>,
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
+        /// A Group the client may export (repeatable).
+        #[arg(long, value_name = "ID", action = ArgAction::Append)]
+        group: Vec<String>,
+    },
+    /// The registered clients.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    List {
+        #[arg(long, value_name = "URL")]
+        db: String,
+    },
+    /// Revoke a client.
+    #[command(after_help = DB_HELP, args_override_self = true)]
+    Revoke {
+        #[arg(long, value_name = "URL")]
+        db: String,
+        client_id: String,
+    },
+}
+
+/// `results` and `report` (`--type` and the QRDA settings go with `report`).
+#[derive(clap::Args)]
+struct ReportArgs {
+    #[arg(long, value_name = "URL")]
+    db: String,
+    #[arg(long, value_name = "YEAR")]
+    period: Option<i32>,
+    #[arg(long, value_name = "NAME")]
+    measure: Option<String>,
+    /// Output file, or - for stdout (report: the default; qrda3: a file).
+    #[arg(long, value_name = "FILE|-")]
+    out: Option<String>,
+    /// summary, subject-list, individual or qrda3 (report).
+    #[arg(long = "type", value_name = "TYPE")]
+    kind: Option<String>,
+    /// qrda3: the CMS program year.
+    #[arg(long, value_name = "2025|2026")]
+    program_year: Option<String>,
+    #[arg(long, value_name = "NAME")]
+    cms_program: Option<String>,
+    #[arg(long, value_name = "N")]
+    tin: Option<String>,
+    #[arg(long, value_name = "N")]
+    npi: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    org_name: Option<String>,
+    #[arg(long, value_name = "ID")]
+    cehrt_id: Option<String>,
+}
+
+/// `--period YEAR`, required and plausible.
+fn period(p: Option<i32>) -> Result<i32, String> {
+    match p {
+        Some(year) if (1900..=2200).contains(&year) => Ok(year),
+        _ => Err("--period YEAR is required (e.g. --period 2025)".into()),
     }
 }
 
-fn num<T: std::str::FromStr>(a: &Args, name: &str, default: T) -> Result<T, String> {
-    match a.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| format!("--{name}: not a valid number: {v}")),
-    }
-}
-
-fn run(argv: Vec<String>) -> Result<(), String> {
-    let cmd = argv.first().map(String::as_str).unwrap_or("");
-    let rest = &argv[argv.len().min(1)..];
+fn run(cli: Cli) -> Result<(), String> {
     let e = |x: edw::Error| x.0;
-    match cmd {
-        "migrate" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db"])?;
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+    let is_report = matches!(cli.command, Cmd::Report { .. });
+    match cli.command {
+        Cmd::Migrate { db } => {
+            let mut c = edw::connect(&db).map_err(e)?;
             let applied = edw::migrate::migrate(&mut c).map_err(e)?;
             eprintln!(
                 "migrate: applied {} migration(s) {:?}; schema version {}",
@@ -109,19 +269,22 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             );
             Ok(())
         }
-        "ingest" => {
-            let a = Args::parse(rest, &["no-match", "quiet"])?;
-            a.check(&["db", "source", "chunk", "workers", "no-match", "quiet"])?;
-            if a.positional.is_empty() {
-                return Err("ingest: give at least one DIR or FILE".into());
-            }
-            let mut opts = edw::ingest::Options::new(a.req("source")?);
-            opts.chunk = num(&a, "chunk", 5000usize)?.max(1);
-            opts.progress = !a.flag("quiet");
-            opts.workers = num(&a, "workers", 2usize)?.clamp(1, 16);
-            opts.url = Some(a.req("db")?.to_string());
-            let paths: Vec<std::path::PathBuf> = a.positional.iter().map(Into::into).collect();
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+        Cmd::Ingest {
+            paths,
+            source,
+            db,
+            chunk,
+            workers,
+            no_match,
+            quiet,
+        } => {
+            let mut opts = edw::ingest::Options::new(&source);
+            opts.chunk = chunk.max(1);
+            opts.progress = !quiet;
+            opts.workers = workers.clamp(1, 16);
+            opts.url = Some(db.clone());
+            let paths: Vec<PathBuf> = paths.iter().map(Into::into).collect();
+            let mut c = edw::connect(&db).map_err(e)?;
             let t0 = std::time::Instant::now();
             let reps = edw::ingest::ingest(&mut c, &paths, &opts).map_err(e)?;
             let (mut lines, mut loaded, mut quar, mut skipped) = (0, 0, 0, 0);
@@ -131,7 +294,7 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 quar += r.quarantined;
                 skipped += r.already_loaded as i64;
             }
-            if !a.flag("no-match") {
+            if !no_match {
                 let params = edw::matching::Params {
                     progress: opts.progress,
                     ..Default::default()
@@ -147,25 +310,21 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             );
             Ok(())
         }
-        "match" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db", "upper", "lower"])?;
+        Cmd::Match { db, upper, lower } => {
             let mut p = edw::matching::Params::default();
-            p.upper = num(&a, "upper", p.upper)?;
-            p.lower = num(&a, "lower", p.lower)?;
+            p.upper = upper.unwrap_or(p.upper);
+            p.lower = lower.unwrap_or(p.lower);
             p.progress = true;
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let mut c = edw::connect(&db).map_err(e)?;
             let m = edw::matching::run(&mut c, &p).map_err(e)?;
             println!("{}", m.summary());
             Ok(())
         }
-        "review" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db", "limit"])?;
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
-            match a.positional.as_slice() {
-                [cmd] if cmd == "list" => {
-                    let items = edw::review::list(&mut c, num(&a, "limit", 50)?).map_err(e)?;
+        Cmd::Review { action } => match action {
+            ReviewCmd::List { db, limit } => {
+                let mut c = edw::connect(&db).map_err(e)?;
+                {
+                    let items = edw::review::list(&mut c, limit).map_err(e)?;
                     println!("a_id\tb_id\tscore\ta_source\tb_source\tagreement");
                     for it in &items {
                         let agree: Vec<String> = it
@@ -186,12 +345,13 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                     eprintln!("review: {} open pairs shown", items.len());
                     Ok(())
                 }
-                [cmd, x, y] if cmd == "link" || cmd == "reject" => {
-                    let ids = (x.parse::<i64>(), y.parse::<i64>());
-                    let (Ok(x), Ok(y)) = ids else {
-                        return Err("review link|reject takes two record ids".into());
-                    };
-                    let d = if cmd == "link" {
+            }
+            ReviewCmd::Link { a: x, b: y, ref db } | ReviewCmd::Reject { a: x, b: y, ref db } => {
+                let link = matches!(action, ReviewCmd::Link { .. });
+                let cmd = if link { "link" } else { "reject" };
+                let mut c = edw::connect(db).map_err(e)?;
+                {
+                    let d = if link {
                         edw::review::Decision::Link
                     } else {
                         edw::review::Decision::Reject
@@ -207,43 +367,39 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                     );
                     Ok(())
                 }
-                _ => Err("review list | review link A B | review reject A B".into()),
             }
-        }
-        "attribute" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db", "as-of"])?;
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
-            let r = edw::attribute::run(&mut c, a.get("as-of")).map_err(e)?;
+        },
+        Cmd::Attribute { db, as_of } => {
+            let mut c = edw::connect(&db).map_err(e)?;
+            let r = edw::attribute::run(&mut c, as_of.as_deref()).map_err(e)?;
             println!(
                 "{{\"attributed\":{},\"unattributed\":{},\"practitioner_groups\":{},\"care_team_groups\":{}}}",
                 r.attributed, r.unattributed, r.practitioner_groups, r.care_team_groups
             );
             Ok(())
         }
-        "etl" => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&["db"])?;
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+        Cmd::Etl { db } => {
+            let mut c = edw::connect(&db).map_err(e)?;
             let r = edw::etl::run_with_progress(&mut c, true).map_err(e)?;
             println!("{}", r.summary());
             Ok(())
         }
-        "measure" => {
-            let a = Args::parse(rest, &["full"])?;
-            a.check(&["db", "period", "package", "improvement-notation", "full"])?;
-            let year: i32 = num(&a, "period", 0)?;
-            if !(1900..=2200).contains(&year) {
-                return Err("--period YEAR is required (e.g. --period 2025)".into());
-            }
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
-            let pkg = std::path::PathBuf::from(a.req("package")?);
+        Cmd::Measure {
+            db,
+            period: p,
+            package,
+            improvement_notation,
+            full,
+        } => {
+            let year = period(p)?;
+            let mut c = edw::connect(&db).map_err(e)?;
+            let pkg = PathBuf::from(package);
             let opts = edw::measure::Options {
                 overrides: edw::measure::parse_improvement_overrides(
-                    a.get("improvement-notation").unwrap_or(""),
+                    improvement_notation.as_deref().unwrap_or(""),
                 )
                 .map_err(e)?,
-                full: a.flag("full"),
+                full,
                 progress: true,
                 ..Default::default()
             };
@@ -254,44 +410,28 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             );
             Ok(())
         }
-        "report" if rest.windows(2).any(|w| w[0] == "--type" && w[1] == "qrda3") => {
-            let a = Args::parse(rest, &[])?;
-            a.check(&[
-                "db",
-                "period",
-                "measure",
-                "out",
-                "type",
-                "program-year",
-                "cms-program",
-                "tin",
-                "npi",
-                "org-name",
-                "cehrt-id",
-            ])?;
-            let year: i32 = num(&a, "period", 0)?;
-            if !(1900..=2200).contains(&year) {
-                return Err("--period YEAR is required (e.g. --period 2025)".into());
-            }
+        Cmd::Report { r: a } if a.kind.as_deref() == Some("qrda3") => {
+            let year = period(a.period)?;
             let program_year = ecqm::qrda3::ProgramYear::parse(
-                a.get("program-year")
+                a.program_year
+                    .as_deref()
                     .ok_or("--type qrda3 needs --program-year 2025|2026")?,
             )
             .map_err(|_| "--program-year: 2025 or 2026".to_string())?;
-            let out = a.req("out")?;
+            let out = a.out.as_deref().ok_or("missing --out")?;
             if out == "-" {
                 return Err("--type qrda3 writes a file: give --out FILE".into());
             }
             let mut o = ecqm::qrda3::Qrda3Options::new(program_year);
             o.software_name = format!("PHM Workstation phm-edw {}", env!("CARGO_PKG_VERSION"));
             for (opt, field) in [
-                ("cms-program", &mut o.program),
-                ("tin", &mut o.tin),
-                ("npi", &mut o.npi),
-                ("org-name", &mut o.organization_name),
-                ("cehrt-id", &mut o.cehrt_id),
+                (&a.cms_program, &mut o.program),
+                (&a.tin, &mut o.tin),
+                (&a.npi, &mut o.npi),
+                (&a.org_name, &mut o.organization_name),
+                (&a.cehrt_id, &mut o.cehrt_id),
             ] {
-                if let Some(v) = a.get(opt) {
+                if let Some(v) = opt {
                     *field = v.to_string();
                 }
             }
@@ -301,11 +441,11 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                     "phm-edw: warning: the measurement period is {year} but the QRDA III follows the CMS {program_year} program year"
                 );
             }
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let mut c = edw::connect(&a.db).map_err(e)?;
             let w = edw::results::write_qrda3(
                 &mut c,
                 year,
-                a.get("measure"),
+                a.measure.as_deref(),
                 &o,
                 std::path::Path::new(out),
             )
@@ -318,26 +458,22 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             );
             Ok(())
         }
-        "results" | "report" => {
-            let a = Args::parse(rest, &[])?;
+        Cmd::Results { r: a } | Cmd::Report { r: a } => {
+            let cmd = if is_report { "report" } else { "results" };
             let qrda = [
-                "program-year",
-                "cms-program",
-                "tin",
-                "npi",
-                "org-name",
-                "cehrt-id",
+                ("program-year", &a.program_year),
+                ("cms-program", &a.cms_program),
+                ("tin", &a.tin),
+                ("npi", &a.npi),
+                ("org-name", &a.org_name),
+                ("cehrt-id", &a.cehrt_id),
             ];
-            if let Some(q) = qrda.iter().find(|q| a.get(q).is_some()) {
+            if let Some((q, _)) = qrda.iter().find(|(_, v)| v.is_some()) {
                 return Err(format!("--{q} goes with `report --type qrda3`"));
             }
-            a.check(&["db", "period", "measure", "out", "type"])?;
-            let year: i32 = num(&a, "period", 0)?;
-            if !(1900..=2200).contains(&year) {
-                return Err("--period YEAR is required (e.g. --period 2025)".into());
-            }
+            let year = period(a.period)?;
             let kind = if cmd == "report" {
-                let t = a.req("type")?;
+                let t = a.kind.as_deref().ok_or("missing --type")?;
                 Some(edw::results::ReportType::parse(t).ok_or_else(|| {
                     format!("--type {t:?}: summary, subject-list, individual or qrda3")
                 })?)
@@ -345,14 +481,14 @@ fn run(argv: Vec<String>) -> Result<(), String> {
                 None
             };
             let measure = match kind {
-                Some(_) => Some(a.req("measure")?),
-                None => a.get("measure"),
+                Some(_) => Some(a.measure.as_deref().ok_or("missing --measure")?),
+                None => a.measure.as_deref(),
             };
-            let out_path = match (kind, a.get("out")) {
+            let out_path = match (kind, a.out.as_deref()) {
                 (None, None) => return Err("results: missing --out FILE (or - for stdout)".into()),
                 (_, p) => p.unwrap_or("-"),
             };
-            let mut c = edw::connect(a.req("db")?).map_err(e)?;
+            let mut c = edw::connect(&a.db).map_err(e)?;
             let write = |c: &mut postgres::Client, w: &mut dyn std::io::Write| match kind {
                 None => edw::results::write_results(c, year, measure, w),
                 Some(k) => edw::results::write_report(c, year, measure.unwrap_or(""), k, w),
@@ -372,104 +508,82 @@ fn run(argv: Vec<String>) -> Result<(), String> {
             eprintln!("{cmd}: {n} line(s) written");
             Ok(())
         }
-        "serve" => {
-            let a = Args::parse(rest, &["plain-http"])?;
-            a.check(&[
-                "db",
-                "addr",
-                "tls-cert",
-                "tls-key",
-                "state-dir",
-                "plain-http",
-                "public-url",
-                "jwks-ca",
-                "pool",
-            ])?;
-            let path = |n: &str| a.get(n).map(std::path::PathBuf::from);
-            edw::serve::serve(edw::serve::ServeOptions {
-                db: a.req("db")?.to_string(),
-                addr: a.get("addr").unwrap_or("127.0.0.1:8443").to_string(),
-                tls_cert: path("tls-cert"),
-                tls_key: path("tls-key"),
-                state_dir: path("state-dir"),
-                plain_http: a.flag("plain-http"),
-                public_url: a.get("public-url").map(str::to_owned),
-                jwks_ca: path("jwks-ca"),
-                pool_size: num(&a, "pool", 8usize)?.clamp(2, 64),
-            })
-            .map_err(e)
-        }
-        "client" => {
-            let sub = rest.first().map(String::as_str).unwrap_or("");
-            let a = Args::parse(&rest[rest.len().min(1)..], &[])?;
-            let mut c = edw::serve::pg::connect_sync(a.req("db")?).map_err(e)?;
-            match sub {
-                "add" => {
-                    a.check(&["db", "name", "org", "jwks", "jwks-url", "group"])?;
-                    let jwks =
-                        match (a.get("jwks"), a.get("jwks-url")) {
-                            (Some(f), None) => {
-                                let text = std::fs::read_to_string(f)
-                                    .map_err(|x| format!("--jwks {f}: {x}"))?;
-                                let v: serde_json::Value = serde_json::from_str(&text)
-                                    .map_err(|x| format!("--jwks {f}: not JSON: {x}"))?;
-                                edw::serve::clients::Jwks::Inline(v)
-                            }
-                            (None, Some(u)) => edw::serve::clients::Jwks::Url(u.to_string()),
-                            _ => return Err(
-                                "client add: give exactly one of --jwks FILE and --jwks-url URL"
-                                    .into(),
-                            ),
-                        };
-                    let mut groups = Vec::new();
-                    for (n, v) in &a.opts {
-                        if n == "group" {
-                            let v = v.as_deref().unwrap_or("");
-                            groups.push(
-                                v.parse::<i64>()
-                                    .map_err(|_| format!("--group: not a Group id: {v}"))?,
-                            );
-                        }
+        Cmd::Serve {
+            db,
+            addr,
+            tls_cert,
+            tls_key,
+            state_dir,
+            plain_http,
+            public_url,
+            jwks_ca,
+            pool,
+        } => edw::serve::serve(edw::serve::ServeOptions {
+            db,
+            addr,
+            tls_cert,
+            tls_key,
+            state_dir,
+            plain_http,
+            public_url,
+            jwks_ca,
+            pool_size: pool.clamp(2, 64),
+        })
+        .map_err(e),
+        Cmd::Client { action } => match action {
+            ClientCmd::Add {
+                db,
+                name,
+                org,
+                jwks,
+                jwks_url,
+                group,
+            } => {
+                let mut c = edw::serve::pg::connect_sync(&db).map_err(e)?;
+                let jwks = match (jwks, jwks_url) {
+                    (Some(f), None) => {
+                        let text =
+                            std::fs::read_to_string(&f).map_err(|x| format!("--jwks {f}: {x}"))?;
+                        let v: serde_json::Value = serde_json::from_str(&text)
+                            .map_err(|x| format!("--jwks {f}: not JSON: {x}"))?;
+                        edw::serve::clients::Jwks::Inline(v)
                     }
-                    if groups.is_empty() {
-                        return Err("client add: give at least one --group ID".into());
+                    (None, Some(u)) => edw::serve::clients::Jwks::Url(u),
+                    _ => {
+                        return Err(
+                            "client add: give exactly one of --jwks FILE and --jwks-url URL".into(),
+                        )
                     }
-                    let id = edw::serve::clients::add(
-                        &mut c,
-                        a.req("name")?,
-                        a.req("org")?,
-                        &jwks,
-                        &groups,
-                    )
-                    .map_err(e)?;
-                    println!("{id}");
-                    Ok(())
+                };
+                let mut groups = Vec::new();
+                for v in &group {
+                    groups.push(
+                        v.parse::<i64>()
+                            .map_err(|_| format!("--group: not a Group id: {v}"))?,
+                    );
                 }
-                "list" => {
-                    a.check(&["db"])?;
-                    for line in edw::serve::clients::list(&mut c).map_err(e)? {
-                        println!("{line}");
-                    }
-                    Ok(())
+                if groups.is_empty() {
+                    return Err("client add: give at least one --group ID".into());
                 }
-                "revoke" => {
-                    a.check(&["db"])?;
-                    let [id] = a.positional.as_slice() else {
-                        return Err("client revoke: give one CLIENT_ID".into());
-                    };
-                    edw::serve::clients::revoke(&mut c, id).map_err(e)?;
-                    eprintln!("client {id} revoked");
-                    Ok(())
-                }
-                other => Err(format!("client: unknown subcommand {other:?}\n{USAGE}")),
+                let id =
+                    edw::serve::clients::add(&mut c, &name, &org, &jwks, &groups).map_err(e)?;
+                println!("{id}");
+                Ok(())
             }
-        }
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        "" => Err(USAGE.to_string()),
-        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+            ClientCmd::List { db } => {
+                let mut c = edw::serve::pg::connect_sync(&db).map_err(e)?;
+                for line in edw::serve::clients::list(&mut c).map_err(e)? {
+                    println!("{line}");
+                }
+                Ok(())
+            }
+            ClientCmd::Revoke { db, client_id: id } => {
+                let mut c = edw::serve::pg::connect_sync(&db).map_err(e)?;
+                edw::serve::clients::revoke(&mut c, &id).map_err(e)?;
+                eprintln!("client {id} revoked");
+                Ok(())
+            }
+        },
     }
 }
 
@@ -480,8 +594,8 @@ static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
 
 fn main() -> ExitCode {
     ecqm::allocator::tune();
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    match run(argv) {
+    // Usage errors: clap's message, exit code 2; --help: exit code 0.
+    match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(m) => {
             eprintln!("phm-edw: {m}");
