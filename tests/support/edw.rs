@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edw::pgharness::PgHarness;
+use testkit::pgharness::PgHarness;
 
 pub struct Edw {
     pg: PgHarness,
@@ -87,7 +87,7 @@ impl Edw {
             .unwrap();
         let serve_db = pg.url_as("e2e_serve", "e2e_edw");
         Edw {
-            port: edw::pgharness::free_port().unwrap(),
+            port: testkit::pgharness::free_port().unwrap(),
             pg,
             admin,
             serve_db,

@@ -15,7 +15,7 @@ fn main() {
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 10_000);
     let out = args.get("--out");
-    let pg = edw::pgharness::PgHarness::start().expect("postgres");
+    let pg = testkit::pgharness::PgHarness::start().expect("postgres");
     let url = pg.create_db("bench").expect("db");
     let mut c = edw::connect(&url).expect("connect");
     edw::migrate::migrate(&mut c).expect("migrate");
@@ -179,7 +179,7 @@ fn main() {
         "# EDW benchmark\n\n\
 Command: `cargo run --release -p edw --example bench -- --patients {patients} --slices {slices} --workers {}`\n\n\
 Machine: {cpus} cores, PostgreSQL 15 from Debian in a temp dir\n\
-(`fsync=off`, unix socket; see `crates/edw/src/pgharness.rs`; extra settings: `{}`). Synthetic data from `phm-synth` (seed 1).\n\n\
+(`fsync=off`, unix socket; see `crates/testkit/src/pgharness.rs`; extra settings: `{}`). Synthetic data from `phm-synth` (seed 1).\n\n\
 | step | figure |\n|---|---|\n\
 | phm-synth | {patients} patients, {resources} resources, {synth_s:.1} s |\n\
 | ingest (stage COPY + validate + 3NF merge) | {loaded} resources in {ingest_s:.1} s = **{:.0} resources/s** |\n\

@@ -16,7 +16,7 @@ fn main() {
     ecqm::allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 20_000);
-    let pg = edw::pgharness::PgHarness::start().expect("postgres");
+    let pg = testkit::pgharness::PgHarness::start().expect("postgres");
     let url = pg.create_db("prof").expect("db");
     let mut c = edw::connect(&url).expect("connect");
     edw::migrate::migrate(&mut c).expect("migrate");

@@ -8,13 +8,11 @@ pub mod ingest;
 pub mod matching;
 pub mod measure;
 pub mod migrate;
-pub mod pgharness;
 pub mod quality;
 pub mod results;
 pub mod review;
 pub mod serve;
 pub mod stats;
-pub mod testdata;
 pub mod validate;
 
 /// Error type: messages never contain patient data (only counts, line numbers,

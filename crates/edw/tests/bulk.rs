@@ -4,10 +4,10 @@
 //! `_typeFilter`.
 use edw::bulk::engine::{self, Export, Plan, Progress, Written};
 use edw::ingest::{ingest, Options};
-use edw::pgharness::PgHarness;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use testkit::pgharness::PgHarness;
 
 fn one(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
@@ -29,7 +29,7 @@ fn setup(name: &str, patients: usize) -> Env {
     edw::migrate::migrate(&mut c).unwrap();
     let data = std::env::temp_dir().join(format!("edw-bulk-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
-    edw::testdata::write_dataset(&data, patients, 11).unwrap();
+    testkit::testdata::write_dataset(&data, patients, 11).unwrap();
     ingest(&mut c, std::slice::from_ref(&data), &Options::new("ehr")).unwrap();
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     edw::attribute::run(&mut c, Some("2025-12-31")).unwrap();
@@ -448,7 +448,7 @@ fn group_export_full_since_rls_type_filter() {
     let enc = |id: String, pat: &str, pr: &str, day: u32| {
         json!({"resourceType": "Encounter", "id": id, "status": "finished",
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-            "type": [{"coding": [{"system": "http://snomed.info/sct", "code": edw::testdata::PCP_TYPE}]}],
+            "type": [{"coding": [{"system": "http://snomed.info/sct", "code": testkit::testdata::PCP_TYPE}]}],
             "subject": {"reference": format!("Patient/{pat}")},
             "participant": [{"individual": {"reference": format!("Practitioner/{pr}")}}],
             "period": {"start": format!("2025-11-{day:02}T09:00:00Z")}})

@@ -5,8 +5,8 @@
 mod common;
 
 use common::smart::*;
-use edw::pgharness::PgHarness;
 use serde_json::Value;
+use testkit::pgharness::PgHarness;
 
 fn one(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
@@ -96,7 +96,7 @@ fn group_export_over_https() {
     let mut c = edw::connect(&admin).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
     let data = TempDir::new("bulk-http-data");
-    edw::testdata::write_dataset(&data.0, 60, 11).unwrap();
+    testkit::testdata::write_dataset(&data.0, 60, 11).unwrap();
     edw::ingest::ingest(
         &mut c,
         std::slice::from_ref(&data.0),
@@ -408,7 +408,7 @@ fn cancel_a_running_export() {
     let mut c = edw::connect(&admin).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
     let data = TempDir::new("bulk-cancel-data");
-    edw::testdata::write_dataset(&data.0, 30, 5).unwrap();
+    testkit::testdata::write_dataset(&data.0, 30, 5).unwrap();
     edw::ingest::ingest(
         &mut c,
         std::slice::from_ref(&data.0),

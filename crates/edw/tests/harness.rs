@@ -7,7 +7,7 @@ fn child_helper() {
     if std::env::var("PGH_CHILD").is_err() {
         return; // only does something when re-executed by the test below
     }
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     println!("DIR {}", pg.socket_dir().display());
     std::thread::sleep(std::time::Duration::from_secs(120));
 }
@@ -44,7 +44,7 @@ fn orphaned_server_of_a_killed_process_is_swept() {
         .parse()
         .unwrap();
     // Starting a harness in a new process sweeps it.
-    let _pg = edw::pgharness::PgHarness::start().unwrap();
+    let _pg = testkit::pgharness::PgHarness::start().unwrap();
     assert!(!dir.exists(), "stale harness dir removed");
     let t0 = std::time::Instant::now();
     while std::path::Path::new(&format!("/proc/{pg_pid}")).exists() {

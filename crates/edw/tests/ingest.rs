@@ -1,7 +1,7 @@
 use edw::ingest::{ingest, Options};
-use edw::pgharness::PgHarness;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use testkit::pgharness::PgHarness;
 
 fn append(path: &Path, lines: &[&[u8]]) {
     let mut f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
@@ -32,7 +32,7 @@ fn ingest_quarantines_every_bad_line_and_reingest_is_a_noop() {
     // Not migrated yet: a clear error.
     let tmp = std::env::temp_dir().join(format!("edw-ingest-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let w = edw::testdata::write_dataset(&tmp, 200, 42).unwrap();
+    let w = testkit::testdata::write_dataset(&tmp, 200, 42).unwrap();
     let e = ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("ehr-a")).unwrap_err();
     assert!(e.0.contains("not migrated"), "{e}");
     edw::migrate::migrate(&mut c).unwrap();
@@ -184,15 +184,15 @@ fn changed_patient_closes_old_address_and_updates_row() {
     let tmp = std::env::temp_dir().join(format!("edw-hist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let mut rng = edw::testdata::Rng::new(1);
-    let mut p = edw::testdata::random_person(&mut rng, 1);
+    let mut rng = testkit::testdata::Rng::new(1);
+    let mut p = testkit::testdata::random_person(&mut rng, 1);
     let f1: PathBuf = tmp.join("Patient-1.ndjson");
-    let v1 = edw::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
+    let v1 = testkit::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
     std::fs::write(&f1, format!("{v1}\n")).unwrap();
     ingest(&mut c, &[f1], &Options::new("s")).unwrap();
     p.line = "1 New Street".into();
     let f2 = tmp.join("Patient-2.ndjson");
-    let v2 = edw::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
+    let v2 = testkit::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
     std::fs::write(&f2, format!("{v2}\n")).unwrap();
     let ch1 = one(&mut c, "SELECT change_no FROM edw.source_patient");
     ingest(&mut c, &[f2], &Options::new("s")).unwrap();
@@ -219,7 +219,7 @@ fn mixed_file_in_parallel_sessions_equals_one_session() {
     let pg = PgHarness::start().unwrap();
     let tmp = std::env::temp_dir().join(format!("edw-mixed-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let w = edw::testdata::write_dataset(&tmp.join("parts"), 300, 9).unwrap();
+    let w = testkit::testdata::write_dataset(&tmp.join("parts"), 300, 9).unwrap();
     let files = edw::ingest::collect_files(&[tmp.join("parts")]).unwrap();
     let mut all = Vec::new();
     for f in &files {
@@ -349,13 +349,14 @@ fn group_members_resolve_to_source_patients() {
     let tmp = std::env::temp_dir().join(format!("edw-group-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let mut rng = edw::testdata::Rng::new(3);
+    let mut rng = testkit::testdata::Rng::new(3);
     let mut pats = String::new();
     for i in 1..=3 {
-        let p = edw::testdata::random_person(&mut rng, i);
+        let p = testkit::testdata::random_person(&mut rng, i);
         let id = format!("p{i}");
-        pats += &edw::testdata::patient_json(&p, &id, None, "https://ehr.example.org/mrn", false)
-            .to_string();
+        pats +=
+            &testkit::testdata::patient_json(&p, &id, None, "https://ehr.example.org/mrn", false)
+                .to_string();
         pats.push('\n');
     }
     std::fs::write(tmp.join("Patient.ndjson"), pats).unwrap();

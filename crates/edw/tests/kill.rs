@@ -1,7 +1,7 @@
 //! kill -9 during ingest, then re-run == one clean run.
-use edw::pgharness::PgHarness;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::pgharness::PgHarness;
 
 fn phm_edw(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_phm-edw"))
@@ -19,7 +19,7 @@ fn killed_ingest_then_rerun_equals_clean_run() {
     let pg = PgHarness::start().unwrap();
     let tmp = std::env::temp_dir().join(format!("edw-kill-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let w = edw::testdata::write_dataset(&tmp, 2500, 7).unwrap();
+    let w = testkit::testdata::write_dataset(&tmp, 2500, 7).unwrap();
     // A few bad lines too, so the quarantine is part of the comparison.
     let enc = tmp.join("Encounter.ndjson");
     let mut data = std::fs::read(&enc).unwrap();

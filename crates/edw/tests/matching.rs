@@ -1,6 +1,6 @@
 //! Record linkage on generated duplicates with known truth.
-use edw::testdata::{patient_json, random_person, Person, Rng};
 use std::collections::{HashMap, HashSet};
+use testkit::testdata::{patient_json, random_person, Person, Rng};
 
 fn typo(rng: &mut Rng, s: &str) -> String {
     let mut c: Vec<char> = s.chars().collect();
@@ -20,7 +20,7 @@ fn typo(rng: &mut Rng, s: &str) -> String {
 
 #[test]
 fn matching_precision_and_recall_on_known_duplicates() {
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("m").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();

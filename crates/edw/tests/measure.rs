@@ -14,8 +14,8 @@ fn loaded_edw(
     dir: &Path,
     patients: u64,
     seed: u64,
-) -> (edw::pgharness::PgHarness, postgres::Client) {
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+) -> (testkit::pgharness::PgHarness, postgres::Client) {
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db(db).unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
@@ -375,7 +375,7 @@ fn a_package_retrieving_a_type_the_edw_does_not_feed_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let pkg = dir.path().join("changed.json");
     std::fs::write(&pkg, bundle.to_string()).unwrap();
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("refuse").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();

@@ -1,4 +1,4 @@
-use edw::pgharness::PgHarness;
+use testkit::pgharness::PgHarness;
 
 #[test]
 fn migrations_apply_to_empty_db_and_are_idempotent() {

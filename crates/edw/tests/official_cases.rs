@@ -154,8 +154,8 @@ fn write_cases(ecqm: &Path, out: &Path, only: Option<&str>) -> Vec<Case> {
 }
 
 /// A new EDW with the NDJSON in `nd` ingested, matched and measured for 2025.
-fn measured_edw(nd: &Path, package: &Path) -> (edw::pgharness::PgHarness, postgres::Client) {
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+fn measured_edw(nd: &Path, package: &Path) -> (testkit::pgharness::PgHarness, postgres::Client) {
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("official").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();

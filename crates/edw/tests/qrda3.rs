@@ -370,7 +370,7 @@ fn qrda3_from_stored_results_validates_and_equals_the_summary_report() {
     let nd = tmp.path().join("ndjson");
     assert_eq!(write_cases(&ecqm_dir, &nd), 515);
 
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("qrda").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();

@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[test]
 fn quality_queries_return_independently_computed_figures() {
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("q").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
     let tmp = std::env::temp_dir().join(format!("edw-quality-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    edw::testdata::write_dataset(&tmp, 60, 11).unwrap();
+    testkit::testdata::write_dataset(&tmp, 60, 11).unwrap();
     let mut opts = edw::ingest::Options::new("t");
     opts.progress = false;
     edw::ingest::ingest(&mut c, std::slice::from_ref(&tmp), &opts).unwrap();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::smart::*;
-use edw::pgharness::PgHarness;
+use testkit::pgharness::PgHarness;
 
 #[test]
 fn serve_health_ready_and_authenticated_audited_patient_read() {
@@ -18,7 +18,7 @@ fn serve_health_ready_and_authenticated_audited_patient_read() {
     assert_eq!(srv.get("/ready", None).0, 200);
 
     let tmp = TempDir::new("api");
-    edw::testdata::write_dataset(&tmp.0, 5, 3).unwrap();
+    testkit::testdata::write_dataset(&tmp.0, 5, 3).unwrap();
     edw::ingest::ingest(
         &mut c,
         std::slice::from_ref(&tmp.0),

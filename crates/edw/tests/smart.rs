@@ -5,10 +5,10 @@ mod common;
 
 use base64::Engine;
 use common::smart::*;
-use edw::pgharness::PgHarness;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::process::{Command, Stdio};
+use testkit::pgharness::PgHarness;
 
 fn one(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
@@ -32,7 +32,7 @@ fn setup(name: &str) -> Env {
     let mut c = edw::connect(&admin).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
     let data = TempDir::new("smart-data");
-    edw::testdata::write_dataset(&data.0, 40, 11).unwrap();
+    testkit::testdata::write_dataset(&data.0, 40, 11).unwrap();
     edw::ingest::ingest(
         &mut c,
         std::slice::from_ref(&data.0),
@@ -116,7 +116,7 @@ impl JwksServer {
         let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
         std::fs::write(&cert, ck.cert.pem()).unwrap();
         std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-        let port = edw::pgharness::free_port().unwrap();
+        let port = testkit::pgharness::free_port().unwrap();
         let child = Command::new("openssl")
             .args([
                 "s_server",
@@ -670,7 +670,7 @@ fn plain_http_only_on_loopback_and_the_self_signed_certificate_is_reused() {
     assert!(log.contains("using the"), "{log}");
     drop(s2);
     // Plain HTTP on loopback works when asked for.
-    let port = edw::pgharness::free_port().unwrap();
+    let port = testkit::pgharness::free_port().unwrap();
     let mut child = Command::new(bin())
         .args([
             "serve",

@@ -8,7 +8,7 @@ fn one(c: &mut postgres::Client, sql: &str) -> i64 {
 
 #[test]
 fn synth_population_loads_reconciles_and_reloads_as_noop() {
-    let pg = edw::pgharness::PgHarness::start().unwrap();
+    let pg = testkit::pgharness::PgHarness::start().unwrap();
     let url = pg.create_db("s").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();

@@ -1,7 +1,7 @@
 //! Attribution, star ETL (counts reconcile, SCD2), row-level security.
 use edw::ingest::{ingest, Options};
-use edw::pgharness::PgHarness;
 use serde_json::json;
+use testkit::pgharness::PgHarness;
 
 fn one(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
@@ -13,7 +13,7 @@ fn setup(pg: &PgHarness, name: &str, patients: usize) -> (String, std::path::Pat
     edw::migrate::migrate(&mut c).unwrap();
     let tmp = std::env::temp_dir().join(format!("edw-wh-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    edw::testdata::write_dataset(&tmp, patients, 11).unwrap();
+    testkit::testdata::write_dataset(&tmp, patients, 11).unwrap();
     ingest(&mut c, std::slice::from_ref(&tmp), &Options::new("ehr")).unwrap();
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     (url, tmp)
@@ -156,7 +156,7 @@ fn attribution_plurality_with_tie_to_most_recent() {
         .to_string()
             + "\n"
     };
-    let pcp = edw::testdata::PCP_TYPE;
+    let pcp = testkit::testdata::PCP_TYPE;
     let mut e = String::new();
     // "tie": 2 visits each with pr1 and pr2; pr2 more recent -> pr2.
     e += &enc("t1", "tie", "pr1", "2025-01-05", pcp);

@@ -1,6 +1,6 @@
 //! Panel sync benchmark (issue 13), everything on this machine in one run:
 //!
-//! 1. a throwaway PostgreSQL (`edw::pgharness`, honouring `PGHARNESS_SETTINGS`) loaded with
+//! 1. a throwaway PostgreSQL (`testkit::pgharness`, honouring `PGHARNESS_SETTINGS`) loaded with
 //!    N phm-synth patients (ingest, match, attribute) of one clinic organisation, a care
 //!    team of all its practitioners whose Group holds every one of its N patients, and
 //!    `phm-edw serve` over HTTPS on loopback (as a non-superuser login role in `edw_api`)
@@ -366,7 +366,7 @@ fn main() {
     let edw_bin = phm_edw();
 
     // ---- 1. The EDW: N patients of one organisation, a Group of all of them. ----
-    let pg = edw::pgharness::PgHarness::start().expect("postgres");
+    let pg = testkit::pgharness::PgHarness::start().expect("postgres");
     let admin = pg.create_db("sync_bench").expect("db");
     let mut c = edw::connect(&admin).expect("connect");
     edw::migrate::migrate(&mut c).expect("migrate");
@@ -464,7 +464,7 @@ fn main() {
     c.batch_execute("CREATE ROLE phm_sync_bench LOGIN IN ROLE edw_api")
         .unwrap();
     let state = base.join("state");
-    let port = edw::pgharness::free_port().unwrap();
+    let port = testkit::pgharness::free_port().unwrap();
     let server = format!("https://127.0.0.1:{port}");
     let serve_log = base.join("serve.stderr");
     let serve = Serve(

@@ -10,7 +10,7 @@
 //! if missing) via `setpriv`.
 //!
 //! ```no_run
-//! let pg = edw::pgharness::PgHarness::start().unwrap();
+//! let pg = testkit::pgharness::PgHarness::start().unwrap();
 //! let url = pg.create_db("t1").unwrap();
 //! let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
 //! ```

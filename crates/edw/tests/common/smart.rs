@@ -98,7 +98,7 @@ impl Server {
     /// before is reused).
     pub fn start_in(db: &str, extra: &[&str], state: &Path) -> Server {
         let state = state.to_path_buf();
-        let port = edw::pgharness::free_port().unwrap();
+        let port = testkit::pgharness::free_port().unwrap();
         let stderr_path = state.with_extension("stderr");
         let child = Command::new(bin())
             .args(["serve", "--db", db, "--addr", &format!("127.0.0.1:{port}")])

@@ -20,8 +20,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use edw::pgharness::PgHarness;
 use serde_json::{json, Value};
+use testkit::pgharness::PgHarness;
 
 /// The `phm-edw` binary, built if needed (see the module docs).
 pub fn phm_edw() -> PathBuf {
@@ -80,7 +80,7 @@ impl Edw {
         edw::migrate::migrate(&mut c).unwrap();
         let data = tempfile::tempdir().unwrap();
         let v1 = data.path().join("v1");
-        edw::testdata::write_dataset(&v1, patients, 11).unwrap();
+        testkit::testdata::write_dataset(&v1, patients, 11).unwrap();
         edw::ingest::ingest(
             &mut c,
             std::slice::from_ref(&v1),
@@ -328,7 +328,7 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(db: &str, extra: &[&str]) -> Server {
-        let port = edw::pgharness::free_port().unwrap();
+        let port = testkit::pgharness::free_port().unwrap();
         let mut s = Server {
             child: None,
             port,
@@ -762,7 +762,7 @@ pub fn patient(id: &str, family: &str, org: &str) -> Value {
 pub fn visit(id: &str, patient_src: &str, practitioner: &str, day: u32) -> Value {
     json!({"resourceType": "Encounter", "id": id, "status": "finished",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
-        "type": [{"coding": [{"system": "http://snomed.info/sct", "code": edw::testdata::PCP_TYPE}]}],
+        "type": [{"coding": [{"system": "http://snomed.info/sct", "code": testkit::testdata::PCP_TYPE}]}],
         "subject": {"reference": format!("Patient/{patient_src}")},
         "participant": [{"individual": {"reference": format!("Practitioner/{practitioner}")}}],
         "period": {"start": format!("2025-11-{day:02}T09:00:00Z")}})
