@@ -62,9 +62,9 @@ pub(crate) fn children<'e>(e: &'e Expr, f: &mut dyn FnMut(&'e Expr)) {
         Expr::Query(q) => {
             q.sources.iter().for_each(|(x, _, _)| f(x));
             q.lets.iter().for_each(|(x, _)| f(x));
-            for (_, x, _, c) in &q.rels {
-                f(x);
-                f(c);
+            for r in &q.rels {
+                f(&r.source);
+                f(&r.such_that);
             }
             if let Some(w) = &q.where_ {
                 f(w);
@@ -72,11 +72,11 @@ pub(crate) fn children<'e>(e: &'e Expr, f: &mut dyn FnMut(&'e Expr)) {
             if let Some((r, _)) = &q.ret {
                 f(r);
             }
-            if let Some((_, st, x, _)) = &q.agg {
-                if let Some(st) = st {
+            if let Some(a) = &q.agg {
+                if let Some(st) = &a.starting {
                     f(st);
                 }
-                f(x);
+                f(&a.expression);
             }
             if let Some((_, by)) = &q.sort {
                 by.iter().filter_map(|(x, _)| x.as_ref()).for_each(f);
@@ -558,9 +558,9 @@ fn slots(e: &Expr, used: &mut Vec<usize>, bound: &mut Vec<usize>) {
         Expr::Query(q) => {
             bound.extend(q.sources.iter().map(|(_, s, _)| *s));
             bound.extend(q.lets.iter().map(|(_, s)| *s));
-            bound.extend(q.rels.iter().map(|(_, _, s, _)| *s));
-            if let Some((s, _, _, _)) = &q.agg {
-                bound.push(*s);
+            bound.extend(q.rels.iter().map(|r| r.slot));
+            if let Some(a) = &q.agg {
+                bound.push(a.slot);
             }
             if let Some((s, _)) = &q.sort {
                 bound.push(*s);
@@ -678,10 +678,10 @@ impl ReqWalk<'_> {
                 for (x, _) in &q.lets {
                     self.walk(x, lib, None);
                 }
-                for (with, x, slot, cond) in &q.rels {
-                    if *with && !id_join(cond, *slot) {
-                        let w = self.window_of(cond, *slot, lib);
-                        self.walk(x, lib, w.as_ref());
+                for r in &q.rels {
+                    if r.with && !id_join(&r.such_that, r.slot) {
+                        let w = self.window_of(&r.such_that, r.slot, lib);
+                        self.walk(&r.source, lib, w.as_ref());
                     }
                 }
             }

@@ -483,14 +483,34 @@ fn profile_ok(r: &Value, f: &ProfileFilter, template: Option<&str>) -> bool {
     }
 }
 
+/// A query's `with` / `without` clause: rows are kept when some (or, `without`, no) item of
+/// `source`, bound to `slot`, meets `such_that`.
+#[derive(Debug)]
+pub(crate) struct Relationship {
+    pub(crate) with: bool,
+    pub(crate) source: Expr,
+    pub(crate) slot: usize,
+    pub(crate) such_that: Expr,
+}
+
+/// A query's `aggregate` clause: `expression` folded over the rows with the running value
+/// in `slot`, from `starting` (null when absent), over distinct rows when `distinct`.
+#[derive(Debug)]
+pub(crate) struct Aggregate {
+    pub(crate) slot: usize,
+    pub(crate) starting: Option<Expr>,
+    pub(crate) expression: Expr,
+    pub(crate) distinct: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Query {
     pub(crate) sources: Vec<(Expr, usize, Arc<str>)>,
     pub(crate) lets: Vec<(Expr, usize)>,
-    pub(crate) rels: Vec<(bool, Expr, usize, Expr)>,
+    pub(crate) rels: Vec<Relationship>,
     pub(crate) where_: Option<Expr>,
     pub(crate) ret: Option<(Expr, bool)>,
-    pub(crate) agg: Option<(usize, Option<Expr>, Expr, bool)>,
+    pub(crate) agg: Option<Aggregate>,
     pub(crate) sort: Option<(usize, Vec<(Option<Expr>, bool)>)>,
 }
 
@@ -1552,7 +1572,12 @@ impl<'a> Compiler<'a> {
                 Some("Without") => false,
                 _ => return Ok(self.unsupported(r, sc.lib, "unsupported relationship")),
             };
-            rels.push((with, e, slot, cond));
+            rels.push(Relationship {
+                with,
+                source: e,
+                slot,
+                such_that: cond,
+            });
         }
         let where_ = match j.get("where") {
             Some(w) => Some(self.expr(w, sc)?),
@@ -1573,12 +1598,12 @@ impl<'a> Compiler<'a> {
                     None => None,
                 };
                 let e = self.opt(a.get("expression"), sc)?;
-                Some((
+                Some(Aggregate {
                     slot,
-                    start,
-                    e,
-                    a.get("distinct").and_then(|d| d.as_bool()).unwrap_or(false),
-                ))
+                    starting: start,
+                    expression: e,
+                    distinct: a.get("distinct").and_then(|d| d.as_bool()).unwrap_or(false),
+                })
             }
             None => None,
         };
@@ -2120,7 +2145,13 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
-        if let Some((slot, start, e, distinct)) = &q.agg {
+        if let Some(Aggregate {
+            slot,
+            starting: start,
+            expression: e,
+            distinct,
+        }) = &q.agg
+        {
             let mut acc = match start {
                 Some(s) => self.eval(s, lib)?,
                 None => Value::Null,
@@ -2190,7 +2221,13 @@ impl<'a> Ctx<'a> {
             let v = self.eval(e, lib)?;
             self.set_slot(*slot, v);
         }
-        for (with, e, slot, cond) in &q.rels {
+        for Relationship {
+            with,
+            source: e,
+            slot,
+            such_that: cond,
+        } in &q.rels
+        {
             let v = self.eval(e, lib)?;
             let items: Vec<Value> = match v {
                 Value::List(l) => l.iter().cloned().collect(),
