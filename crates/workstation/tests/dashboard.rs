@@ -8,7 +8,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 
-use common::{demo_workstation, Fixture};
+use common::{demo_workstation, rusqlite_open, Fixture};
 
 use access::{Action, Outcome, Role};
 use cache::Cache;
@@ -528,19 +528,6 @@ fn roles_targets_and_drill_down_are_checked_and_audited() {
     assert!(theirs.rows.iter().all(|r| mine.contains(&r.patient_id)));
     let last = audit("clinician").into_iter().next().unwrap();
     assert_eq!(last.patient_ids.len(), theirs.rows.len());
-}
-
-/// The cache's SQLCipher file opened directly (to rewrite the stored history).
-fn rusqlite_open(f: &Fixture) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(&f.path).unwrap();
-    c.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
-        f.key.to_hex(),
-        cache::PAGE_SIZE,
-        cache::HMAC_ALGORITHM
-    ))
-    .unwrap();
-    c
 }
 
 #[test]

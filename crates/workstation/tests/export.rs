@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{demo_workstation, Fixture};
+use common::{demo_workstation, rusqlite_open, Fixture};
 
 use access::{Action, Outcome};
 use cache::{AuditFilter, Cache};
@@ -44,18 +44,6 @@ fn fixture(patients: u64) -> Fixture {
         assert_eq!((status.phase.as_str(), status.failed), ("done", 0));
     }
     f
-}
-
-fn rusqlite_open(f: &Fixture) -> rusqlite::Connection {
-    let c = rusqlite::Connection::open(&f.path).unwrap();
-    c.execute_batch(&format!(
-        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
-        f.key.to_hex(),
-        cache::PAGE_SIZE,
-        cache::HMAC_ALGORITHM
-    ))
-    .unwrap();
-    c
 }
 
 fn sign_in(ws: &Workstation, user: &str) {

@@ -45,3 +45,17 @@ pub fn demo_workstation(patients: u64) -> Fixture {
         clock,
     }
 }
+
+/// The fixture's SQLCipher file opened directly with its key (to read or alter what the
+/// workstation stored, outside its commands).
+pub fn rusqlite_open(f: &Fixture) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(&f.path).unwrap();
+    c.execute_batch(&format!(
+        "PRAGMA key = \"x'{}'\"; PRAGMA cipher_page_size = {}; PRAGMA cipher_hmac_algorithm = {};",
+        f.key.to_hex(),
+        cache::PAGE_SIZE,
+        cache::HMAC_ALGORITHM
+    ))
+    .unwrap();
+    c
+}
