@@ -65,6 +65,13 @@ echo "installed: $out"
 status=0
 /usr/bin/phm-workstation --no-such-option 2>/dev/null || status=$?
 [ "$status" = 2 ] || fail "an unknown option exited $status, expected 2"
+# Built without the demo feature: --demo is refused and the synthetic generator is not linked.
+status=0
+/usr/bin/phm-workstation --demo 2>"$work/demo.err" || status=$?
+[ "$status" = 2 ] && grep -q "no demo mode" "$work/demo.err" || fail "--demo exited $status ($(cat "$work/demo.err")), expected 2 and 'no demo mode'"
+if grep -q "is not a panel" /usr/bin/phm-workstation; then
+  fail "the installed binary links the synthetic generator (synth)"
+fi
 if ldd /usr/bin/phm-workstation | grep -q "not found"; then
   ldd /usr/bin/phm-workstation | grep "not found" >&2
   fail "the installed binary misses libraries"
@@ -74,7 +81,7 @@ echo "== starting the installed app (Xvfb, a throwaway keyring and data folder)"
 mkdir -p "$work/data" "$work/xdg"
 log="$work/data/logs"
 # Its own process group, so the whole tree (xvfb-run, the bus, the keyring, the app) stops at the end.
-PHM_DATA_DIR="$work/data" XDG_DATA_HOME="$work/xdg" PHM_DEMO_PATIENTS=20 \
+PHM_DATA_DIR="$work/data" XDG_DATA_HOME="$work/xdg" \
   setsid xvfb-run -a dbus-run-session -- bash scripts/keyring-session.sh check /usr/bin/phm-workstation \
   >"$work/app.out" 2>&1 &
 app_pid=$!

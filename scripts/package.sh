@@ -16,7 +16,8 @@ if ! cargo deb --version 2>/dev/null | grep -qx "cargo-deb $CARGO_DEB_VERSION"; 
 fi
 
 echo "== building the release binary"
-cargo build --release --bin phm-workstation
+# Without the demo feature: the package links no synthetic generator and has no --demo.
+cargo build --release --bin phm-workstation --no-default-features
 echo "== building the .deb"
 # --strip: the release profile keeps line tables for backtraces; the package does not need them.
 deb=$(cargo deb --no-build --strip | tail -n 1)

@@ -50,6 +50,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Strin
         match arg.to_str() {
             Some("--version" | "-V") => return Ok(Command::Print(version())),
             Some("--help" | "-h") => return Ok(Command::Print(usage())),
+            Some("--demo") if !cfg!(feature = "demo") => {
+                return Err("this build has no demo mode (built without the demo feature)".into())
+            }
             Some("--demo") => options.demo = true,
             _ => {
                 return Err(format!(

@@ -6,7 +6,7 @@ use phm_workstation_lib::cli::{self, Command};
 // The local care-gap evaluation allocates many small values; mimalloc makes it markedly
 // faster than the system allocator (as in `phm-ecqm` and `phm-edw`).
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() {
     // The command line first: `--version` and `--help` need no window and no display.
@@ -21,6 +21,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    ecqm::allocator::tune();
+    allocator::tune();
     phm_workstation_lib::run(options);
 }

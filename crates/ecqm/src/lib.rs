@@ -12,7 +12,6 @@
 //! - [`report`]: MeasureReports (individual, subject-list, summary) and the
 //!   DEQM gaps-in-care Bundle.
 
-pub mod allocator;
 pub mod compact;
 pub mod engine;
 pub mod error;

@@ -8,10 +8,10 @@ use std::time::Instant;
 
 // Parsing and validation allocate many small values (as in phm-edw).
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() {
-    ecqm::allocator::tune();
+    allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 10_000);
     let out = args.get("--out");

@@ -10,10 +10,10 @@ mod support;
 use std::time::Instant;
 
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() {
-    ecqm::allocator::tune();
+    allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 20_000);
     let pg = testkit::pgharness::PgHarness::start().expect("postgres");

@@ -590,10 +590,10 @@ fn run(cli: Cli) -> Result<(), String> {
 // Ingest parses and validates millions of small JSON values; mimalloc is faster than
 // glibc malloc at that (ingest of 2.56 M lines: 47.1 -> 42.8 s with `tune`).
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() -> ExitCode {
-    ecqm::allocator::tune();
+    allocator::tune();
     // Usage errors: clap's message, exit code 2; --help: exit code 0.
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,7 +184,7 @@ fn changed_patient_closes_old_address_and_updates_row() {
     let tmp = std::env::temp_dir().join(format!("edw-hist-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let mut rng = testkit::testdata::Rng::new(1);
+    let mut rng = testkit::testdata::Rng::seeded(1);
     let mut p = testkit::testdata::random_person(&mut rng, 1);
     let f1: PathBuf = tmp.join("Patient-1.ndjson");
     let v1 = testkit::testdata::patient_json(&p, "p1", None, "https://ehr.example.org/mrn", false);
@@ -349,7 +349,7 @@ fn group_members_resolve_to_source_patients() {
     let tmp = std::env::temp_dir().join(format!("edw-group-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let mut rng = testkit::testdata::Rng::new(3);
+    let mut rng = testkit::testdata::Rng::seeded(3);
     let mut pats = String::new();
     for i in 1..=3 {
         let p = testkit::testdata::random_person(&mut rng, i);

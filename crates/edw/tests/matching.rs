@@ -29,7 +29,7 @@ fn matching_precision_and_recall_on_known_duplicates() {
     std::fs::create_dir_all(tmp.join("a")).unwrap();
     std::fs::create_dir_all(tmp.join("b")).unwrap();
 
-    let mut rng = Rng::new(2024);
+    let mut rng = Rng::seeded(2024);
     let n = 1500usize;
     let people: Vec<Person> = (0..n).map(|i| random_person(&mut rng, i as u64)).collect();
     let mut a_lines = String::new();

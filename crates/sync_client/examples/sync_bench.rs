@@ -32,7 +32,7 @@ use sync_client::{KeyPair, SyncConfig, SyncPhase, SyncProgress};
 
 // As in the app (src-tauri/src/main.rs): the cache import allocates many small values.
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 const NDJSON: &str = "application/fhir+ndjson";
 
@@ -352,7 +352,7 @@ fn secs(a: Instant, b: Option<Instant>) -> Option<f64> {
 }
 
 fn main() {
-    ecqm::allocator::tune();
+    allocator::tune();
     let patients: u64 = arg("--patients").map_or(50_000, |v| v.parse().expect("--patients N"));
     // --actions N: worklist actions to queue and drain (default 10,000).
     let actions: usize = arg("--actions").map_or(10_000, |v| v.parse().expect("--actions N"));

@@ -28,7 +28,7 @@
 pub mod codes;
 mod generator;
 pub mod names;
-mod rng;
+pub mod rng;
 mod write;
 
 pub use generator::{

@@ -10,46 +10,51 @@ pub(crate) fn mix64(mut z: u64) -> u64 {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn keyed(seed: u64, stream: u64, index: u64) -> Rng {
+    /// One stream from one seed (for callers that need a single sequence, e.g. test data).
+    pub fn seeded(seed: u64) -> Rng {
+        Rng::keyed(seed, 0, 0)
+    }
+
+    pub fn keyed(seed: u64, stream: u64, index: u64) -> Rng {
         Rng(mix64(
             seed ^ mix64(stream.wrapping_add(0x9e37_79b9_7f4a_7c15)) ^ mix64(!index),
         ))
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         mix64(self.0)
     }
 
     /// Uniform in `0..n` (n > 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// Uniform in `lo..=hi`.
-    pub(crate) fn range(&mut self, lo: i64, hi: i64) -> i64 {
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + self.below((hi - lo + 1) as u64) as i64
     }
 
     /// Uniform in [0, 1).
-    pub(crate) fn f64(&mut self) -> f64 {
+    pub fn f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
+    pub fn chance(&mut self, p: f64) -> bool {
         self.f64() < p
     }
 
     /// Approximately normal (Irwin–Hall of 4 uniforms; no libm calls).
-    pub(crate) fn normal(&mut self, mean: f64, sd: f64) -> f64 {
+    pub fn normal(&mut self, mean: f64, sd: f64) -> f64 {
         let s = self.f64() + self.f64() + self.f64() + self.f64();
         mean + (s - 2.0) * 1.732_050_807_568_877_2 * sd
     }
 
-    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
 }

@@ -1,38 +1,14 @@
-//! Deterministic synthetic FHIR NDJSON for tests and benchmarks (no real patients).
-//! Used until / alongside the `synth` crate; also produces cross-source duplicates
-//! with known truth for record-linkage tests.
+//! Small hand-shaped FHIR NDJSON datasets for the EDW tests (no real patients), on the
+//! synthetic generator's RNG and names: fixed ids (`p{n}`, `org1`, `pr1`…) the tests refer to,
+//! and people with known truth for the record-linkage tests. Realistic panels come from `synth`.
 
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::Path;
 
-/// splitmix64: tiny deterministic RNG.
-#[derive(Clone)]
-pub struct Rng(u64);
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
-// Name lists are the synthetic generator's, so test people look like generated ones.
+// The synthetic generator's RNG and name lists, so test people look like generated ones.
 pub use synth::names::{FAMILY, FEMALE_GIVEN as GIVEN_F, MALE_GIVEN as GIVEN_M};
+pub use synth::rng::Rng;
 
 const STREETS: &[&str] = &[
     "Main St", "Oak Ave", "Pine Rd", "Maple Dr", "Cedar Ln", "Elm St", "Lake Rd", "Hill Ct",
@@ -139,7 +115,7 @@ pub const PCP_TYPE: &str = "185349003"; // SNOMED "Encounter for check up" (prim
 /// Patients get ids `p{n}`, 2 orgs (`org1`, `org2`), 6 practitioners, 2 care teams.
 pub fn write_dataset(dir: &Path, patients: usize, seed: u64) -> std::io::Result<Written> {
     std::fs::create_dir_all(dir)?;
-    let mut rng = Rng::new(seed);
+    let mut rng = Rng::seeded(seed);
     let mut w = Written::default();
     let orgs: Vec<Value> = (1..=2)
         .map(|i| json!({"resourceType": "Organization", "id": format!("org{i}"), "name": format!("Clinic {i}"),

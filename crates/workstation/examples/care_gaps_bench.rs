@@ -15,10 +15,10 @@ use common::{p95, Bench};
 use workstation::{demo_passphrase, WorklistQuery, WorklistSortKey};
 
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 fn main() {
-    ecqm::allocator::tune();
+    allocator::tune();
     let bench = Bench::from_args(5_000);
     let (patients, config, ws) = (bench.patients, &bench.config, &bench.ws);
 

@@ -17,7 +17,7 @@ use common::{median, p95, Bench};
 use workstation::{demo_passphrase, DashboardQuery, ExportKind, ExportRequest};
 
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 /// Times `f` once (the first call), then `runs` more times; prints and returns
 /// `(first, median, p95)` in ms.
@@ -37,7 +37,7 @@ fn timed<T>(what: &str, runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, f64
 }
 
 fn main() {
-    ecqm::allocator::tune();
+    allocator::tune();
     let bench = Bench::from_args(50_000);
     let runs: usize = std::env::args()
         .nth(2)

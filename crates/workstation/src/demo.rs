@@ -1,8 +1,6 @@
 //! First launch without a server: the demo accounts and a generated demo panel,
 //! written straight into the encrypted cache (no plaintext temp files).
 
-use std::cell::Cell;
-
 use cache::Cache;
 
 use crate::dto::StartupStatus;
@@ -19,6 +17,7 @@ pub fn seed_accounts(cache: &Cache) -> Result<(), WsError> {
 }
 
 /// Generates `patients` synthetic patients into the cache in one transaction.
+#[cfg(feature = "demo")]
 pub fn generate_panel(
     cache: &mut Cache,
     patients: u64,
@@ -34,7 +33,7 @@ pub fn generate_panel(
             format!("The demo panel could not be generated: {e}."),
         )
     })?;
-    let done = Cell::new(0u64);
+    let done = std::cell::Cell::new(0u64);
     let resources = generator
         .reference_resources()
         .into_iter()
@@ -48,6 +47,25 @@ pub fn generate_panel(
     })?;
     tracing::info!(patients, "demo panel generated");
     Ok(())
+}
+
+/// A build without the `demo` feature links no synthetic generator: there is no demo panel.
+#[cfg(not(feature = "demo"))]
+pub fn generate_panel(
+    _cache: &mut Cache,
+    _patients: u64,
+    _seed: u64,
+    _progress: &dyn Fn(StartupStatus),
+) -> Result<(), WsError> {
+    Err(not_in_this_build())
+}
+
+/// The refusal of demo mode by a build without it.
+pub fn not_in_this_build() -> WsError {
+    WsError::new(
+        "demo",
+        "This build of PHM Workstation has no demo mode (it was built without the demo feature).",
+    )
 }
 
 /// Links the demo care manager to the care teams of the first panels (about half, at most

@@ -256,6 +256,9 @@ impl Workstation {
         monotonic: Clock,
     ) -> Result<Workstation, WsError> {
         let mut cache = cache;
+        if config.demo && !cfg!(feature = "demo") {
+            return Err(demo::not_in_this_build());
+        }
         if config.demo {
             demo::seed_accounts(&cache)?;
             if cache.patient_count()? == 0 && config.demo_patients > 0 {

@@ -35,7 +35,7 @@ use serde_json::{json, Value as Json};
 // The engine allocates many small values; mimalloc is markedly faster than
 // glibc malloc here, and scales across threads.
 #[global_allocator]
-static GLOBAL: ecqm::allocator::MiMalloc = ecqm::allocator::MiMalloc;
+static GLOBAL: allocator::MiMalloc = allocator::MiMalloc;
 
 /// Evaluate eCQMs (CMS measure packages, ELM JSON) over patients.
 ///
@@ -327,7 +327,7 @@ fn compact_command(CompactCli { measure, out }: CompactCli) -> Result<(), String
 }
 
 fn main() -> ExitCode {
-    ecqm::allocator::tune();
+    allocator::tune();
     let eval = match Cli::parse().command {
         Command::Compact(c) => {
             return match compact_command(c) {

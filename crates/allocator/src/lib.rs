@@ -1,6 +1,7 @@
 //! The allocator for the binaries that parse and evaluate many small values (`phm-ecqm`,
-//! `phm-edw`): each binary sets `#[global_allocator] static GLOBAL: MiMalloc` and calls
-//! [`tune`] first thing in `main`.
+//! `phm-edw`) and for the benchmarks: each sets `#[global_allocator] static GLOBAL: MiMalloc`
+//! and calls [`tune`] first thing in `main`. A crate of its own so that the libraries
+//! (`ecqm`, `edw`) neither choose nor export a global allocator.
 
 pub use mimalloc::MiMalloc;
 
