@@ -232,8 +232,19 @@ pub fn evaluate_all(
     record: &PatientRecord,
     opts: EvalOptions,
 ) -> Result<Vec<Result<PatientResult>>> {
+    evaluate_all_in(measures, record, opts, cql::EvalContext::from_clock())
+}
+
+/// As [`evaluate_all`], in the evaluation request `cx`: a batch passes one context to every
+/// patient so that `Now()` is one timestamp for the whole run.
+pub fn evaluate_all_in(
+    measures: &[PreparedMeasure],
+    record: &PatientRecord,
+    opts: EvalOptions,
+    cx: cql::EvalContext,
+) -> Result<Vec<Result<PatientResult>>> {
     let data = patient_data(record.resources.clone())?;
-    let memo = cql::PatientMemo::new(&data);
+    let memo = cql::PatientMemo::new_in(&data, cx);
     Ok(measures
         .iter()
         .map(|m| m.evaluate_memo(&memo, &record.id, opts))
@@ -259,12 +270,14 @@ pub struct PatientOutcome {
 
 /// Evaluates a batch of patients against every measure, in parallel on the
 /// current rayon pool (each patient is read and converted once). Order is
-/// kept. `keep_patient` keeps the Patient resource (for gaps bundles).
+/// kept. `keep_patient` keeps the Patient resource (for gaps bundles). Every patient is
+/// evaluated in the one request `cx` (one `Now()`; a run passes the same `cx` to each batch).
 pub fn evaluate_batch(
     measures: &[PreparedMeasure],
     items: &[crate::patients::PatientItem],
     opts: EvalOptions,
     keep_patient: bool,
+    cx: cql::EvalContext,
 ) -> Vec<PatientOutcome> {
     use rayon::prelude::*;
     items
@@ -295,7 +308,7 @@ pub fn evaluate_batch(
             let results = cql::PatientData::from_nodes(nodes)
                 .map_err(engine_err)
                 .map(|data| {
-                    let memo = cql::PatientMemo::new(&data);
+                    let memo = cql::PatientMemo::new_in(&data, cx);
                     measures
                         .iter()
                         .map(|m| m.evaluate_memo(&memo, &id, opts))

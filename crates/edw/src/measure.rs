@@ -240,7 +240,11 @@ pub(crate) fn person_resources<T>(
     Ok((id, resources))
 }
 
-fn evaluate_person(measures: &[PreparedMeasure], lines: Option<Vec<Line>>) -> Outcome {
+fn evaluate_person(
+    measures: &[PreparedMeasure],
+    lines: Option<Vec<Line>>,
+    request: cql::EvalContext,
+) -> Outcome {
     let Some(lines) = lines else {
         return Outcome::NoRecord;
     };
@@ -252,7 +256,7 @@ fn evaluate_person(measures: &[PreparedMeasure], lines: Option<Vec<Line>>) -> Ou
         supplemental_data: true,
         single_pass: false,
     };
-    match ecqm::engine::evaluate_all(measures, &rec, opts) {
+    match ecqm::engine::evaluate_all_in(measures, &rec, opts, request) {
         Ok(per_measure) => Outcome::Evaluated(per_measure.into_iter().map(|r| r.ok()).collect()),
         Err(_) => Outcome::Failed,
     }
@@ -538,6 +542,8 @@ pub fn run_with(
     let period_end = format!("{year}-12-31");
     store_definitions(c, &prepared, overrides)?;
     let shared = SharedTypes::find(c, &prepared)?;
+    // One evaluation request for the whole run: Now() is the same for every person.
+    let request = cql::EvalContext::from_clock();
 
     // The watermark: wait for in-flight source writes, then read the sequence.
     let through: i64 = {
@@ -686,7 +692,7 @@ pub fn run_with(
                 let per: Vec<Option<Vec<Line>>> = ids.iter().map(|id| lines.remove(id)).collect();
                 let out: Vec<Outcome> = per
                     .into_par_iter()
-                    .map(|l| evaluate_person(&prepared, l))
+                    .map(|l| evaluate_person(&prepared, l, request))
                     .collect();
                 prof(1, t);
                 out

@@ -475,6 +475,8 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
     let mut first_batch = true;
     let opts = a.opts;
     let gaps = matches!(a.report, Some((ReportKind::Gaps, _)));
+    // One evaluation request for the whole run: Now() is the same for every patient.
+    let request = cql::EvalContext::from_clock();
 
     let stats = source.for_each_batch(
         &ReadOptions {
@@ -490,7 +492,7 @@ fn run(a: &Args) -> Result<u64, EcqmError> {
                 );
             }
             // Per patient: load once, evaluate every measure.
-            let outcomes = evaluate_batch(&measures, &batch, opts, gaps);
+            let outcomes = evaluate_batch(&measures, &batch, opts, gaps, request);
             let mut per_patient = Vec::with_capacity(outcomes.len());
             for o in outcomes {
                 match o.results {
