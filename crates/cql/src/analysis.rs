@@ -516,7 +516,7 @@ impl Session<'_> {
     pub fn evaluate_def(&self, id: DefId) -> Result<Value, CqlError> {
         let ok = self
             .ctx
-            .p
+            .prepared
             .libs
             .get(id.lib)
             .and_then(|l| l.defs.get(id.def))

@@ -1,7 +1,7 @@
 //! Interval semantics: boundaries normalized to closed points, null boundaries as unknown or unbounded.
 
 use crate::datetime::{Prec, MS};
-use crate::value::{as_decimal, Interval, Value};
+use crate::value::{Interval, Value};
 use rust_decimal::Decimal;
 use std::cmp::Ordering;
 
@@ -125,12 +125,12 @@ pub fn interval_equal(a: &Interval, b: &Interval) -> Option<bool> {
 }
 
 pub fn interval_equivalent(a: &Interval, b: &Interval) -> bool {
-    let f = |x: &Pt, y: &Pt| match (x, y) {
+    let same_point = |x: &Pt, y: &Pt| match (x, y) {
         (Pt::Unknown, Pt::Unknown) => true,
         (Pt::V(p), Pt::V(q)) => crate::value::equivalent(p, q),
         _ => pcmp(x, y, None) == Some(Ordering::Equal),
     };
-    f(&low_pt(a), &low_pt(b)) && f(&high_pt(a), &high_pt(b))
+    same_point(&low_pt(a), &low_pt(b)) && same_point(&high_pt(a), &high_pt(b))
 }
 
 /// point in interval
@@ -280,7 +280,7 @@ fn max_pt(a: Pt, b: Pt) -> Option<Pt> {
     }
 }
 
-fn mk(lo: Pt, hi: Pt, sample: &Value) -> Value {
+fn interval_from_points(lo: Pt, hi: Pt, sample: &Value) -> Value {
     let low_closed = !matches!(lo, Pt::Unknown);
     let high_closed = !matches!(hi, Pt::Unknown);
     let low = match &lo {
@@ -313,7 +313,7 @@ pub fn union(a: &Interval, b: &Interval) -> Option<Value> {
     }
     let lo = min_pt(low_pt(a), low_pt(b))?;
     let hi = max_pt(high_pt(a), high_pt(b))?;
-    Some(mk(lo, hi, &sample(a)))
+    Some(interval_from_points(lo, hi, &sample(a)))
 }
 
 pub fn intersect(a: &Interval, b: &Interval) -> Option<Value> {
@@ -334,7 +334,7 @@ pub fn intersect(a: &Interval, b: &Interval) -> Option<Value> {
         Some(_) => high_pt(a),
         None => Pt::Unknown,
     };
-    Some(mk(lo, hi, &sample(a)))
+    Some(interval_from_points(lo, hi, &sample(a)))
 }
 
 pub fn except(a: &Interval, b: &Interval) -> Option<Value> {
@@ -353,14 +353,14 @@ pub fn except(a: &Interval, b: &Interval) -> Option<Value> {
                 Pt::V(v) => Pt::V(predecessor(v)?),
                 other => other.clone(),
             };
-            Some(mk(al, hi, &sample(a)))
+            Some(interval_from_points(al, hi, &sample(a)))
         }
         (false, true) => {
             let lo = match &bh {
                 Pt::V(v) => Pt::V(successor(v)?),
                 other => other.clone(),
             };
-            Some(mk(lo, ah, &sample(a)))
+            Some(interval_from_points(lo, ah, &sample(a)))
         }
         (false, false) => Some(Value::Null),
     }
@@ -372,8 +372,4 @@ pub fn width(i: &Interval) -> Value {
         (Pt::V(l), Pt::V(h)) => crate::ops::subtract_values(&h, &l).unwrap_or(Value::Null),
         _ => Value::Null,
     }
-}
-
-pub fn to_decimal_opt(v: &Value) -> Option<Decimal> {
-    as_decimal(v)
 }

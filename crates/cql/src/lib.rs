@@ -42,6 +42,14 @@ impl CqlError {
     }
 }
 
+/// The result of anything in the engine that can fail.
+pub(crate) type CqlResult<T> = Result<T, CqlError>;
+
+/// Fails with `msg`.
+pub(crate) fn fail<T>(msg: impl Into<String>) -> CqlResult<T> {
+    Err(CqlError::new(msg))
+}
+
 /// The context of one evaluation request, passed to every operator ([`ops::apply`]).
 ///
 /// CQL defines `Now()`, `Today()` and `TimeOfDay()` by the start timestamp of the *evaluation

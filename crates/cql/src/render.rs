@@ -41,14 +41,14 @@ fn render(v: &Value, max: usize) -> String {
             .unwrap_or("none")
             .to_string(),
         Value::Interval(i) => {
-            let b = |x: &Value| {
+            let bound = |x: &Value| {
                 if x.is_null() {
                     "…".to_string()
                 } else {
                     render(x, max / 2)
                 }
             };
-            format!("{} – {}", b(&i.low), b(&i.high))
+            format!("{} – {}", bound(&i.low), bound(&i.high))
         }
         Value::List(l) => list(l, max),
         Value::Tuple(t) => {
@@ -428,7 +428,7 @@ mod tests {
 
     #[test]
     fn resources_and_lists() {
-        let bp = |id: &str, s: i32, d: i32, day: &str| {
+        let blood_pressure = |id: &str, s: i32, d: i32, day: &str| {
             res(json!({"resourceType":"Observation","id":id,
                 "code":{"coding":[{"code":"85354-9","display":"Blood pressure panel"}]},
                 "effectiveDateTime": format!("{day}T08:00:00Z"),
@@ -437,14 +437,14 @@ mod tests {
                     {"code":{"text":"dia"},"valueQuantity":{"value":d,"unit":"mmHg","code":"mm[Hg]"}}]}))
         };
         assert_eq!(
-            short(&bp("o1", 152, 96, "2025-06-03"), 160),
+            short(&blood_pressure("o1", 152, 96, "2025-06-03"), 160),
             "Observation Blood pressure panel: 152/96 mm[Hg] on 2025-06-03"
         );
         let l = Value::list(vec![
-            bp("o1", 130, 80, "2025-02-01"),
-            bp("o2", 152, 96, "2025-06-03"),
-            bp("o3", 120, 70, "2025-01-01"),
-            bp("o4", 125, 75, "2024-01-01"),
+            blood_pressure("o1", 130, 80, "2025-02-01"),
+            blood_pressure("o2", 152, 96, "2025-06-03"),
+            blood_pressure("o3", 120, 70, "2025-01-01"),
+            blood_pressure("o4", 125, 75, "2024-01-01"),
         ]);
         let s = short(&l, 160);
         assert!(

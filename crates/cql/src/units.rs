@@ -8,63 +8,63 @@ use std::sync::Arc;
 
 /// (dimension, factor to the base unit of the dimension)
 fn unit_info(u: &str) -> Option<(&'static str, Decimal)> {
-    let d = |s: &str| Decimal::from_str(s).unwrap_or_default();
+    let factor = |s: &str| Decimal::from_str(s).unwrap_or_default();
     Some(match u {
-        "" | "1" => ("1", d("1")),
-        "%" => ("1", d("0.01")),
+        "" | "1" => ("1", factor("1")),
+        "%" => ("1", factor("0.01")),
         // mass
-        "g" => ("g", d("1")),
-        "mg" => ("g", d("0.001")),
-        "ug" | "mcg" => ("g", d("0.000001")),
-        "ng" => ("g", d("0.000000001")),
-        "kg" => ("g", d("1000")),
-        "[lb_av]" | "lb" | "lbs" => ("g", d("453.59237")),
-        "[oz_av]" | "oz" => ("g", d("28.349523125")),
+        "g" => ("g", factor("1")),
+        "mg" => ("g", factor("0.001")),
+        "ug" | "mcg" => ("g", factor("0.000001")),
+        "ng" => ("g", factor("0.000000001")),
+        "kg" => ("g", factor("1000")),
+        "[lb_av]" | "lb" | "lbs" => ("g", factor("453.59237")),
+        "[oz_av]" | "oz" => ("g", factor("28.349523125")),
         // length
-        "m" => ("m", d("1")),
-        "cm" => ("m", d("0.01")),
-        "mm" => ("m", d("0.001")),
-        "km" => ("m", d("1000")),
-        "[in_i]" | "in" => ("m", d("0.0254")),
-        "[ft_i]" | "ft" => ("m", d("0.3048")),
+        "m" => ("m", factor("1")),
+        "cm" => ("m", factor("0.01")),
+        "mm" => ("m", factor("0.001")),
+        "km" => ("m", factor("1000")),
+        "[in_i]" | "in" => ("m", factor("0.0254")),
+        "[ft_i]" | "ft" => ("m", factor("0.3048")),
         // volume
-        "L" | "l" => ("L", d("1")),
-        "dL" => ("L", d("0.1")),
-        "mL" | "ml" => ("L", d("0.001")),
-        "uL" => ("L", d("0.000001")),
+        "L" | "l" => ("L", factor("1")),
+        "dL" => ("L", factor("0.1")),
+        "mL" | "ml" => ("L", factor("0.001")),
+        "uL" => ("L", factor("0.000001")),
         // time (UCUM and CQL calendar words)
-        "ms" | "millisecond" | "milliseconds" => ("s", d("0.001")),
-        "s" | "second" | "seconds" => ("s", d("1")),
-        "min" | "minute" | "minutes" => ("s", d("60")),
-        "h" | "hour" | "hours" => ("s", d("3600")),
-        "d" | "day" | "days" => ("s", d("86400")),
-        "wk" | "week" | "weeks" => ("s", d("604800")),
-        "mo" => ("s", d("2629800")),
-        "a" => ("s", d("31557600")),
-        "month" | "months" => ("mo", d("1")),
-        "year" | "years" => ("mo", d("12")),
+        "ms" | "millisecond" | "milliseconds" => ("s", factor("0.001")),
+        "s" | "second" | "seconds" => ("s", factor("1")),
+        "min" | "minute" | "minutes" => ("s", factor("60")),
+        "h" | "hour" | "hours" => ("s", factor("3600")),
+        "d" | "day" | "days" => ("s", factor("86400")),
+        "wk" | "week" | "weeks" => ("s", factor("604800")),
+        "mo" => ("s", factor("2629800")),
+        "a" => ("s", factor("31557600")),
+        "month" | "months" => ("mo", factor("1")),
+        "year" | "years" => ("mo", factor("12")),
         // pressure
-        "mm[Hg]" => ("mm[Hg]", d("1")),
+        "mm[Hg]" => ("mm[Hg]", factor("1")),
         // concentration
-        "mg/dL" => ("g/L", d("0.01")),
-        "g/dL" => ("g/L", d("10")),
-        "g/L" => ("g/L", d("1")),
-        "mg/L" => ("g/L", d("0.001")),
-        "kg/m2" => ("kg/m2", d("1")),
-        "mmol/L" => ("mmol/L", d("1")),
-        "mg/mmol" => ("mg/mmol", d("1")),
-        "mg/g" => ("mg/g", d("1")),
-        "mg/kg" => ("mg/g", d("0.001")),
-        "/min" | "{beats}/min" | "{breaths}/min" => ("/min", d("1")),
-        "mL/min/{1.73_m2}" | "mL/min/1.73m2" | "mL/min/1.73_m2" => ("mL/min/1.73m2", d("1")),
-        "ug/L" => ("g/L", d("0.000001")),
-        "ng/mL" => ("g/L", d("0.000001")),
-        "ug/mL" => ("g/L", d("0.001")),
-        "mg/mL" => ("g/L", d("1")),
-        "umol/L" => ("mmol/L", d("0.001")),
-        "mmol/mol" => ("mmol/mol", d("1")),
-        "[lb_av]/[in_i]2" => ("kg/m2", d("703.0695796")),
-        "/d" => ("/d", d("1")),
+        "mg/dL" => ("g/L", factor("0.01")),
+        "g/dL" => ("g/L", factor("10")),
+        "g/L" => ("g/L", factor("1")),
+        "mg/L" => ("g/L", factor("0.001")),
+        "kg/m2" => ("kg/m2", factor("1")),
+        "mmol/L" => ("mmol/L", factor("1")),
+        "mg/mmol" => ("mg/mmol", factor("1")),
+        "mg/g" => ("mg/g", factor("1")),
+        "mg/kg" => ("mg/g", factor("0.001")),
+        "/min" | "{beats}/min" | "{breaths}/min" => ("/min", factor("1")),
+        "mL/min/{1.73_m2}" | "mL/min/1.73m2" | "mL/min/1.73_m2" => ("mL/min/1.73m2", factor("1")),
+        "ug/L" => ("g/L", factor("0.000001")),
+        "ng/mL" => ("g/L", factor("0.000001")),
+        "ug/mL" => ("g/L", factor("0.001")),
+        "mg/mL" => ("g/L", factor("1")),
+        "umol/L" => ("mmol/L", factor("0.001")),
+        "mmol/mol" => ("mmol/mol", factor("1")),
+        "[lb_av]/[in_i]2" => ("kg/m2", factor("703.0695796")),
+        "/d" => ("/d", factor("1")),
         _ => return None,
     })
 }
@@ -162,7 +162,7 @@ pub fn quantity_add(a: &Quantity, b: &Quantity, sign: i32) -> Option<Quantity> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn q(v: &str, u: &str) -> Quantity {
+    fn quantity(v: &str, u: &str) -> Quantity {
         Quantity {
             value: Decimal::from_str(v).unwrap(),
             unit: Arc::from(u),
@@ -171,20 +171,23 @@ mod tests {
     #[test]
     fn conversions() {
         assert_eq!(
-            convert(&q("1", "kg"), "g").unwrap().value,
+            convert(&quantity("1", "kg"), "g").unwrap().value,
             Decimal::from(1000)
         );
         assert_eq!(
-            convert(&q("12", "[in_i]"), "cm").unwrap().value,
+            convert(&quantity("12", "[in_i]"), "cm").unwrap().value,
             Decimal::from_str("30.48").unwrap()
         );
         assert_eq!(
-            compare_quantities(&q("1", "L"), &q("999", "mL")),
+            compare_quantities(&quantity("1", "L"), &quantity("999", "mL")),
             Some(Ordering::Greater)
         );
-        assert_eq!(compare_quantities(&q("1", "kg"), &q("1", "L")), None);
         assert_eq!(
-            compare_quantities(&q("1", "year"), &q("12", "months")),
+            compare_quantities(&quantity("1", "kg"), &quantity("1", "L")),
+            None
+        );
+        assert_eq!(
+            compare_quantities(&quantity("1", "year"), &quantity("12", "months")),
             Some(Ordering::Equal)
         );
     }
