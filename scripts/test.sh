@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
+# Citus into Debian's PostgreSQL 15, for the EDW's cluster tests (idempotent; about a minute).
+bash ../shared/citus/install
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -142,6 +142,16 @@ impl PgHarness {
     }
 
     fn start_opts_ssl(tcp: bool, ssl: bool) -> Result<Self, HarnessError> {
+        Self::start_with_settings(tcp, ssl, &[])
+    }
+
+    /// Start a server with extra `postgresql.conf` settings (name, value), e.g. a Citus node
+    /// (see [`crate::citus`]).
+    pub fn start_with_settings(
+        tcp: bool,
+        ssl: bool,
+        settings: &[(&str, &str)],
+    ) -> Result<Self, HarnessError> {
         let bin = find_bin_dir().ok_or_else(|| {
             HarnessError(
                 "no PostgreSQL server found under /usr/lib/postgresql/*/bin \
@@ -235,6 +245,17 @@ impl PgHarness {
                 path_str(&cert)?,
                 path_str(&key)?
             ));
+        }
+        for (name, value) in settings {
+            if value.contains('\'')
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.')
+            {
+                return err(format!("bad setting {name}"));
+            }
+            // pg_ctl starts the server through the shell: quoted, a value may hold spaces.
+            opts.push_str(&format!(" -c {name}='{value}'"));
         }
         // Extra server settings for benchmarks (e.g. shared_buffers): PGHARNESS_SETTINGS
         // = "name=value,name=value".
