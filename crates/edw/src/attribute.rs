@@ -41,6 +41,7 @@ pub struct Report {
 
 /// as_of: 'YYYY-MM-DD' (None = today).
 pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
+    crate::require_single_node(c, "attribute")?;
     let mut tx = c.transaction()?;
     // Membership changes take change numbers: a bulk export reads its watermark only
     // when no such write is in flight (see measure::SOURCE_WRITE_LOCK).

@@ -65,6 +65,7 @@ pub fn run(c: &mut postgres::Client) -> Result<Report> {
 
 /// As [`run`]; with `progress`, a line per step on stderr (rows and elapsed time).
 pub fn run_with_progress(c: &mut postgres::Client, progress: bool) -> Result<Report> {
+    crate::require_single_node(c, "etl")?;
     let t0 = std::time::Instant::now();
     let step = |what: &str, rows: i64| {
         if progress {

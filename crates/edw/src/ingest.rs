@@ -202,6 +202,7 @@ pub fn ingest(
     paths: &[PathBuf],
     opts: &Options,
 ) -> Result<Vec<FileReport>> {
+    crate::require_single_node(client, "ingest")?;
     if opts.source.trim().is_empty() {
         return Err(Error::msg("--source must not be empty"));
     }

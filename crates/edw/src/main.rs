@@ -25,6 +25,10 @@ enum Cmd {
     Migrate {
         #[arg(long, value_name = "URL")]
         db: String,
+        /// On the coordinator of a Citus cluster: then distribute the warehouse over the
+        /// workers by person (docs/scale-out.md). A loaded database must be matched first.
+        #[arg(long)]
+        citus: bool,
     },
     /// Load FHIR NDJSON files (or directories of them), then match.
     #[command(after_help = DB_HELP, args_override_self = true)]
@@ -258,14 +262,20 @@ fn run(cli: Cli) -> Result<(), String> {
     let e = |x: edw::Error| x.0;
     let is_report = matches!(cli.command, Cmd::Report { .. });
     match cli.command {
-        Cmd::Migrate { db } => {
+        Cmd::Migrate { db, citus } => {
             let mut c = edw::connect(&db).map_err(e)?;
-            let applied = edw::migrate::migrate(&mut c).map_err(e)?;
+            let applied = if citus {
+                edw::migrate::migrate_citus(&mut c)
+            } else {
+                edw::migrate::migrate(&mut c)
+            }
+            .map_err(e)?;
             eprintln!(
-                "migrate: applied {} migration(s) {:?}; schema version {}",
+                "migrate: applied {} migration(s) {:?}; schema version {}{}",
                 applied.len(),
                 applied,
-                edw::migrate::latest_version()
+                edw::migrate::latest_version(),
+                if citus { ", distributed (Citus)" } else { "" }
             );
             Ok(())
         }
@@ -518,18 +528,25 @@ fn run(cli: Cli) -> Result<(), String> {
             public_url,
             jwks_ca,
             pool,
-        } => edw::serve::serve(edw::serve::ServeOptions {
-            db,
-            addr,
-            tls_cert,
-            tls_key,
-            state_dir,
-            plain_http,
-            public_url,
-            jwks_ca,
-            pool_size: pool.clamp(2, 64),
-        })
-        .map_err(e),
+        } => {
+            // The server starts without its database (then /ready says so); a reachable one
+            // must not be the distributed form.
+            if let Ok(mut c) = edw::serve::pg::connect_sync(&db) {
+                edw::require_single_node(&mut c, "serve").map_err(e)?;
+            }
+            edw::serve::serve(edw::serve::ServeOptions {
+                db,
+                addr,
+                tls_cert,
+                tls_key,
+                state_dir,
+                plain_http,
+                public_url,
+                jwks_ca,
+                pool_size: pool.clamp(2, 64),
+            })
+            .map_err(e)
+        }
         Cmd::Client { action } => match action {
             ClientCmd::Add {
                 db,

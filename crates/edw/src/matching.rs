@@ -377,6 +377,7 @@ fn records<C: postgres::GenericClient>(
 
 /// Run matching over all source patients and (re)assign persons.
 pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
+    crate::require_single_node(c, "match")?;
     let mut tx = c.transaction()?;
     // Moves records between persons: a source change `measure` must see (see
     // measure::SOURCE_WRITE_LOCK).

@@ -521,6 +521,7 @@ pub fn run_with(
     year: i32,
     opts: &Options,
 ) -> Result<Report> {
+    crate::require_single_node(c, "measure")?;
     let chunk = opts.chunk.max(1);
     let overrides = &opts.overrides;
     let t0 = Instant::now();

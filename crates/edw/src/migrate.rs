@@ -87,6 +87,17 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The distributed form on Citus (`phm-edw migrate --citus`), applied after [`MIGRATIONS`] on
+/// the coordinator; numbered from 1001 so they never collide with the single-node ones.
+pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1001,
+    "citus_distribute",
+    include_str!("../../../migrations/edw/citus/0001_distribute.sql"),
+)];
+
+/// The version of the first Citus migration: a database that has it is distributed.
+pub const CITUS_FIRST: i32 = 1001;
+
 pub fn latest_version() -> i32 {
     MIGRATIONS.last().map(|m| m.0).unwrap_or(0)
 }
@@ -109,6 +120,42 @@ pub fn hex(b: &[u8]) -> String {
 /// Apply all pending migrations, each in its own transaction. Returns the versions applied.
 /// Already-applied migrations are skipped; a changed applied migration is an error.
 pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
+    apply(client, MIGRATIONS)
+}
+
+/// [`migrate`], then the Citus migrations that distribute the warehouse over the cluster's
+/// workers (docs/scale-out.md). On the coordinator of a Citus cluster only; on a loaded
+/// database every person must have been matched first (`phm-edw match`).
+pub fn migrate_citus(client: &mut postgres::Client) -> Result<Vec<i32>> {
+    let citus: Option<String> = client
+        .query_opt(
+            "SELECT extversion FROM pg_extension WHERE extname = 'citus'",
+            &[],
+        )?
+        .map(|r| r.get(0));
+    if citus.is_none() {
+        return Err(Error::msg(
+            "migrate --citus: this database has no Citus extension; connect to the coordinator \
+             of a Citus cluster (CREATE EXTENSION citus, workers added with citus_add_node)",
+        ));
+    }
+    let mut applied = apply(client, MIGRATIONS)?;
+    applied.extend(apply(client, CITUS_MIGRATIONS)?);
+    Ok(applied)
+}
+
+/// Whether the warehouse is in its distributed form (`migrate --citus` applied).
+pub fn is_distributed(client: &mut postgres::Client) -> Result<bool> {
+    Ok(current_version(client)?.is_some()
+        && client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM public.schema_migrations WHERE version >= $1)",
+                &[&CITUS_FIRST],
+            )?
+            .get(0))
+}
+
+fn apply(client: &mut postgres::Client, migrations: &[(i32, &str, &str)]) -> Result<Vec<i32>> {
     client.batch_execute(
         "CREATE TABLE IF NOT EXISTS public.schema_migrations (
             version    integer PRIMARY KEY,
@@ -117,7 +164,7 @@ pub fn migrate(client: &mut postgres::Client) -> Result<Vec<i32>> {
             applied_at timestamptz NOT NULL DEFAULT now())",
     )?;
     let mut applied = Vec::new();
-    for (version, name, sql) in MIGRATIONS {
+    for (version, name, sql) in migrations {
         let mut tx = client.transaction()?;
         // Serialise concurrent migrators.
         tx.execute("SELECT pg_advisory_xact_lock(7419001)", &[])?;

@@ -335,6 +335,11 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
         Err(_) => None,
     };
     match v {
+        Some(v) if v >= crate::migrate::CITUS_FIRST => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the API does not run on the distributed (Citus) warehouse yet\n",
+        )
+            .into_response(),
         Some(v) if v >= crate::migrate::latest_version() => {
             (StatusCode::OK, format!("ready: schema version {v}\n")).into_response()
         }

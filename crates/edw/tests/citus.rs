@@ -1,0 +1,303 @@
+//! The warehouse on a Citus cluster (a coordinator and two workers on this machine) beside the
+//! same load on one node: `phm-edw migrate --citus` distributes a loaded warehouse by person,
+//! after which the stored results, the five quality queries, a patient's read and row-level
+//! security give the same answers as on one node; the per-person read is routed to one shard
+//! and the aggregates are pushed down to the workers (EXPLAIN); a third worker joins with a
+//! rebalance while the quality queries run, and the answers stay the same.
+//!
+//! Skipped without Citus (`../shared/citus/install`) unless CI is set.
+
+use std::path::{Path, PathBuf};
+
+use testkit::citus::{citus_installed, CitusCluster};
+use testkit::pgharness::PgHarness;
+
+fn measures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/ecqm/measures")
+}
+
+/// The same data on every database: 150 generated patients (realistic measure results) and
+/// the small test set with two organisations and care teams (row-level security, teams).
+fn load(url: &str, data: &Path) {
+    let mut c = edw::connect(url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    for (source, dir) in [
+        ("synth", data.join("synth")),
+        ("clinic", data.join("clinic")),
+    ] {
+        let mut opts = edw::ingest::Options::new(source);
+        opts.progress = false;
+        edw::ingest::ingest(&mut c, &[dir], &opts).unwrap();
+    }
+    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    edw::attribute::run(&mut c, Some("2025-12-31")).unwrap();
+    edw::measure::run(&mut c, &measures_dir(), 2025).unwrap();
+    edw::etl::run(&mut c).unwrap();
+    c.batch_execute(
+        "CREATE ROLE org1_reader LOGIN IN ROLE edw_org_reader;
+         INSERT INTO edw.org_role SELECT 'org1_reader', id FROM edw.organization
+         WHERE source = 'clinic' AND source_id = 'org1';",
+    )
+    .unwrap();
+}
+
+fn results(c: &mut postgres::Client) -> String {
+    let mut out = Vec::new();
+    let n = edw::results::write_results(c, 2025, None, &mut out).unwrap();
+    assert!(n > 1000, "{n} results");
+    String::from_utf8(out).unwrap()
+}
+
+/// Every row of `sql`, as JSON text, sorted.
+fn rows(c: &mut postgres::Client, sql: &str) -> Vec<String> {
+    c.query(
+        &format!("SELECT to_jsonb(q)::text FROM ({sql}) q ORDER BY 1"),
+        &[],
+    )
+    .unwrap_or_else(|e| panic!("{sql}: {}", edw::db_err(&e)))
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+fn one(c: &mut postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+/// One person's clinical read: their records, names and encounters. On the cluster the joins
+/// also match on the shard key (person_id), which the distributed form adds to every row.
+fn patient_read(distributed: bool, person: i64) -> String {
+    let on_person = |t: &str| {
+        if distributed {
+            format!(" AND {t}.person_id = sp.person_id")
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "SELECT sp.source, sp.source_id, sp.birth_date, n.family, n.given, e.source_id AS encounter,
+                e.period_start, e.type_code
+         FROM edw.source_patient sp
+         JOIN edw.patient_name n ON n.source_patient_id = sp.id{}
+         LEFT JOIN edw.encounter e ON e.source_patient_id = sp.id{}
+         WHERE sp.person_id = {person}",
+        on_person("n"),
+        on_person("e")
+    )
+}
+
+fn explain(c: &mut postgres::Client, sql: &str) -> String {
+    c.query(&format!("EXPLAIN {sql}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_distributed_warehouse_answers_as_one_node() {
+    if !citus_installed() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: Citus is not installed (../shared/citus/install)");
+        return;
+    }
+    assert!(
+        measures_dir().is_dir(),
+        "missing {}",
+        measures_dir().display()
+    );
+    let data = tempfile::tempdir().unwrap();
+    let g = synth::Generator::new(synth::SynthConfig::new(150, 7)).unwrap();
+    synth::write_ndjson_dir(&g, &data.path().join("synth"), 1, &mut |_| {}).unwrap();
+    testkit::testdata::write_dataset(&data.path().join("clinic"), 80, 5).unwrap();
+
+    let single = PgHarness::start().unwrap();
+    let single_url = single.create_db("edw").unwrap();
+    load(&single_url, data.path());
+    let mut one_node = edw::connect(&single_url).unwrap();
+
+    let mut cluster = CitusCluster::start(2).unwrap();
+    let url = cluster.create_db("edw").unwrap();
+    load(&url, data.path());
+    let mut c = edw::connect(&url).unwrap();
+    assert!(!edw::migrate::is_distributed(&mut c).unwrap());
+    let applied = edw::migrate::migrate_citus(&mut c).unwrap();
+    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST]);
+    assert!(edw::migrate::is_distributed(&mut c).unwrap());
+    // A second run applies nothing.
+    assert!(edw::migrate::migrate_citus(&mut c).unwrap().is_empty());
+
+    // The layout: every person table hash-distributed in one co-location group, spread over
+    // both workers; the small tables replicated.
+    let distributed = rows(
+        &mut c,
+        "SELECT logicalrelid::text AS t, colocationid FROM pg_dist_partition WHERE partmethod = 'h'",
+    );
+    assert_eq!(distributed.len(), 26, "{distributed:?}");
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE partmethod = 'h'"
+        ),
+        1
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM pg_dist_partition WHERE repmodel = 't' AND partmethod = 'n'"
+        ),
+        17
+    );
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'edw.encounter'::regclass"
+        ),
+        2
+    );
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM ONLY edw.encounter"),
+        one(&mut one_node, "SELECT count(*) FROM edw.encounter")
+    );
+
+    // The same answers: stored results, the five quality queries, a patient's read.
+    let before = results(&mut c);
+    assert_eq!(before, results(&mut one_node));
+    let queries = edw::quality::queries(&mut c).unwrap();
+    assert_eq!(queries.len(), 5);
+    let mut quality = Vec::new();
+    for (name, sql) in &queries {
+        let here = rows(&mut c, sql);
+        assert_eq!(here, rows(&mut one_node, sql), "quality query {name}");
+        quality.push(here);
+    }
+    assert!(
+        quality.iter().all(|q| !q.is_empty()),
+        "a quality query returned nothing"
+    );
+    let person = one(
+        &mut c,
+        "SELECT person_id FROM edw.source_patient GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
+    );
+    let read = rows(&mut c, &patient_read(true, person));
+    assert!(!read.is_empty());
+    assert_eq!(read, rows(&mut one_node, &patient_read(false, person)));
+
+    // The per-person read goes to one shard; the aggregates run on the workers.
+    let plan = explain(&mut c, &patient_read(true, person));
+    assert!(plan.contains("Task Count: 1"), "{plan}");
+    // (e) groups by the person: each worker computes whole groups and applies HAVING itself,
+    // the coordinator only concatenates.
+    let plan = explain(&mut c, "SELECT * FROM mart.q_patients_3_open_gaps");
+    assert!(
+        plan.starts_with("Custom Scan (Citus Adaptive)")
+            && plan.contains("Task Count: 32")
+            && plan.contains("Filter: (count(*) >= 3)"),
+        "{plan}"
+    );
+    // A count by measure: partial counts on the workers, merged on the coordinator.
+    let plan = explain(
+        &mut c,
+        "SELECT measure_id, count(*) FROM edw.care_gap WHERE status = 'open' GROUP BY 1",
+    );
+    let (coordinator, workers) = plan.split_once("->  Task").unwrap();
+    assert!(
+        coordinator.contains("Group Key: remote_scan.measure_id")
+            && coordinator.contains("Task Count: 32")
+            && workers.contains("Aggregate"),
+        "{plan}"
+    );
+
+    // Row-level security on the shards: an organisation's role sees what it sees on one node.
+    let as_org1 = |url: String| {
+        let mut r = edw::connect(&url).unwrap();
+        [
+            "SELECT count(*) FROM edw.source_patient",
+            "SELECT count(*) FROM edw.encounter",
+            "SELECT count(*) FROM edw.person",
+            "SELECT count(*) FROM edw.measure_result",
+        ]
+        .map(|q| one(&mut r, q))
+    };
+    let seen = as_org1(cluster.coordinator.url_as("org1_reader", "edw"));
+    assert!(seen[0] > 0 && seen[0] < one(&mut c, "SELECT count(*) FROM edw.source_patient"));
+    assert_eq!(seen, as_org1(single.url_as("org1_reader", "edw")));
+
+    // Commands that do not run on the distributed form yet say so, and change nothing.
+    let mut opts = edw::ingest::Options::new("synth");
+    opts.progress = false;
+    let err = edw::ingest::ingest(&mut c, &[data.path().join("synth")], &opts).unwrap_err();
+    assert!(err.0.contains("distributed (Citus)"), "{}", err.0);
+    let err = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap_err();
+    assert!(err.0.contains("distributed (Citus)"), "{}", err.0);
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_phm-edw"))
+        .args([
+            "serve",
+            "--db",
+            &url,
+            "--addr",
+            "127.0.0.1:0",
+            "--plain-http",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(
+        !serve.status.success() && stderr.contains("distributed (Citus)"),
+        "{stderr}"
+    );
+
+    // A third worker joins while the quality queries run; the answers stay the same.
+    cluster.add_worker().unwrap();
+    c.batch_execute("SELECT citus_rebalance_start()").unwrap();
+    let reader_url = url.clone();
+    let sqls: Vec<String> = queries.iter().map(|q| q.1.clone()).collect();
+    let reader = std::thread::spawn(move || {
+        let mut r = edw::connect(&reader_url).unwrap();
+        let mut runs = 0;
+        loop {
+            for sql in &sqls {
+                rows(&mut r, sql);
+            }
+            runs += 1;
+            let running: i64 = r
+                .query_one(
+                    "SELECT count(*) FROM pg_dist_background_job WHERE state IN ('scheduled', 'running')",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if running == 0 {
+                return runs;
+            }
+        }
+    });
+    c.batch_execute("SELECT citus_rebalance_wait()").unwrap();
+    assert!(reader.join().unwrap() >= 1);
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(DISTINCT nodeport) FROM citus_shards WHERE table_name = 'edw.encounter'::regclass"
+        ),
+        3
+    );
+    assert_eq!(results(&mut c), before);
+    for ((name, sql), expected) in queries.iter().zip(&quality) {
+        assert_eq!(
+            &rows(&mut c, sql),
+            expected,
+            "quality query {name} after the rebalance"
+        );
+    }
+    assert_eq!(rows(&mut c, &patient_read(true, person)), read);
+}
+
+#[test]
+fn migrate_citus_refuses_a_database_without_citus() {
+    let pg = PgHarness::start().unwrap();
+    let url = pg.create_db("plain").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    let err = edw::migrate::migrate_citus(&mut c).unwrap_err();
+    assert!(err.0.contains("no Citus extension"), "{}", err.0);
+    assert_eq!(edw::migrate::current_version(&mut c).unwrap(), None);
+}
