@@ -69,6 +69,9 @@ status=0
 status=0
 /usr/bin/phm-workstation --demo 2>"$work/demo.err" || status=$?
 [ "$status" = 2 ] && grep -q "no demo mode" "$work/demo.err" || fail "--demo exited $status ($(cat "$work/demo.err")), expected 2 and 'no demo mode'"
+if /usr/bin/phm-workstation --help | grep -q -- "--demo"; then
+  fail "--help offers --demo, which this build refuses"
+fi
 if grep -q "is not a panel" /usr/bin/phm-workstation; then
   fail "the installed binary links the synthetic generator (synth)"
 fi

@@ -24,7 +24,15 @@ pub fn version() -> String {
 }
 
 pub fn usage() -> String {
-    USAGE.to_string()
+    if cfg!(feature = "demo") {
+        USAGE.to_string()
+    } else {
+        // A build without the demo feature (the .deb) does not offer --demo.
+        USAGE
+            .replace("[--demo]", "[OPTIONS]")
+            .replace(DEMO_OPTION, "")
+            .replace(" PHM_DEMO_PATIENTS,", "")
+    }
 }
 
 const USAGE: &str = "\
@@ -40,6 +48,11 @@ Options:
 
 Environment: PHM_DATA_DIR (the data folder; default the OS data dir), PHM_DEMO_PATIENTS,
 PHM_IDLE_MINUTES, PHM_KEYRING=keyutils, PHM_LOG (log filter). Logs: <data folder>/logs/.
+";
+
+const DEMO_OPTION: &str =
+    "      --demo     open the built-in demo: one account per role (passphrase demo-<user>)
+                 and a synthetic panel, in a cache of their own
 ";
 
 /// Parses the arguments after the program name. `Err` holds the message for an unknown

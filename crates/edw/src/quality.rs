@@ -40,6 +40,29 @@ pub fn queries(c: &mut postgres::Client) -> Result<Vec<(&'static str, String)>> 
     ])
 }
 
+/// One person's clinical read (`$1` the person): their patient records, names and encounters.
+/// On the distributed form (`migrate --citus`) the joins also match on the shard key, which
+/// every row there carries, so the read is routed to the person's shard alone.
+pub fn person_read(distributed: bool) -> String {
+    let on_person = |t: &str| {
+        if distributed {
+            format!(" AND {t}.person_id = sp.person_id")
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "SELECT sp.source, sp.source_id, sp.birth_date, n.family, n.given, e.source_id AS encounter,
+                e.period_start, e.type_code
+         FROM edw.source_patient sp
+         JOIN edw.patient_name n ON n.source_patient_id = sp.id{}
+         LEFT JOIN edw.encounter e ON e.source_patient_id = sp.id{}
+         WHERE sp.person_id = $1",
+        on_person("n"),
+        on_person("e")
+    )
+}
+
 /// Median wall time (s) of `runs` executions after one warm-up, and the row count.
 pub fn time_query(c: &mut postgres::Client, sql: &str, runs: usize) -> Result<(f64, usize)> {
     let rows = c.query(sql, &[])?.len();

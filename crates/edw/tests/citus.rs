@@ -50,9 +50,17 @@ fn results(c: &mut postgres::Client) -> String {
 
 /// Every row of `sql`, as JSON text, sorted.
 fn rows(c: &mut postgres::Client, sql: &str) -> Vec<String> {
+    rows_of(c, sql, &[])
+}
+
+fn rows_of(
+    c: &mut postgres::Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Vec<String> {
     c.query(
         &format!("SELECT to_jsonb(q)::text FROM ({sql}) q ORDER BY 1"),
-        &[],
+        params,
     )
     .unwrap_or_else(|e| panic!("{sql}: {}", edw::db_err(&e)))
     .iter()
@@ -62,28 +70,6 @@ fn rows(c: &mut postgres::Client, sql: &str) -> Vec<String> {
 
 fn one(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
-}
-
-/// One person's clinical read: their records, names and encounters. On the cluster the joins
-/// also match on the shard key (person_id), which the distributed form adds to every row.
-fn patient_read(distributed: bool, person: i64) -> String {
-    let on_person = |t: &str| {
-        if distributed {
-            format!(" AND {t}.person_id = sp.person_id")
-        } else {
-            String::new()
-        }
-    };
-    format!(
-        "SELECT sp.source, sp.source_id, sp.birth_date, n.family, n.given, e.source_id AS encounter,
-                e.period_start, e.type_code
-         FROM edw.source_patient sp
-         JOIN edw.patient_name n ON n.source_patient_id = sp.id{}
-         LEFT JOIN edw.encounter e ON e.source_patient_id = sp.id{}
-         WHERE sp.person_id = {person}",
-        on_person("n"),
-        on_person("e")
-    )
 }
 
 fn explain(c: &mut postgres::Client, sql: &str) -> String {
@@ -179,12 +165,16 @@ fn a_distributed_warehouse_answers_as_one_node() {
         &mut c,
         "SELECT person_id FROM edw.source_patient GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1",
     );
-    let read = rows(&mut c, &patient_read(true, person));
+    let read_sql = edw::quality::person_read(true);
+    let read = rows_of(&mut c, &read_sql, &[&person]);
     assert!(!read.is_empty());
-    assert_eq!(read, rows(&mut one_node, &patient_read(false, person)));
+    assert_eq!(
+        read,
+        rows_of(&mut one_node, &edw::quality::person_read(false), &[&person])
+    );
 
     // The per-person read goes to one shard; the aggregates run on the workers.
-    let plan = explain(&mut c, &patient_read(true, person));
+    let plan = explain(&mut c, &read_sql.replace("$1", &person.to_string()));
     assert!(plan.contains("Task Count: 1"), "{plan}");
     // (e) groups by the person: each worker computes whole groups and applies HAVING itself,
     // the coordinator only concatenates.
@@ -289,7 +279,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
             "quality query {name} after the rebalance"
         );
     }
-    assert_eq!(rows(&mut c, &patient_read(true, person)), read);
+    assert_eq!(rows_of(&mut c, &read_sql, &[&person]), read);
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! database. Needs Citus installed into Debian's PostgreSQL (`../shared/citus/install`).
 //!
 //! ```no_run
-//! let cluster = testkit::citus::CitusCluster::start(2).unwrap();
+//! let mut cluster = testkit::citus::CitusCluster::start(2).unwrap();
 //! let url = cluster.create_db("edw").unwrap();
 //! ```
 

@@ -4,10 +4,40 @@
 use cache::Cache;
 
 use crate::dto::StartupStatus;
-use crate::{demo_passphrase, WsError, DEMO_ACCOUNTS};
+use crate::{Config, WsError};
+
+/// Demo mode at start: the demo accounts, the generated panel in an empty cache, and the
+/// accounts' links to its panels.
+#[cfg(feature = "demo")]
+pub fn prepare(
+    cache: &mut Cache,
+    config: &Config,
+    progress: &dyn Fn(StartupStatus),
+) -> Result<(), WsError> {
+    seed_accounts(cache)?;
+    if cache.patient_count()? == 0 && config.demo_patients > 0 {
+        generate_panel(cache, config.demo_patients, config.demo_seed, progress)?;
+    }
+    link_accounts(cache)
+}
+
+/// A build without the `demo` feature links no synthetic generator and has no demo mode.
+#[cfg(not(feature = "demo"))]
+pub fn prepare(
+    _cache: &mut Cache,
+    _config: &Config,
+    _progress: &dyn Fn(StartupStatus),
+) -> Result<(), WsError> {
+    Err(WsError::new(
+        "demo",
+        "This build of PHM Workstation has no demo mode (it was built without the demo feature).",
+    ))
+}
 
 /// Creates the demo accounts that do not exist yet.
-pub fn seed_accounts(cache: &Cache) -> Result<(), WsError> {
+#[cfg(feature = "demo")]
+fn seed_accounts(cache: &Cache) -> Result<(), WsError> {
+    use crate::{demo_passphrase, DEMO_ACCOUNTS};
     for (username, display, role) in DEMO_ACCOUNTS {
         if cache.account(username)?.is_none() {
             cache.create_account(username, display, role, &demo_passphrase(username))?;
@@ -18,7 +48,7 @@ pub fn seed_accounts(cache: &Cache) -> Result<(), WsError> {
 
 /// Generates `patients` synthetic patients into the cache in one transaction.
 #[cfg(feature = "demo")]
-pub fn generate_panel(
+fn generate_panel(
     cache: &mut Cache,
     patients: u64,
     seed: u64,
@@ -47,25 +77,6 @@ pub fn generate_panel(
     })?;
     tracing::info!(patients, "demo panel generated");
     Ok(())
-}
-
-/// A build without the `demo` feature links no synthetic generator: there is no demo panel.
-#[cfg(not(feature = "demo"))]
-pub fn generate_panel(
-    _cache: &mut Cache,
-    _patients: u64,
-    _seed: u64,
-    _progress: &dyn Fn(StartupStatus),
-) -> Result<(), WsError> {
-    Err(not_in_this_build())
-}
-
-/// The refusal of demo mode by a build without it.
-pub fn not_in_this_build() -> WsError {
-    WsError::new(
-        "demo",
-        "This build of PHM Workstation has no demo mode (it was built without the demo feature).",
-    )
 }
 
 /// Links the demo care manager to the care teams of the first panels (about half, at most

@@ -256,15 +256,8 @@ impl Workstation {
         monotonic: Clock,
     ) -> Result<Workstation, WsError> {
         let mut cache = cache;
-        if config.demo && !cfg!(feature = "demo") {
-            return Err(demo::not_in_this_build());
-        }
         if config.demo {
-            demo::seed_accounts(&cache)?;
-            if cache.patient_count()? == 0 && config.demo_patients > 0 {
-                demo::generate_panel(&mut cache, config.demo_patients, config.demo_seed, progress)?;
-            }
-            demo::link_accounts(&cache)?;
+            demo::prepare(&mut cache, config, progress)?;
         }
         Ok(Workstation {
             cache: Mutex::new(cache),
