@@ -31,6 +31,116 @@ pub const PCP_VISIT_CODES: &[&str] = &[
 
 pub const METHOD: &str = "plurality-pcp-24m";
 
+/// The statements of one form of the warehouse ($1 method, $2 as-of date, $3 visit codes).
+struct Form {
+    /// Settings of the transaction, first.
+    settings: &'static str,
+    /// Inserts the attribution of the period.
+    attribute: &'static str,
+    /// Group membership by difference, in order.
+    membership: &'static [&'static str],
+}
+
+const SINGLE_NODE: Form = Form {
+    settings: "",
+    attribute: "WITH visits AS (
+            SELECT sp.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
+            FROM edw.encounter e JOIN edw.source_patient sp ON sp.id = e.source_patient_id
+            WHERE sp.person_id IS NOT NULL AND e.practitioner_id IS NOT NULL
+              AND e.status = 'finished' AND e.type_code = ANY($3)
+              AND e.period_start >= ($2::text::date - interval '24 months')
+              AND e.period_start < ($2::text::date + 1)
+            GROUP BY 1, 2),
+         ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY person_id
+                ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
+            FROM visits),
+         -- A practitioner's team, computed once per practitioner (a per-person subquery
+         -- scanned care_team_member for each of 500,000 persons).
+         team AS (
+            SELECT practitioner_id, min(care_team_id) AS care_team_id
+            FROM edw.care_team_member GROUP BY practitioner_id)
+         INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
+                                      method, visit_count, last_visit)
+         SELECT r.person_id, r.practitioner_id, t.care_team_id,
+                ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit
+         FROM ranked r LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
+         WHERE rk = 1",
+    membership: &["WITH want AS (
+            SELECT DISTINCT g.id AS group_id, a.person_id FROM edw.attribution a
+            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+            WHERE a.method = $1 AND a.period_end = $2::text::date),
+         gone AS (
+            DELETE FROM edw.patient_group_member m
+            WHERE NOT EXISTS (SELECT 1 FROM want w WHERE w.group_id = m.group_id AND w.person_id = m.person_id)
+            RETURNING m.group_id, m.person_id),
+         logged AS (
+            INSERT INTO edw.patient_group_left (group_id, person_id)
+            SELECT group_id, person_id FROM gone)
+         INSERT INTO edw.patient_group_member (group_id, person_id)
+         SELECT w.group_id, w.person_id FROM want w
+         ON CONFLICT DO NOTHING"],
+};
+
+/// On Citus (`migrate --citus`): every row carries its person, so a visit needs no join to
+/// its record, and the rows about a person carry the organisations that may see them
+/// (`org_ids`, copied from the person). Data-modifying CTEs do not run on distributed
+/// tables: who leaves is logged, then deleted, then who joins is added, each one statement
+/// whose subqueries are co-located on the person.
+const DISTRIBUTED: Form = Form {
+    // The Groups (a reference table) are written after statements over many shards: Citus
+    // then needs one connection per node for the whole transaction.
+    settings: "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'",
+    attribute: "WITH visits AS (
+            SELECT e.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
+            FROM edw.encounter e
+            WHERE e.practitioner_id IS NOT NULL
+              AND e.status = 'finished' AND e.type_code = ANY($3)
+              AND e.period_start >= ($2::text::date - interval '24 months')
+              AND e.period_start < ($2::text::date + 1)
+            GROUP BY 1, 2),
+         ranked AS (
+            SELECT *, row_number() OVER (PARTITION BY person_id
+                ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
+            FROM visits),
+         team AS (
+            SELECT practitioner_id, min(care_team_id) AS care_team_id
+            FROM edw.care_team_member GROUP BY practitioner_id)
+         INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
+                                      method, visit_count, last_visit, org_ids)
+         SELECT r.person_id, r.practitioner_id, t.care_team_id,
+                ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit,
+                p.org_ids
+         FROM ranked r JOIN edw.person p ON p.id = r.person_id
+         LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
+         WHERE rk = 1",
+    membership: &[
+        "INSERT INTO edw.patient_group_left (group_id, person_id, org_ids)
+         SELECT m.group_id, m.person_id, m.org_ids FROM edw.patient_group_member m
+         WHERE NOT EXISTS (
+            SELECT 1 FROM edw.attribution a
+            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+            WHERE a.person_id = m.person_id AND g.id = m.group_id
+              AND a.method = $1 AND a.period_end = $2::text::date)",
+        "DELETE FROM edw.patient_group_member m
+         WHERE NOT EXISTS (
+            SELECT 1 FROM edw.attribution a
+            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+            WHERE a.person_id = m.person_id AND g.id = m.group_id
+              AND a.method = $1 AND a.period_end = $2::text::date)",
+        "INSERT INTO edw.patient_group_member (group_id, person_id, org_ids)
+         SELECT DISTINCT g.id, a.person_id, p.org_ids FROM edw.attribution a
+         JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                  OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+         JOIN edw.person p ON p.id = a.person_id
+         WHERE a.method = $1 AND a.period_end = $2::text::date
+         ON CONFLICT DO NOTHING",
+    ],
+};
+
 #[derive(Debug, Default, Clone)]
 pub struct Report {
     pub attributed: i64,
@@ -41,8 +151,13 @@ pub struct Report {
 
 /// as_of: 'YYYY-MM-DD' (None = today).
 pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
-    crate::require_single_node(c, "attribute")?;
+    let form = if crate::migrate::is_distributed(c)? {
+        &DISTRIBUTED
+    } else {
+        &SINGLE_NODE
+    };
     let mut tx = c.transaction()?;
+    tx.batch_execute(form.settings)?;
     // Membership changes take change numbers: a bulk export reads its watermark only
     // when no such write is in flight (see measure::SOURCE_WRITE_LOCK).
     tx.execute(
@@ -66,32 +181,7 @@ pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
         "DELETE FROM edw.attribution WHERE method = $1 AND period_end = $2::text::date",
         &[&METHOD, &as_of],
     )?;
-    let attributed = tx.execute(
-        "WITH visits AS (
-            SELECT sp.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
-            FROM edw.encounter e JOIN edw.source_patient sp ON sp.id = e.source_patient_id
-            WHERE sp.person_id IS NOT NULL AND e.practitioner_id IS NOT NULL
-              AND e.status = 'finished' AND e.type_code = ANY($3)
-              AND e.period_start >= ($2::text::date - interval '24 months')
-              AND e.period_start < ($2::text::date + 1)
-            GROUP BY 1, 2),
-         ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY person_id
-                ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
-            FROM visits),
-         -- A practitioner's team, computed once per practitioner (a per-person subquery
-         -- scanned care_team_member for each of 500,000 persons).
-         team AS (
-            SELECT practitioner_id, min(care_team_id) AS care_team_id
-            FROM edw.care_team_member GROUP BY practitioner_id)
-         INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
-                                      method, visit_count, last_visit)
-         SELECT r.person_id, r.practitioner_id, t.care_team_id,
-                ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit
-         FROM ranked r LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
-         WHERE rk = 1",
-        &[&METHOD, &as_of, &codes],
-    )? as i64;
+    let attributed = tx.execute(form.attribute, &[&METHOD, &as_of, &codes])? as i64;
     let persons: i64 = tx.query_one("SELECT count(*) FROM edw.person", &[])?.get(0);
 
     // Groups: one per practitioner and per care team with attributed persons.
@@ -115,24 +205,9 @@ pub fn run(c: &mut postgres::Client, as_of: Option<&str>) -> Result<Report> {
     // Membership by difference, so a bulk export knows who joined and who left after
     // its `_since`: members no longer attributed leave (logged with the change number
     // they left at), new members join with theirs, the others keep their rows.
-    tx.execute(
-        "WITH want AS (
-            SELECT DISTINCT g.id AS group_id, a.person_id FROM edw.attribution a
-            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
-            WHERE a.method = $1 AND a.period_end = $2::text::date),
-         gone AS (
-            DELETE FROM edw.patient_group_member m
-            WHERE NOT EXISTS (SELECT 1 FROM want w WHERE w.group_id = m.group_id AND w.person_id = m.person_id)
-            RETURNING m.group_id, m.person_id),
-         logged AS (
-            INSERT INTO edw.patient_group_left (group_id, person_id)
-            SELECT group_id, person_id FROM gone)
-         INSERT INTO edw.patient_group_member (group_id, person_id)
-         SELECT w.group_id, w.person_id FROM want w
-         ON CONFLICT DO NOTHING",
-        &[&METHOD, &as_of],
-    )?;
+    for sql in form.membership {
+        tx.execute(*sql, &[&METHOD, &as_of])?;
+    }
     let pg: i64 = tx
         .query_one(
             "SELECT count(*) FROM edw.patient_group WHERE kind = 'practitioner'",
