@@ -85,9 +85,10 @@ const SINGLE_NODE: Form = Form {
 
 /// On Citus (`migrate --citus`): every row carries its person, so a visit needs no join to
 /// its record, and the rows about a person carry the organisations that may see them
-/// (`org_ids`, copied from the person). Data-modifying CTEs do not run on distributed
-/// tables: who leaves is logged, then deleted, then who joins is added, each one statement
-/// whose subqueries are co-located on the person.
+/// (`org_ids`, copied from the person). The single node's one statement with data-modifying
+/// CTEs would run here only as distributed subplans, its `want` and `gone` collected on the
+/// coordinator; instead who leaves is logged, then deleted, then who joins is added, each one
+/// statement co-located on the person that runs on the shards.
 const DISTRIBUTED: Form = Form {
     // The Groups (a reference table) are written after statements over many shards: Citus
     // then needs one connection per node for the whole transaction.
