@@ -333,3 +333,30 @@ fn migrate_citus_refuses_a_database_without_citus() {
     assert!(err.0.contains("no Citus extension"), "{}", err.0);
     assert_eq!(edw::migrate::current_version(&mut c).unwrap(), None);
 }
+
+#[test]
+fn migrate_citus_refuses_records_without_a_person() {
+    if !citus_installed() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: Citus is not installed (../shared/citus/install)");
+        return;
+    }
+    let mut cluster = CitusCluster::start(1).unwrap();
+    let url = cluster.create_db("edw").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate(&mut c).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    testkit::testdata::write_dataset(data.path(), 10, 3).unwrap();
+    let mut opts = edw::ingest::Options::new("clinic");
+    opts.progress = false;
+    // Loaded, not matched: no record has a person yet.
+    edw::ingest::ingest(&mut c, &[data.path().to_path_buf()], &opts).unwrap();
+    let err = edw::migrate::migrate_citus(&mut c).unwrap_err();
+    assert!(err.0.contains("run phm-edw match"), "{}", err.0);
+    // Nothing was distributed: the migration is one transaction.
+    assert!(!edw::migrate::is_distributed(&mut c).unwrap());
+    assert_eq!(one(&mut c, "SELECT count(*) FROM pg_dist_partition"), 0);
+    // Matched, the same command distributes.
+    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    edw::migrate::migrate_citus(&mut c).unwrap();
+    assert!(edw::migrate::is_distributed(&mut c).unwrap());
+}
