@@ -1523,3 +1523,76 @@ mod tests {
         assert_eq!(ProgramYear::parse("2026").unwrap(), ProgramYear::Y2026);
     }
 }
+
+/// The QRDA III submitter options of the command lines that write one (`phm-ecqm eval
+/// --report qrda3`, `phm-edw report --type qrda3`), in one place.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct SubmitterArgs {
+    /// CMS program year of the QRDA III.
+    #[arg(long, value_name = "2025|2026")]
+    pub program_year: Option<String>,
+    /// QRDA III: CMS program name.
+    #[arg(long, value_name = "NAME")]
+    pub cms_program: Option<String>,
+    /// QRDA III: TIN.
+    #[arg(long, value_name = "N")]
+    pub tin: Option<String>,
+    /// QRDA III: NPI.
+    #[arg(long, value_name = "N")]
+    pub npi: Option<String>,
+    /// QRDA III: organisation name.
+    #[arg(long, value_name = "TEXT")]
+    pub org_name: Option<String>,
+    /// QRDA III: CEHRT id.
+    #[arg(long, value_name = "ID")]
+    pub cehrt_id: Option<String>,
+}
+
+impl SubmitterArgs {
+    /// The options given: `--program-year` when it is, else the defaults' overrides, then
+    /// checked. `wanted_by` names what needs them in the error (e.g. `--report qrda3`).
+    pub fn options(
+        &self,
+        wanted_by: &str,
+        software_name: Option<String>,
+    ) -> std::result::Result<Qrda3Options, String> {
+        let year = self
+            .program_year
+            .as_deref()
+            .ok_or_else(|| format!("{wanted_by} needs --program-year 2025|2026"))?;
+        let year =
+            ProgramYear::parse(year).map_err(|_| "--program-year: 2025 or 2026".to_string())?;
+        let mut o = Qrda3Options::new(year);
+        if let Some(name) = software_name {
+            o.software_name = name;
+        }
+        for (given, field) in [
+            (&self.cms_program, &mut o.program),
+            (&self.tin, &mut o.tin),
+            (&self.npi, &mut o.npi),
+            (&self.org_name, &mut o.organization_name),
+            (&self.cehrt_id, &mut o.cehrt_id),
+        ] {
+            if let Some(v) = given {
+                field.clone_from(v);
+            }
+        }
+        o.validate().map_err(|e| e.to_string())?;
+        Ok(o)
+    }
+
+    /// The first option given (its flag without `--`), to refuse them where no QRDA III is
+    /// written.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            ("program-year", &self.program_year),
+            ("cms-program", &self.cms_program),
+            ("tin", &self.tin),
+            ("npi", &self.npi),
+            ("org-name", &self.org_name),
+            ("cehrt-id", &self.cehrt_id),
+        ]
+        .into_iter()
+        .find_map(|(flag, v)| v.as_ref().map(|_| flag))
+    }
+}

@@ -41,17 +41,23 @@ struct Form {
     membership: &'static [&'static str],
 }
 
-const SINGLE_NODE: Form = Form {
-    settings: "",
-    attribute: "WITH visits AS (
-            SELECT sp.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
-            FROM edw.encounter e JOIN edw.source_patient sp ON sp.id = e.source_patient_id
-            WHERE sp.person_id IS NOT NULL AND e.practitioner_id IS NOT NULL
+// SQL shared by both forms (macros, so that `concat!` joins them at compile time).
+
+/// The primary-care visits of the 24 months before the as-of date (`e` the encounter).
+macro_rules! counted_visit {
+    () => {
+        "e.practitioner_id IS NOT NULL
               AND e.status = 'finished' AND e.type_code = ANY($3)
               AND e.period_start >= ($2::text::date - interval '24 months')
-              AND e.period_start < ($2::text::date + 1)
-            GROUP BY 1, 2),
-         ranked AS (
+              AND e.period_start < ($2::text::date + 1)"
+    };
+}
+
+/// Each person's practitioner with the most visits (`ranked`, `rk = 1`), and each
+/// practitioner's team (`team`), after a `visits` CTE.
+macro_rules! ranked_and_team {
+    () => {
+        "ranked AS (
             SELECT *, row_number() OVER (PARTITION BY person_id
                 ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
             FROM visits),
@@ -59,17 +65,44 @@ const SINGLE_NODE: Form = Form {
          -- scanned care_team_member for each of 500,000 persons).
          team AS (
             SELECT practitioner_id, min(care_team_id) AS care_team_id
-            FROM edw.care_team_member GROUP BY practitioner_id)
+            FROM edw.care_team_member GROUP BY practitioner_id)"
+    };
+}
+
+/// The Groups of an attribution `a` of the period: its practitioner's and its team's.
+macro_rules! groups_of_attribution {
+    () => {
+        "edw.attribution a
+            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
+                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)"
+    };
+}
+
+const SINGLE_NODE: Form = Form {
+    settings: "",
+    attribute: concat!(
+        "WITH visits AS (
+            SELECT sp.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
+            FROM edw.encounter e JOIN edw.source_patient sp ON sp.id = e.source_patient_id
+            WHERE sp.person_id IS NOT NULL AND ",
+        counted_visit!(),
+        "
+            GROUP BY 1, 2),
+         ",
+        ranked_and_team!(),
+        "
          INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
                                       method, visit_count, last_visit)
          SELECT r.person_id, r.practitioner_id, t.care_team_id,
                 ($2::text::date - interval '24 months')::date, $2::text::date, $1, r.n, r.last_visit
          FROM ranked r LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
-         WHERE rk = 1",
-    membership: &["WITH want AS (
-            SELECT DISTINCT g.id AS group_id, a.person_id FROM edw.attribution a
-            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+         WHERE rk = 1"
+    ),
+    membership: &[concat!(
+        "WITH want AS (
+            SELECT DISTINCT g.id AS group_id, a.person_id FROM ",
+        groups_of_attribution!(),
+        "
             WHERE a.method = $1 AND a.period_end = $2::text::date),
          gone AS (
             DELETE FROM edw.patient_group_member m
@@ -80,8 +113,24 @@ const SINGLE_NODE: Form = Form {
             SELECT group_id, person_id FROM gone)
          INSERT INTO edw.patient_group_member (group_id, person_id)
          SELECT w.group_id, w.person_id FROM want w
-         ON CONFLICT DO NOTHING"],
+         ON CONFLICT DO NOTHING"
+    )],
 };
+
+/// A member `m` no longer in the Group by the period's attribution (on the distributed form:
+/// co-located on the person).
+macro_rules! no_longer_attributed {
+    () => {
+        concat!(
+            "NOT EXISTS (
+            SELECT 1 FROM ",
+            groups_of_attribution!(),
+            "
+            WHERE a.person_id = m.person_id AND g.id = m.group_id
+              AND a.method = $1 AND a.period_end = $2::text::date)"
+        )
+    };
+}
 
 /// On Citus (`migrate --citus`): every row carries its person, so a visit needs no join to
 /// its record, and the rows about a person carry the organisations that may see them
@@ -93,21 +142,17 @@ const DISTRIBUTED: Form = Form {
     // The Groups (a reference table) are written after statements over many shards: Citus
     // then needs one connection per node for the whole transaction.
     settings: "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'",
-    attribute: "WITH visits AS (
+    attribute: concat!(
+        "WITH visits AS (
             SELECT e.person_id, e.practitioner_id, count(*) AS n, max(e.period_start) AS last_visit
             FROM edw.encounter e
-            WHERE e.practitioner_id IS NOT NULL
-              AND e.status = 'finished' AND e.type_code = ANY($3)
-              AND e.period_start >= ($2::text::date - interval '24 months')
-              AND e.period_start < ($2::text::date + 1)
+            WHERE ",
+        counted_visit!(),
+        "
             GROUP BY 1, 2),
-         ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY person_id
-                ORDER BY n DESC, last_visit DESC, practitioner_id) AS rk
-            FROM visits),
-         team AS (
-            SELECT practitioner_id, min(care_team_id) AS care_team_id
-            FROM edw.care_team_member GROUP BY practitioner_id)
+         ",
+        ranked_and_team!(),
+        "
          INSERT INTO edw.attribution (person_id, practitioner_id, care_team_id, period_start, period_end,
                                       method, visit_count, last_visit, org_ids)
          SELECT r.person_id, r.practitioner_id, t.care_team_id,
@@ -115,30 +160,28 @@ const DISTRIBUTED: Form = Form {
                 p.org_ids
          FROM ranked r JOIN edw.person p ON p.id = r.person_id
          LEFT JOIN team t ON t.practitioner_id = r.practitioner_id
-         WHERE rk = 1",
+         WHERE rk = 1"
+    ),
     membership: &[
-        "INSERT INTO edw.patient_group_left (group_id, person_id, org_ids)
+        concat!(
+            "INSERT INTO edw.patient_group_left (group_id, person_id, org_ids)
          SELECT m.group_id, m.person_id, m.org_ids FROM edw.patient_group_member m
-         WHERE NOT EXISTS (
-            SELECT 1 FROM edw.attribution a
-            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
-            WHERE a.person_id = m.person_id AND g.id = m.group_id
-              AND a.method = $1 AND a.period_end = $2::text::date)",
-        "DELETE FROM edw.patient_group_member m
-         WHERE NOT EXISTS (
-            SELECT 1 FROM edw.attribution a
-            JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                     OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
-            WHERE a.person_id = m.person_id AND g.id = m.group_id
-              AND a.method = $1 AND a.period_end = $2::text::date)",
-        "INSERT INTO edw.patient_group_member (group_id, person_id, org_ids)
-         SELECT DISTINCT g.id, a.person_id, p.org_ids FROM edw.attribution a
-         JOIN edw.patient_group g ON (g.kind = 'practitioner' AND g.ref_id = a.practitioner_id)
-                                  OR (g.kind = 'care_team' AND g.ref_id = a.care_team_id)
+         WHERE ",
+            no_longer_attributed!()
+        ),
+        concat!(
+            "DELETE FROM edw.patient_group_member m WHERE ",
+            no_longer_attributed!()
+        ),
+        concat!(
+            "INSERT INTO edw.patient_group_member (group_id, person_id, org_ids)
+         SELECT DISTINCT g.id, a.person_id, p.org_ids FROM ",
+            groups_of_attribution!(),
+            "
          JOIN edw.person p ON p.id = a.person_id
          WHERE a.method = $1 AND a.period_end = $2::text::date
-         ON CONFLICT DO NOTHING",
+         ON CONFLICT DO NOTHING"
+        ),
     ],
 };
 

@@ -235,19 +235,8 @@ struct ReportArgs {
     /// summary, subject-list, individual or qrda3 (report).
     #[arg(long = "type", value_name = "TYPE")]
     kind: Option<String>,
-    /// qrda3: the CMS program year.
-    #[arg(long, value_name = "2025|2026")]
-    program_year: Option<String>,
-    #[arg(long, value_name = "NAME")]
-    cms_program: Option<String>,
-    #[arg(long, value_name = "N")]
-    tin: Option<String>,
-    #[arg(long, value_name = "N")]
-    npi: Option<String>,
-    #[arg(long, value_name = "TEXT")]
-    org_name: Option<String>,
-    #[arg(long, value_name = "ID")]
-    cehrt_id: Option<String>,
+    #[command(flatten)]
+    submitter: ecqm::qrda3::SubmitterArgs,
 }
 
 /// `--period YEAR`, required and plausible.
@@ -422,30 +411,18 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Report { r: a } if a.kind.as_deref() == Some("qrda3") => {
             let year = period(a.period)?;
-            let program_year = ecqm::qrda3::ProgramYear::parse(
-                a.program_year
-                    .as_deref()
-                    .ok_or("--type qrda3 needs --program-year 2025|2026")?,
-            )
-            .map_err(|_| "--program-year: 2025 or 2026".to_string())?;
+            let o = a.submitter.options(
+                "--type qrda3",
+                Some(format!(
+                    "PHM Workstation phm-edw {}",
+                    env!("CARGO_PKG_VERSION")
+                )),
+            )?;
+            let program_year = o.year;
             let out = a.out.as_deref().ok_or("missing --out")?;
             if out == "-" {
                 return Err("--type qrda3 writes a file: give --out FILE".into());
             }
-            let mut o = ecqm::qrda3::Qrda3Options::new(program_year);
-            o.software_name = format!("PHM Workstation phm-edw {}", env!("CARGO_PKG_VERSION"));
-            for (opt, field) in [
-                (&a.cms_program, &mut o.program),
-                (&a.tin, &mut o.tin),
-                (&a.npi, &mut o.npi),
-                (&a.org_name, &mut o.organization_name),
-                (&a.cehrt_id, &mut o.cehrt_id),
-            ] {
-                if let Some(v) = opt {
-                    *field = v.to_string();
-                }
-            }
-            o.validate().map_err(|x| x.to_string())?;
             if year != program_year.year() as i32 {
                 eprintln!(
                     "phm-edw: warning: the measurement period is {year} but the QRDA III follows the CMS {program_year} program year"
@@ -470,15 +447,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Cmd::Results { r: a } | Cmd::Report { r: a } => {
             let cmd = if is_report { "report" } else { "results" };
-            let qrda = [
-                ("program-year", &a.program_year),
-                ("cms-program", &a.cms_program),
-                ("tin", &a.tin),
-                ("npi", &a.npi),
-                ("org-name", &a.org_name),
-                ("cehrt-id", &a.cehrt_id),
-            ];
-            if let Some((q, _)) = qrda.iter().find(|(_, v)| v.is_some()) {
+            if let Some(q) = a.submitter.first_given() {
                 return Err(format!("--{q} goes with `report --type qrda3`"));
             }
             let year = period(a.period)?;

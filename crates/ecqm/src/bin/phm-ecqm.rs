@@ -110,24 +110,8 @@ struct EvalCli {
     /// NDJSON grouping threshold and spill-bucket size in MB (default 1024).
     #[arg(long, value_name = "MB")]
     group_memory: Option<u64>,
-    /// CMS program year of the QRDA III (--report qrda3).
-    #[arg(long, value_name = "2025|2026")]
-    program_year: Option<String>,
-    /// QRDA III: CMS program name.
-    #[arg(long, value_name = "NAME")]
-    cms_program: Option<String>,
-    /// QRDA III: TIN.
-    #[arg(long, value_name = "N")]
-    tin: Option<String>,
-    /// QRDA III: NPI.
-    #[arg(long, value_name = "N")]
-    npi: Option<String>,
-    /// QRDA III: organisation name.
-    #[arg(long, value_name = "TEXT")]
-    org_name: Option<String>,
-    /// QRDA III: CEHRT id.
-    #[arg(long, value_name = "ID")]
-    cehrt_id: Option<String>,
+    #[command(flatten)]
+    submitter: ecqm::qrda3::SubmitterArgs,
     /// No progress or summary on stderr.
     #[arg(long)]
     quiet: bool,
@@ -191,24 +175,9 @@ fn eval_args(cli: EvalCli) -> Result<Args, String> {
         as_of,
         batch,
         group_memory,
-        program_year,
-        cms_program,
-        tin,
-        npi,
-        org_name,
-        cehrt_id,
+        submitter,
         quiet,
     } = cli;
-    let qrda_settings: Vec<(&str, String)> = [
-        ("program", cms_program),
-        ("tin", tin),
-        ("npi", npi),
-        ("org", org_name),
-        ("cehrt", cehrt_id),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| Some((k, v?)))
-    .collect();
     let mut improvement = ImprovementOverrides::default();
     for v in &improvement_notation {
         // `increase` or `MEASURE=increase` (name, id or CMS id); repeatable, or comma-separated
@@ -243,23 +212,7 @@ fn eval_args(cli: EvalCli) -> Result<Args, String> {
         _ => return Err("give both --period-start and --period-end, or neither".into()),
     };
     if report == Some(ReportKind::Qrda3) {
-        let year = program_year
-            .ok_or("--report qrda3 needs --program-year 2025|2026")
-            .and_then(|y| {
-                ecqm::qrda3::ProgramYear::parse(&y).map_err(|_| "--program-year: 2025 or 2026")
-            })?;
-        let mut o = ecqm::qrda3::Qrda3Options::new(year);
-        for (k, v) in qrda_settings {
-            match k {
-                "program" => o.program = v,
-                "tin" => o.tin = v,
-                "npi" => o.npi = v,
-                "org" => o.organization_name = v,
-                _ => o.cehrt_id = v,
-            }
-        }
-        o.validate().map_err(|e| e.to_string())?;
-        a.qrda = Some(o);
+        a.qrda = Some(submitter.options("--report qrda3", None)?);
         // `--out` is the QRDA file unless `--report-out` names it
         match report_out {
             Some(p) => {
@@ -272,7 +225,7 @@ fn eval_args(cli: EvalCli) -> Result<Args, String> {
         a.opts.supplemental_data = true;
         return Ok(a);
     }
-    if program_year.is_some() || !qrda_settings.is_empty() {
+    if submitter.first_given().is_some() {
         return Err("--program-year, --cms-program, --tin, --npi, --org-name and --cehrt-id go with --report qrda3".into());
     }
     a.out = Some(out);
