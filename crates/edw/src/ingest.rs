@@ -202,7 +202,6 @@ pub fn ingest(
     paths: &[PathBuf],
     opts: &Options,
 ) -> Result<Vec<FileReport>> {
-    crate::require_single_node(client, "ingest")?;
     if opts.source.trim().is_empty() {
         return Err(Error::msg("--source must not be empty"));
     }
@@ -214,6 +213,7 @@ pub fn ingest(
             ))
         }
     }
+    let distributed = crate::migrate::is_distributed(client)?;
     let files = collect_files(paths)?;
     let mut extra = Vec::new();
     if let Some(url) = &opts.url {
@@ -230,7 +230,7 @@ pub fn ingest(
     // Files in merge order, one after the other: a file's chunks only reference
     // resources of files before it.
     for f in &files {
-        reports.push(ingest_file(&mut sessions, f, opts)?);
+        reports.push(ingest_file(&mut sessions, f, opts, distributed)?);
     }
     Ok(reports)
 }
@@ -255,6 +255,9 @@ fn prepare_session(c: &mut postgres::Client) -> Result<()> {
          ) ON COMMIT DELETE ROWS;
          CREATE TEMP TABLE IF NOT EXISTS mt_group_member (
             line_no bigint NOT NULL, pid text NOT NULL
+         ) ON COMMIT DELETE ROWS;
+         CREATE TEMP TABLE IF NOT EXISTS mt_patient_org (
+            rid text NOT NULL, org_id bigint
          ) ON COMMIT DELETE ROWS",
     )?;
     for (t, cols) in patient::TABLES {
@@ -280,6 +283,7 @@ fn ingest_file(
     sessions: &mut [&mut postgres::Client],
     path: &Path,
     opts: &Options,
+    distributed: bool,
 ) -> Result<FileReport> {
     let t0 = Instant::now();
     let name = file_label(path);
@@ -357,8 +361,12 @@ fn ingest_file(
     };
     // Fresh statistics on the tables the merge resolves references against (loaded by
     // the previous files of this run; autovacuum lags behind a bulk load). A sample.
-    client.batch_execute("ANALYZE edw.source_patient, edw.organization, edw.practitioner")?;
-    let run = FileRun::new(path, &name, lines, &batch, opts)?;
+    client.batch_execute(if distributed {
+        "ANALYZE edw.patient_key, edw.organization, edw.practitioner"
+    } else {
+        "ANALYZE edw.source_patient, edw.organization, edw.practitioner"
+    })?;
+    let run = FileRun::new(path, &name, lines, &batch, opts, distributed)?;
     let chunks = chunk_count(lines, batch.chunk_lines);
     let todo = chunks - batch.merged.len() as i64;
     let n = (sessions.len() as i64).min(todo.max(1)) as usize;
@@ -511,6 +519,8 @@ struct FileRun<'a> {
     lines: i64,
     chunk_lines: i64,
     merged_before: &'a HashSet<i64>,
+    /// The warehouse is distributed (Citus): the merge takes its distributed form.
+    distributed: bool,
     reader: Mutex<(BufReader<std::fs::File>, i64)>,
     order: Mutex<Order>,
     order_cv: Condvar,
@@ -543,6 +553,7 @@ impl<'a> FileRun<'a> {
         lines: i64,
         batch: &'a Batch,
         opts: &'a Options,
+        distributed: bool,
     ) -> Result<Self> {
         let chunks = chunk_count(lines, batch.chunk_lines);
         let mut done = vec![false; chunks as usize];
@@ -559,6 +570,7 @@ impl<'a> FileRun<'a> {
             lines,
             chunk_lines: batch.chunk_lines,
             merged_before: &batch.merged,
+            distributed,
             reader: Mutex::new((
                 BufReader::with_capacity(1 << 20, std::fs::File::open(path)?),
                 0,
@@ -1017,23 +1029,59 @@ impl<'a> FileRun<'a> {
                 .find(|s| s.rtype == *t)
                 .expect("json spec for a reference type");
             for (path, table) in spec.required_refs {
-                tx.execute(
-                    &format!(
-                        // A scalar subquery: one index probe per row, whatever the
-                        // (lagging) statistics say.
-                        "UPDATE mi SET reason = 'unresolved reference {path}: no such resource from this source'
-                         WHERE mi.reason IS NULL AND mi.rtype = $2 AND (
-                           SELECT 1 FROM edw.{table} x WHERE x.source = $1
-                             AND x.source_id = edw.ref_id(mi.b->'{path}'->>'reference') LIMIT 1) IS NULL"
-                    ),
-                    &[src, t],
-                )?;
+                // The referenced table (small; a reference table on Citus) in a CTE, then the
+                // lines marked by number: Citus plans no join of one with a temp table that
+                // is being updated.
+                let unresolved: Vec<i64> = tx
+                    .query(
+                        &format!(
+                            "WITH x AS MATERIALIZED (SELECT source_id FROM edw.{table} WHERE source = $1)
+                             SELECT mi.line_no FROM mi WHERE mi.reason IS NULL AND mi.rtype = $2
+                               AND NOT EXISTS (SELECT 1 FROM x WHERE x.source_id = edw.ref_id(mi.b->'{path}'->>'reference'))"
+                        ),
+                        &[src, t],
+                    )?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                if !unresolved.is_empty() {
+                    tx.execute(
+                        "UPDATE mi SET reason = $1 WHERE line_no = ANY ($2)",
+                        &[
+                            &format!(
+                                "unresolved reference {path}: no such resource from this source"
+                            ),
+                            &unresolved,
+                        ],
+                    )?;
+                }
             }
-            for sql in spec.sql {
+            let distributed_steps = match spec.distributed {
+                Some(steps) if self.distributed => steps(),
+                _ => Vec::new(),
+            };
+            let steps = if distributed_steps.is_empty() {
+                spec.sql
+            } else {
+                &distributed_steps[..]
+            };
+            for step in steps {
+                let sql = match step {
+                    json_merge::Step::Sql(sql) => *sql,
+                    json_merge::Step::Owned(sql) => sql.as_str(),
+                    json_merge::Step::ById { ids, sql } => {
+                        let ids: Vec<i64> =
+                            tx.query(*ids, &[src])?.iter().map(|r| r.get(0)).collect();
+                        if !ids.is_empty() {
+                            tx.execute(*sql, &[&ids])?;
+                        }
+                        continue;
+                    }
+                };
                 if sql.contains("$2") {
-                    tx.execute(*sql, &[src, &batch_id])?;
+                    tx.execute(sql, &[src, &batch_id])?;
                 } else {
-                    tx.execute(*sql, &[src])?;
+                    tx.execute(sql, &[src])?;
                 }
             }
         }
@@ -1047,10 +1095,22 @@ impl<'a> FileRun<'a> {
         }
         tp = prof(4, tp);
         for (spec, _) in &r.typed {
-            quarantined += tx.execute(&spec.merge_sql(), &[src, &batch_id, &self.name])? as i64;
+            if self.distributed {
+                tx.execute(&spec.unlink_moved_sql(), &[src])?;
+            }
+            quarantined += tx.execute(
+                &spec.merge_sql(self.distributed),
+                &[src, &batch_id, &self.name],
+            )? as i64;
         }
         if !r.generic.is_empty() {
-            quarantined += tx.execute(generic::MERGE, &[src, &batch_id, &self.name])? as i64;
+            if self.distributed {
+                tx.execute(&generic::unlink_moved_sql(), &[src])?;
+            }
+            quarantined += tx.execute(
+                &generic::merge_sql(self.distributed),
+                &[src, &batch_id, &self.name],
+            )? as i64;
         }
         tp = prof(5, tp);
         if !r.quarantine.is_empty() {

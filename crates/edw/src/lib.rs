@@ -69,9 +69,8 @@ pub(crate) const CLINICAL_TABLES: [&str; 7] = [
 pub fn require_single_node(c: &mut postgres::Client, command: &str) -> Result<()> {
     if migrate::is_distributed(c)? {
         return Err(Error::msg(format!(
-            "{command} does not run on the distributed (Citus) warehouse yet; attribute, results, \
-             report and the quality queries do. Load, match, measure and refresh on the \
-             coordinator before `phm-edw migrate --citus` (docs/scale-out.md)"
+            "{command} does not run on the distributed (Citus) warehouse yet; ingest, match, \
+             attribute, results, report and the quality queries do (docs/scale-out.md)"
         )));
     }
     Ok(())

@@ -322,36 +322,46 @@ impl Dsu {
     }
 }
 
-pub fn load_records<C: postgres::GenericClient>(c: &mut C) -> Result<Vec<Rec>> {
-    records(c, "", &[])
+/// Every record. `distributed`: the warehouse's Citus form, where a record's history rows
+/// are joined on its person too (the shard key: otherwise a join between shards).
+pub fn load_records<C: postgres::GenericClient>(c: &mut C, distributed: bool) -> Result<Vec<Rec>> {
+    records(c, "", &[], distributed)
 }
 
 /// The records with these ids (the review queue shows how a pair agrees).
-pub fn load_records_by_id<C: postgres::GenericClient>(c: &mut C, ids: &[i64]) -> Result<Vec<Rec>> {
-    records(c, "WHERE sp.id = ANY($1)", &[&ids])
+pub fn load_records_by_id(c: &mut postgres::Client, ids: &[i64]) -> Result<Vec<Rec>> {
+    let distributed = crate::migrate::is_distributed(c)?;
+    records(c, "WHERE sp.id = ANY($1)", &[&ids], distributed)
 }
 
 fn records<C: postgres::GenericClient>(
     c: &mut C,
     filter: &str,
     params: &[&(dyn postgres::types::ToSql + Sync)],
+    distributed: bool,
 ) -> Result<Vec<Rec>> {
+    let same_person = if distributed {
+        " AND x.person_id = sp.person_id"
+    } else {
+        ""
+    };
     let rows = c.query(
         &format!("SELECT sp.id, sp.source, sp.person_id, coalesce(sp.birth_date::text, ''), coalesce(sp.sex, ''),
            coalesce(n.family, ''), coalesce(n.given, ''),
            coalesce(a.line || ' ' || a.city || ' ' || a.state, ''), coalesce(a.postal_code, ''),
            coalesce(t.value, ''),
-           coalesce((SELECT array_agg(i.system || '|' || i.value ORDER BY i.system, i.value)
-                     FROM edw.patient_identifier i WHERE i.source_patient_id = sp.id AND i.valid_to IS NULL), '{{}}')
+           coalesce((SELECT array_agg(x.system || '|' || x.value ORDER BY x.system, x.value)
+                     FROM edw.patient_identifier x WHERE x.source_patient_id = sp.id{same_person}
+                       AND x.valid_to IS NULL), '{{}}')
          FROM edw.source_patient sp
          LEFT JOIN LATERAL (SELECT family, given FROM edw.patient_name x
-              WHERE x.source_patient_id = sp.id AND x.valid_to IS NULL
+              WHERE x.source_patient_id = sp.id{same_person} AND x.valid_to IS NULL
               ORDER BY (x.use = 'official') DESC, x.family, x.given LIMIT 1) n ON true
          LEFT JOIN LATERAL (SELECT line, city, state, postal_code FROM edw.patient_address x
-              WHERE x.source_patient_id = sp.id AND x.valid_to IS NULL
+              WHERE x.source_patient_id = sp.id{same_person} AND x.valid_to IS NULL
               ORDER BY x.line, x.postal_code LIMIT 1) a ON true
          LEFT JOIN LATERAL (SELECT value FROM edw.patient_telecom x
-              WHERE x.source_patient_id = sp.id AND x.valid_to IS NULL AND x.system = 'phone'
+              WHERE x.source_patient_id = sp.id{same_person} AND x.valid_to IS NULL AND x.system = 'phone'
               ORDER BY x.value LIMIT 1) t ON true
          {filter}
          ORDER BY sp.id"),
@@ -375,9 +385,18 @@ fn records<C: postgres::GenericClient>(
         .collect())
 }
 
+/// A person no record, attribution, result, gap or panel refers to (co-located with
+/// the person on Citus).
+const PERSON_UNREFERENCED: &str = "
+    AND NOT EXISTS (SELECT 1 FROM edw.source_patient x WHERE x.person_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM edw.attribution x WHERE x.person_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM edw.measure_result x WHERE x.person_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM edw.care_gap x WHERE x.person_id = p.id)
+    AND NOT EXISTS (SELECT 1 FROM edw.patient_group_member x WHERE x.person_id = p.id)";
+
 /// Run matching over all source patients and (re)assign persons.
 pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
-    crate::require_single_node(c, "match")?;
+    let distributed = crate::migrate::is_distributed(c)?;
     let mut tx = c.transaction()?;
     // Moves records between persons: a source change `measure` must see (see
     // measure::SOURCE_WRITE_LOCK).
@@ -400,7 +419,7 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
             eprintln!("match: {what} ({:.1}s)", t0.elapsed().as_secs_f64());
         }
     };
-    let recs = load_records(&mut tx)?;
+    let recs = load_records(&mut tx, distributed)?;
     phase(format_args!("{} records loaded", recs.len()));
     let mut rep = Report {
         records: recs.len(),
@@ -583,32 +602,63 @@ pub fn run(c: &mut postgres::Client, p: &Params) -> Result<Report> {
             }
         }
     }
-    tx.execute(
-        "UPDATE edw.source_patient s SET person_id = u.pid, change_no = nextval('edw.change_seq')
-         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, pid) WHERE s.id = u.id",
-        &[&upd_ids, &upd_pids],
-    )?;
-    // The records a person keeps are changed too, as far as their measures go.
-    tx.execute(
-        "UPDATE edw.source_patient s SET change_no = nextval('edw.change_seq')
-         WHERE s.person_id = ANY($1) AND NOT s.id = ANY($2)",
-        &[&left, &upd_ids],
-    )?;
+    if distributed {
+        // Rows move to the new person's shard (`edw.move_records`, migration 1002); the
+        // kept records' change number is one per statement, taken on the coordinator.
+        tx.execute("SELECT edw.move_records($1, $2)", &[&upd_ids, &upd_pids])?;
+        tx.execute(
+            "UPDATE edw.source_patient s SET change_no = (SELECT nextval('edw.change_seq'))
+             WHERE s.person_id = ANY($1) AND NOT s.id = ANY($2)",
+            &[&left, &upd_ids],
+        )?;
+    } else {
+        tx.execute(
+            "UPDATE edw.source_patient s SET person_id = u.pid, change_no = nextval('edw.change_seq')
+             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, pid) WHERE s.id = u.id",
+            &[&upd_ids, &upd_pids],
+        )?;
+        // The records a person keeps are changed too, as far as their measures go.
+        tx.execute(
+            "UPDATE edw.source_patient s SET change_no = nextval('edw.change_seq')
+             WHERE s.person_id = ANY($1) AND NOT s.id = ANY($2)",
+            &[&left, &upd_ids],
+        )?;
+    }
     rep.persons = used.len();
     phase(format_args!(
         "{} persons ({} new), {} records reassigned",
         rep.persons, rep.new_persons, rep.reassigned_records
     ));
     // Persons left without records and not referenced elsewhere are removed.
-    tx.execute(
-        "DELETE FROM edw.person p WHERE NOT EXISTS (SELECT 1 FROM edw.source_patient s WHERE s.person_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM edw.attribution x WHERE x.person_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM edw.measure_result x WHERE x.person_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM edw.care_gap x WHERE x.person_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM edw.worklist_action x WHERE x.person_id = p.id)
-           AND NOT EXISTS (SELECT 1 FROM edw.patient_group_member x WHERE x.person_id = p.id)",
-        &[],
-    )?;
+    if distributed {
+        // Only persons that lost a record can be left without one here (each record got a
+        // person when it was loaded). worklist_action stays on the coordinator: read first,
+        // so the rest is co-located with the person and runs on its shard.
+        let kept: Vec<i64> = tx
+            .query(
+                "SELECT DISTINCT person_id FROM edw.worklist_action WHERE person_id = ANY($1)",
+                &[&left],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.execute(
+            &format!(
+                "DELETE FROM edw.person p WHERE p.id = ANY($1) AND NOT p.id = ANY($2) {}",
+                PERSON_UNREFERENCED
+            ),
+            &[&left, &kept],
+        )?;
+    } else {
+        tx.execute(
+            &format!(
+                "DELETE FROM edw.person p WHERE true {}
+                   AND NOT EXISTS (SELECT 1 FROM edw.worklist_action x WHERE x.person_id = p.id)",
+                PERSON_UNREFERENCED
+            ),
+            &[],
+        )?;
+    }
     tx.commit()?;
     Ok(rep)
 }

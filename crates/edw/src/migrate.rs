@@ -89,11 +89,23 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 
 /// The distributed form on Citus (`phm-edw migrate --citus`), applied after [`MIGRATIONS`] on
 /// the coordinator; numbered from 1001 so they never collide with the single-node ones.
-pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1001,
-    "citus_distribute",
-    include_str!("../../../migrations/edw/citus/0001_distribute.sql"),
-)];
+pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1001,
+        "citus_distribute",
+        include_str!("../../../migrations/edw/citus/0001_distribute.sql"),
+    ),
+    (
+        1002,
+        "citus_writers",
+        include_str!("../../../migrations/edw/citus/0002_writers.sql"),
+    ),
+    (
+        1003,
+        "citus_patient_key_backfill",
+        include_str!("../../../migrations/edw/citus/0003_patient_key_backfill.sql"),
+    ),
+];
 
 /// The version of the first Citus migration: a database that has it is distributed.
 pub const CITUS_FIRST: i32 = 1001;

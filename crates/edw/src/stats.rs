@@ -44,11 +44,18 @@ pub fn table_counts(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
 
 /// Content checksum per table: md5 over rows rendered as JSON without surrogate ids,
 /// sequence numbers and timestamps; foreign keys replaced by natural keys.
+/// On the distributed (Citus) form a row is joined to its record on the person too (the
+/// shard key), and the columns only that form has are left out.
 pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
+    let same_person = if crate::migrate::is_distributed(c)? {
+        " AND sp.person_id = t.person_id"
+    } else {
+        ""
+    };
     const DROP: &str =
         "- 'id' - 'change_no' - 'batch_id' - 'source_patient_id' - 'practitioner_id' \
         - 'organization_id' - 'org_id' - 'person_id' - 'valid_from' - 'valid_to' - 'created_at' \
-        - 'started_at' - 'completed_at' - 'care_team_id' - 'a_id' - 'b_id'";
+        - 'started_at' - 'completed_at' - 'care_team_id' - 'a_id' - 'b_id' - 'org_ids'";
     let mut queries: Vec<(String, String)> = Vec::new();
     for t in ["organization", "practitioner", "care_team", "source_group"] {
         queries.push((
@@ -67,7 +74,7 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
             format!(
                 "SELECT to_jsonb(t) {DROP} || jsonb_build_object('p', sp.source || '/' || sp.source_id,
                    'current', to_jsonb(t) -> 'valid_to' IS NULL OR to_jsonb(t) -> 'valid_to' = 'null')
-                 FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id"
+                 FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id{same_person}"
             ),
         ));
     }
@@ -75,7 +82,7 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
         "edw.resource".into(),
         format!(
             "SELECT to_jsonb(t) {DROP} || jsonb_build_object('p', sp.source || '/' || sp.source_id)
-             FROM edw.resource t LEFT JOIN edw.source_patient sp ON sp.id = t.source_patient_id"
+             FROM edw.resource t LEFT JOIN edw.source_patient sp ON sp.id = t.source_patient_id{same_person}"
         ),
     ));
     queries.push((
@@ -120,7 +127,10 @@ pub fn checksums(c: &mut postgres::Client) -> Result<Vec<(String, String)>> {
 
 /// Rows whose reference columns point at no row (the bulk-loaded columns carry no
 /// foreign key constraints, migrations 0011 to 0013): (table.column, count), only non-zero.
+/// On the distributed (Citus) form a record is looked up on its person's shard, and a batch
+/// (on the coordinator) in one list rather than per row.
 pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
+    let distributed = crate::migrate::is_distributed(c)?;
     // (table, column, referenced table)
     let mut keys: Vec<(String, &str, &str)> = vec![
         ("staging.raw_line".into(), "batch_id", "staging.load_batch"),
@@ -166,12 +176,18 @@ pub fn orphans(c: &mut postgres::Client) -> Result<Vec<(String, i64)>> {
         keys.push((format!("edw.{t}"), col, target));
     }
     let checks = keys.into_iter().map(|(t, col, target)| {
+        let missing = match (distributed, target) {
+            (true, "edw.source_patient") => format!(
+                "NOT EXISTS (SELECT 1 FROM {target} p WHERE p.id = x.{col} AND p.person_id = x.person_id)"
+            ),
+            (true, "staging.load_batch") if t.starts_with("edw.") => {
+                format!("x.{col} NOT IN (SELECT id FROM {target})")
+            }
+            _ => format!("NOT EXISTS (SELECT 1 FROM {target} p WHERE p.id = x.{col})"),
+        };
         (
             format!("{t}.{col}"),
-            format!(
-                "SELECT count(*) FROM {t} x WHERE x.{col} IS NOT NULL AND NOT EXISTS
-                   (SELECT 1 FROM {target} p WHERE p.id = x.{col})"
-            ),
+            format!("SELECT count(*) FROM {t} x WHERE x.{col} IS NOT NULL AND {missing}"),
         )
     });
     let mut out = Vec::new();

@@ -110,7 +110,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let mut c = edw::connect(&url).unwrap();
     assert!(!edw::migrate::is_distributed(&mut c).unwrap());
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
-    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST]);
+    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST, 1002, 1003]);
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
     // A second run applies nothing.
     assert!(edw::migrate::migrate_citus(&mut c).unwrap().is_empty());
@@ -256,10 +256,6 @@ fn a_distributed_warehouse_answers_as_one_node() {
     }
 
     // Commands that do not run on the distributed form yet say so, and change nothing.
-    let mut opts = edw::ingest::Options::new("synth");
-    opts.progress = false;
-    let err = edw::ingest::ingest(&mut c, &[data.path().join("synth")], &opts).unwrap_err();
-    assert!(err.0.contains("distributed (Citus)"), "{}", err.0);
     let err = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap_err();
     assert!(err.0.contains("distributed (Citus)"), "{}", err.0);
     let serve = std::process::Command::new(env!("CARGO_BIN_EXE_phm-edw"))
@@ -359,4 +355,229 @@ fn migrate_citus_refuses_records_without_a_person() {
     edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     edw::migrate::migrate_citus(&mut c).unwrap();
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
+}
+
+/// A second source sending copies of the first `n` patients of `clinic` (same identifiers,
+/// so matching links them) with their encounters, under ids of its own.
+fn write_registry(clinic: &Path, registry: &Path, n: usize) -> usize {
+    std::fs::create_dir_all(registry).unwrap();
+    let read = |t: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(clinic.join(format!("{t}.ndjson")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut patients = read("Patient");
+    patients.truncate(n);
+    let ids: std::collections::HashSet<String> = patients
+        .iter()
+        .map(|p| format!("Patient/{}", p["id"].as_str().unwrap()))
+        .collect();
+    let renamed = |v: &mut serde_json::Value| {
+        let id = format!("r-{}", v["id"].as_str().unwrap());
+        v["id"] = id.into();
+    };
+    let mut text = String::new();
+    for mut p in patients {
+        renamed(&mut p);
+        p.as_object_mut().unwrap().remove("managingOrganization");
+        text += &format!("{p}\n");
+    }
+    std::fs::write(registry.join("Patient.ndjson"), text).unwrap();
+    let mut text = String::new();
+    let mut encounters = 0;
+    for mut e in read("Encounter") {
+        let subject = e["subject"]["reference"].as_str().unwrap_or("").to_string();
+        if ids.contains(&subject) {
+            renamed(&mut e);
+            e["subject"]["reference"] = subject.replace("Patient/", "Patient/r-").into();
+            e.as_object_mut().unwrap().remove("serviceProvider");
+            e.as_object_mut().unwrap().remove("participant");
+            text += &format!("{e}\n");
+            encounters += 1;
+        }
+    }
+    std::fs::write(registry.join("Encounter.ndjson"), text).unwrap();
+    encounters
+}
+
+fn ingest_dir(url: &str, source: &str, dir: &Path) -> Vec<(String, i64, i64, bool)> {
+    let mut c = edw::connect(url).unwrap();
+    let mut opts = edw::ingest::Options::new(source);
+    opts.progress = false;
+    opts.chunk = 200;
+    edw::ingest::ingest(&mut c, &[dir.to_path_buf()], &opts)
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.file, r.loaded, r.quarantined, r.already_loaded))
+        .collect()
+}
+
+/// The writers on the cluster: ingest (with quarantine, a kill -9 and a re-run, a re-ingest
+/// that changes nothing) and matching (records of two sources merged into one person: their
+/// rows move to the person's shard) leave the warehouse the single node has after the same
+/// commands, by content, by person and as an organisation's role sees it.
+#[test]
+fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
+    if !citus_installed() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: Citus is not installed (../shared/citus/install)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let clinic = data.path().join("clinic");
+    testkit::testdata::write_dataset(&clinic, 300, 11).unwrap();
+    let registry = data.path().join("registry");
+    assert!(write_registry(&clinic, &registry, 40) > 0);
+    // Bad lines: not JSON, an encounter without a subject, one of an unknown patient.
+    let enc = clinic.join("Encounter.ndjson");
+    let mut text = std::fs::read(&enc).unwrap();
+    text.extend_from_slice(
+        b"not json\n{\"resourceType\":\"Encounter\",\"id\":\"zz\"}\n\
+          {\"resourceType\":\"Encounter\",\"id\":\"zz2\",\"status\":\"finished\",\
+           \"class\":{\"code\":\"AMB\"},\"subject\":{\"reference\":\"Patient/nobody\"}}\n",
+    );
+    std::fs::write(&enc, text).unwrap();
+
+    let single = PgHarness::start().unwrap();
+    let one_url = single.create_db("edw").unwrap();
+    let mut one_node = edw::connect(&one_url).unwrap();
+    edw::migrate::migrate(&mut one_node).unwrap();
+    let loaded = ingest_dir(&one_url, "clinic", &clinic);
+    assert!(loaded.iter().any(|f| f.2 == 3), "{loaded:?}");
+    let registry_loaded = ingest_dir(&one_url, "registry", &registry);
+    let one_match = edw::matching::run(&mut one_node, &edw::matching::Params::default()).unwrap();
+    assert!(one_match.identifier_links >= 40, "{one_match:?}");
+
+    let mut cluster = CitusCluster::start(2).unwrap();
+    let url = cluster.create_db("edw").unwrap();
+    let mut c = edw::connect(&url).unwrap();
+    edw::migrate::migrate_citus(&mut c).unwrap();
+    // kill -9 while the clinic's files load, then the same command again.
+    let bin = env!("CARGO_BIN_EXE_phm-edw");
+    let args = [
+        "ingest",
+        clinic.to_str().unwrap(),
+        "--source",
+        "clinic",
+        "--db",
+        &url,
+        "--chunk",
+        "100",
+        "--no-match",
+        "--quiet",
+    ];
+    let mut child = std::process::Command::new(bin).args(args).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while one(&mut c, "SELECT count(*) FROM staging.merged_chunk") < 8 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ingest ended before the kill"
+        );
+        assert!(t0.elapsed().as_secs() < 120, "ingest made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM staging.load_batch WHERE status = 'merged'"
+        ) < loaded.len() as i64
+    );
+    let rerun = std::process::Command::new(bin).args(args).output().unwrap();
+    assert!(
+        rerun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rerun.stderr)
+    );
+    // Loaded once: a second run changes nothing.
+    let changes = one(&mut c, "SELECT last_value FROM edw.change_seq");
+    let again = ingest_dir(&url, "clinic", &clinic);
+    assert!(again.iter().all(|f| f.3), "{again:?}");
+    assert_eq!(
+        one(&mut c, "SELECT last_value FROM edw.change_seq"),
+        changes
+    );
+    assert_eq!(ingest_dir(&url, "registry", &registry), registry_loaded);
+    // Every record got a person of its own when it was loaded.
+    assert_eq!(
+        one(&mut c, "SELECT count(*) FROM edw.person"),
+        one(&mut c, "SELECT count(*) FROM edw.source_patient")
+    );
+    let cluster_match = edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    assert_eq!(
+        (
+            cluster_match.identifier_links,
+            cluster_match.probabilistic_links,
+            cluster_match.review_pairs,
+            cluster_match.persons
+        ),
+        (
+            one_match.identifier_links,
+            one_match.probabilistic_links,
+            one_match.review_pairs,
+            one_match.persons
+        ),
+    );
+    assert!(cluster_match.reassigned_records >= 40, "{cluster_match:?}");
+
+    // The same warehouse: rows, contents, persons as sets of records, quarantine.
+    assert_eq!(
+        edw::stats::table_counts(&mut c).unwrap(),
+        edw::stats::table_counts(&mut one_node).unwrap()
+    );
+    assert_eq!(
+        edw::stats::checksums(&mut c).unwrap(),
+        edw::stats::checksums(&mut one_node).unwrap()
+    );
+    assert_eq!(edw::stats::orphans(&mut c).unwrap(), vec![]);
+    // A moved record's rows are on its person's shard, and the coordinator's key agrees.
+    for t in ["encounter", "patient_name", "patient_identifier"] {
+        assert_eq!(
+            one(
+                &mut c,
+                &format!(
+                    "SELECT count(*) FROM edw.{t} x WHERE NOT EXISTS (SELECT 1 FROM edw.source_patient sp
+                     WHERE sp.id = x.source_patient_id AND sp.person_id = x.person_id)"
+                )
+            ),
+            0,
+            "{t}"
+        );
+    }
+    let keys = rows(
+        &mut c,
+        "SELECT source_patient_id, person_id, org_id FROM edw.patient_key",
+    );
+    assert_eq!(
+        keys,
+        rows(
+            &mut c,
+            "SELECT id, person_id, org_id FROM edw.source_patient"
+        )
+    );
+
+    // Row-level security: a merged person is seen by the organisation of either record.
+    for conn in [&mut c, &mut one_node] {
+        conn.batch_execute(
+            "CREATE ROLE org1_reader LOGIN IN ROLE edw_org_reader;
+             INSERT INTO edw.org_role SELECT 'org1_reader', id FROM edw.organization
+             WHERE source = 'clinic' AND source_id = 'org1';",
+        )
+        .unwrap();
+    }
+    let as_org1 = |url: String| {
+        let mut r = edw::connect(&url).unwrap();
+        [
+            "SELECT count(*) FROM edw.source_patient",
+            "SELECT count(*) FROM edw.encounter",
+            "SELECT count(*) FROM edw.person",
+            "SELECT count(*) FROM edw.patient_name",
+        ]
+        .map(|q| one(&mut r, q))
+    };
+    let seen = as_org1(cluster.coordinator.url_as("org1_reader", "edw"));
+    assert!(seen[0] > 0 && seen[0] < one(&mut c, "SELECT count(*) FROM edw.source_patient"));
+    assert_eq!(seen, as_org1(single.url_as("org1_reader", "edw")));
 }

@@ -81,16 +81,33 @@ impl TypedSpec {
 
     /// Upsert + quarantine of unresolved patients. $1 source, $2 batch id, $3 file name.
     /// Returns (as the statement's row count) the number of lines quarantined.
-    pub fn merge_sql(&self) -> String {
+    /// `distributed`: the Citus form, where the patient is found in `edw.patient_key` on the
+    /// coordinator and every row carries its person (the shard key) and organisation.
+    pub fn merge_sql(&self, distributed: bool) -> String {
         // Scalar subqueries: one index probe per row whatever the (lagging) statistics
         // of tables being loaded say; a join could be planned as a scan per chunk.
-        let mut probes = vec![format!(
+        let patient = if distributed {
+            "k.source_patient_id AS spid, k.person_id, k.org_id"
+        } else {
             "(SELECT sp.id FROM edw.source_patient sp WHERE sp.source = $1 AND sp.source_id = m.pref) AS spid"
-        )];
+        };
+        let mut probes = vec![patient.to_string()];
+        // On Citus a reference table is read in a CTE of its own: Citus plans no direct
+        // join of one with the session's temp tables.
+        let mut ctes = String::new();
         for (target, refcol, table) in self.lookups {
-            probes.push(format!(
-                "(SELECT x.id FROM edw.{table} x WHERE x.source = $1 AND x.source_id = m.{refcol}) AS {target}"
-            ));
+            if distributed {
+                ctes.push_str(&format!(
+                    "ref_{table} AS MATERIALIZED (SELECT id, source_id FROM edw.{table} WHERE source = $1), "
+                ));
+                probes.push(format!(
+                    "(SELECT x.id FROM ref_{table} x WHERE x.source_id = m.{refcol}) AS {target}"
+                ));
+            } else {
+                probes.push(format!(
+                    "(SELECT x.id FROM edw.{table} x WHERE x.source = $1 AND x.source_id = m.{refcol}) AS {target}"
+                ));
+            }
         }
         let mut target_cols = vec!["source_patient_id"];
         let mut values = vec!["spid"];
@@ -102,17 +119,26 @@ impl TypedSpec {
             target_cols.push(target);
             values.push(target);
         }
+        let mut key = "source, source_id";
+        let mut from = format!("{} m", self.temp_table());
+        if distributed {
+            target_cols.extend(["person_id", "org_id"]);
+            values.extend(["person_id", "org_id"]);
+            key = "source, source_id, person_id";
+            from.push_str(" LEFT JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref");
+        }
         let updates: Vec<String> = target_cols
             .iter()
-            .chain(["content_hash", "batch_id", "line_no"].iter())
+            .chain(["content_hash", "batch_id", "line_no", "change_no"].iter())
             .map(|c| format!("{c} = EXCLUDED.{c}"))
             .collect();
+        // The change number is the proposed row's (its column default), taken on the
+        // coordinator: Citus refuses nextval() in an update on the shards.
         format!(
-            "WITH r AS MATERIALIZED (SELECT m.*, {probes} FROM {temp} m),
+            "WITH {ctes}r AS MATERIALIZED (SELECT m.*, {probes} FROM {from}),
              ins AS (INSERT INTO edw.{table} AS t (source, source_id, {tcols}, content_hash, batch_id, line_no)
                      SELECT $1, rid, {vals}, hash, $2, line_no FROM r WHERE spid IS NOT NULL
-                     ON CONFLICT (source, source_id) DO UPDATE SET {updates},
-                       change_no = nextval('edw.change_seq')
+                     ON CONFLICT ({key}) DO UPDATE SET {updates}
                      WHERE t.content_hash <> EXCLUDED.content_hash)
              INSERT INTO edw.quarantine (batch_id, line_no, source, file_name, resource_type, resource_id, reason)
              SELECT $2, line_no, $1, $3, '{rtype}', rid,
@@ -120,7 +146,6 @@ impl TypedSpec {
              FROM r WHERE spid IS NULL
              ON CONFLICT (batch_id, line_no) DO NOTHING",
             probes = probes.join(", "),
-            temp = self.temp_table(),
             table = self.table,
             tcols = target_cols.join(", "),
             vals = values.join(", "),
@@ -128,6 +153,13 @@ impl TypedSpec {
             rtype = self.rtype,
             path = self.patient_path,
         )
+    }
+
+    /// Citus form only, before [`Self::merge_sql`]: a resource that now refers to a patient
+    /// of another person is removed from its old person's shard (the upsert's key holds the
+    /// person, and Citus does not move a row by updating its shard key). $1 source.
+    pub fn unlink_moved_sql(&self) -> String {
+        moved_rows_sql(&format!("edw.{}", self.table), &self.temp_table(), "")
     }
 
     /// One COPY text row for the temp table.
@@ -152,6 +184,15 @@ impl TypedSpec {
         );
         Ok(())
     }
+}
+
+/// Deletes the rows of `table` (Citus form) whose resource, sent again in `temp`, now belongs
+/// to another person than the row's. $1 source.
+pub(super) fn moved_rows_sql(table: &str, temp: &str, extra: &str) -> String {
+    format!(
+        "DELETE FROM {table} t USING {temp} m JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref
+         WHERE t.source = $1 AND t.source_id = m.rid {extra} AND t.person_id <> k.person_id"
+    )
 }
 
 /// The value at a path of object keys and array indexes ("0").
