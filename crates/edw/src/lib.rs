@@ -70,7 +70,7 @@ pub fn require_single_node(c: &mut postgres::Client, command: &str) -> Result<()
     if migrate::is_distributed(c)? {
         return Err(Error::msg(format!(
             "{command} does not run on the distributed (Citus) warehouse yet; ingest, match, \
-             attribute, results, report and the quality queries do (docs/scale-out.md)"
+             attribute, measure, results, report and the quality queries do (docs/scale-out.md)"
         )));
     }
     Ok(())

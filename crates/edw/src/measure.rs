@@ -94,6 +94,29 @@ pub(crate) fn line_keys_sql() -> String {
     lines_sql(false)
 }
 
+/// The Citus form of [`line_keys_sql`]: every table has the person (the shard key), so each
+/// branch is pruned to the chunk's persons' shards; the raw text is read afterwards from the
+/// coordinator's staging ([`RAW_SQL`]), which no shard can join.
+fn line_keys_sql_distributed() -> String {
+    let per_table: String = patient_line_tables()
+        .map(|t| {
+            format!(
+                "\nUNION ALL SELECT t.person_id, t.source_patient_id, 1, t.batch_id, t.line_no, t.source, t.change_no
+                 FROM edw.{t} t WHERE t.person_id = ANY($1::bigint[])"
+            )
+        })
+        .collect();
+    format!(
+        "SELECT sp.person_id, sp.id, 0, sp.batch_id, sp.line_no, sp.source, sp.change_no
+         FROM edw.source_patient sp WHERE sp.person_id = ANY($1::bigint[]){per_table}"
+    )
+}
+
+/// Raw lines by (batch, line) ($1, $2), on the coordinator.
+const RAW_SQL: &str = "SELECT u.b, u.l, r.raw FROM unnest($1::bigint[], $2::bigint[]) AS u(b, l)
+CROSS JOIN LATERAL (SELECT x.raw FROM staging.raw_line x
+                    WHERE x.batch_id = u.b AND x.line_no = u.l OFFSET 0) r";
+
 fn lines_sql(raw: bool) -> String {
     let per_table: String = patient_line_tables()
         .map(|t| {
@@ -126,12 +149,17 @@ CROSS JOIN LATERAL (
 /// period ($2) but no source record left (matched into another person).
 /// Only encounter and observation have change_no indexes (the star ETL reads them);
 /// the other tables are scanned: cheaper than an index maintained on every load.
-fn changed_sql() -> String {
+/// On Citus every table has the person: no join to the record.
+fn changed_sql(distributed: bool) -> String {
     let per_table: String = patient_line_tables()
         .map(|t| {
-            format!(
-                "\nUNION SELECT sp.person_id FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1"
-            )
+            if distributed {
+                format!("\nUNION SELECT t.person_id FROM edw.{t} t WHERE t.change_no > $1 AND t.person_id <> 0")
+            } else {
+                format!(
+                    "\nUNION SELECT sp.person_id FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id WHERE t.change_no > $1"
+                )
+            }
         })
         .collect();
     format!(
@@ -150,6 +178,13 @@ CROSS JOIN LATERAL (SELECT r.batch_id, r.line_no FROM edw.resource r
                       AND r.source_patient_id IS NULL OFFSET 0) r
 CROSS JOIN LATERAL (SELECT x.raw FROM staging.raw_line x
                     WHERE x.batch_id = r.batch_id AND x.line_no = r.line_no OFFSET 0) l";
+
+/// The Citus form of [`SHARED_SQL`]: the keys from person 0's shard (resources about no
+/// patient), then the raw text by [`RAW_SQL`]. $1 sources, $2 types, $3 ids.
+const SHARED_KEYS_SQL: &str = "SELECT r.source, r.resource_type, r.source_id, r.batch_id, r.line_no
+FROM edw.resource r
+WHERE r.person_id = 0 AND (r.source, r.resource_type, r.source_id) IN
+      (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))";
 
 /// The `Type/id` references in a resource to one of `types` (relative, absolute or
 /// versioned), as (type, id).
@@ -292,6 +327,108 @@ struct Writer {
     period_over: bool,
     /// No results exist for the period: nothing to zero or void.
     fresh: bool,
+}
+
+/// A new change number in an UPDATE. Citus cannot take one on a shard: the coordinator
+/// takes one for the statement (the watermark readers compare with `>`, so rows sharing
+/// a number are fine).
+fn next_change_no(distributed: bool) -> &'static str {
+    if distributed {
+        "(SELECT nextval('edw.change_seq'))"
+    } else {
+        "nextval('edw.change_seq')"
+    }
+}
+
+impl Writer {
+    fn prepare(
+        c: &mut postgres::Client,
+        distributed: bool,
+        period_start: String,
+        period_end: String,
+        fresh: bool,
+    ) -> Result<Writer> {
+        // An upsert's change number is the inserted row's default, taken where the row is
+        // built: on Citus the coordinator builds it (the organisations come from a
+        // materialized read of the persons, so nothing is pushed down to a shard).
+        // On Citus each row carries its person's organisations for row-level security.
+        let (orgs, org_col, org_val, org_join, org_set) = if distributed {
+            (
+                "WITH o AS MATERIALIZED (SELECT p.id, p.org_ids FROM edw.person p WHERE p.id = ANY($1::bigint[]))\n",
+                ", org_ids",
+                ", o.org_ids",
+                " JOIN o ON o.id = u.p",
+                ", org_ids = EXCLUDED.org_ids",
+            )
+        } else {
+            ("", "", "", "", "")
+        };
+        let next = next_change_no(distributed);
+        // The rows to change are found by index probes per person (LATERAL ... OFFSET 0,
+        // see fetch_sql) and updated by primary key: never a scan of the whole table per
+        // chunk, whatever the statistics say. On Citus the person (the shard key) is
+        // the filter, each shard probing its index.
+        let rows_to_change = |table: &str, changed: &str| {
+            if distributed {
+                format!(
+                    "person_id = ANY($1::bigint[]) AND measure_id = $2 AND period_start = $3::text::date
+                     AND group_id = $4 AND {changed}"
+                )
+            } else {
+                format!(
+                    "id = ANY(ARRAY(
+                       SELECT m.id FROM unnest($1::bigint[]) AS u(p)
+                       CROSS JOIN LATERAL (SELECT x.id FROM edw.{table} x
+                         WHERE x.measure_id = $2 AND x.period_start = $3::text::date AND x.person_id = u.p
+                           AND x.group_id = $4 AND x.{changed} OFFSET 0) m))"
+                )
+            }
+        };
+        Ok(Writer {
+            up: c.prepare(&format!(
+                "{orgs}INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count, group_id{org_col})
+                 SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n, $7{org_val}
+                 FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n){org_join}
+                 ON CONFLICT (measure_id, period_start, person_id, group_id, population) DO UPDATE
+                   SET count = EXCLUDED.count, computed_at = EXCLUDED.computed_at, change_no = EXCLUDED.change_no{org_set}
+                 WHERE measure_result.count <> EXCLUDED.count"
+            ))?,
+            zero: c.prepare(&format!(
+                "UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = {next}
+                 WHERE {}",
+                rows_to_change("measure_result", "count <> 0")
+            ))?,
+            gap: c.prepare(&format!(
+                "{orgs}INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at, group_id{org_col})
+                 SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END, $5{org_val}
+                 FROM unnest($1::bigint[], $4::text[]) AS u(p, s){org_join}
+                 ON CONFLICT (measure_id, period_start, person_id, group_id) DO UPDATE
+                   SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = EXCLUDED.change_no{org_set}
+                 WHERE care_gap.status <> EXCLUDED.status"
+            ))?,
+            void_gap: c.prepare(&format!(
+                "UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = {next}
+                 WHERE {}",
+                rows_to_change("care_gap", "status <> 'not-applicable'")
+            ))?,
+            detail: c.prepare(&format!(
+                "{orgs}INSERT INTO edw.measure_detail (person_id, measure_id, period_start, strata, sde{org_col})
+                 SELECT u.p, $2, $3::text::date, u.st::jsonb, u.sd::jsonb{org_val}
+                 FROM unnest($1::bigint[], $4::text[], $5::text[]) AS u(p, st, sd){org_join}
+                 ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
+                   SET strata = EXCLUDED.strata, sde = EXCLUDED.sde, change_no = EXCLUDED.change_no{org_set}
+                 WHERE (measure_detail.strata, measure_detail.sde) IS DISTINCT FROM (EXCLUDED.strata, EXCLUDED.sde)"
+            ))?,
+            drop_detail: c.prepare(
+                "DELETE FROM edw.measure_detail
+                 WHERE measure_id = $2 AND period_start = $3::text::date AND person_id = ANY($1::bigint[])",
+            )?,
+            period_over: period_over(&period_end),
+            period_start,
+            period_end,
+            fresh,
+        })
+    }
 }
 
 /// The care_gap status for a gap status (`None`: not applicable).
@@ -521,7 +658,7 @@ pub fn run_with(
     year: i32,
     opts: &Options,
 ) -> Result<Report> {
-    crate::require_single_node(c, "measure")?;
+    let distributed = crate::migrate::is_distributed(c)?;
     let chunk = opts.chunk.max(1);
     let overrides = &opts.overrides;
     let t0 = Instant::now();
@@ -571,7 +708,7 @@ pub fn run_with(
         .map(|r| r.get(0))
     };
     let persons: Vec<i64> = match since {
-        Some(w) => c.query(&changed_sql(), &[&w, &period_start])?,
+        Some(w) => c.query(&changed_sql(distributed), &[&w, &period_start])?,
         None => c.query("SELECT id FROM edw.person ORDER BY id", &[])?,
     }
     .iter()
@@ -614,64 +751,8 @@ pub fn run_with(
     };
     // Writes are batched per measure (one statement per array batch, not one round
     // trip per row).
-    let writer = Writer {
-        up: c.prepare(
-            "INSERT INTO edw.measure_result (person_id, measure_id, period_start, period_end, population, count, group_id)
-             SELECT u.p, $2, $3::text::date, $4::text::date, u.pop, u.n, $7
-             FROM unnest($1::bigint[], $5::text[], $6::int[]) AS u(p, pop, n)
-             ON CONFLICT (measure_id, period_start, person_id, group_id, population) DO UPDATE
-               SET count = EXCLUDED.count, computed_at = now(), change_no = nextval('edw.change_seq')
-             WHERE measure_result.count <> EXCLUDED.count",
-        )?,
-        // The rows to change are found by index probes per person (LATERAL ... OFFSET 0,
-        // see fetch_sql) and updated by primary key: never a scan of the whole table
-        // per chunk, whatever the statistics say.
-        zero: c.prepare(
-            "UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = nextval('edw.change_seq')
-             WHERE id = ANY(ARRAY(
-               SELECT m.id FROM unnest($1::bigint[]) AS u(p)
-               CROSS JOIN LATERAL (SELECT x.id FROM edw.measure_result x
-                 WHERE x.measure_id = $2 AND x.period_start = $3::text::date AND x.person_id = u.p
-                   AND x.group_id = $4 AND x.count <> 0 OFFSET 0) m))",
-        )?,
-        gap: c.prepare(
-            "INSERT INTO edw.care_gap (person_id, measure_id, period_start, status, closed_at, group_id)
-             SELECT u.p, $2, $3::text::date, u.s, CASE WHEN u.s = 'closed' THEN now() END, $5
-             FROM unnest($1::bigint[], $4::text[]) AS u(p, s)
-             ON CONFLICT (measure_id, period_start, person_id, group_id) DO UPDATE
-               SET status = EXCLUDED.status, closed_at = EXCLUDED.closed_at, change_no = nextval('edw.change_seq')
-             WHERE care_gap.status <> EXCLUDED.status",
-        )?,
-        void_gap: c.prepare(
-            "UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = nextval('edw.change_seq')
-             WHERE id = ANY(ARRAY(
-               SELECT g.id FROM unnest($1::bigint[]) AS u(p)
-               CROSS JOIN LATERAL (SELECT x.id FROM edw.care_gap x
-                 WHERE x.measure_id = $2 AND x.period_start = $3::text::date AND x.person_id = u.p
-                   AND x.group_id = $4 AND x.status <> 'not-applicable' OFFSET 0) g))",
-        )?,
-        detail: c.prepare(
-            "INSERT INTO edw.measure_detail (person_id, measure_id, period_start, strata, sde)
-             SELECT u.p, $2, $3::text::date, u.st::jsonb, u.sd::jsonb
-             FROM unnest($1::bigint[], $4::text[], $5::text[]) AS u(p, st, sd)
-             ON CONFLICT (measure_id, period_start, person_id) DO UPDATE
-               SET strata = EXCLUDED.strata, sde = EXCLUDED.sde, change_no = nextval('edw.change_seq')
-             WHERE (measure_detail.strata, measure_detail.sde) IS DISTINCT FROM (EXCLUDED.strata, EXCLUDED.sde)",
-        )?,
-        drop_detail: c.prepare(
-            "DELETE FROM edw.measure_detail
-             WHERE measure_id = $2 AND period_start = $3::text::date AND person_id = ANY($1::bigint[])",
-        )?,
-        period_over: period_over(&period_end),
-        period_start,
-        period_end,
-        fresh,
-    };
-    let fetch = LineFetch {
-        lines: c.prepare(&fetch_sql())?,
-        shared: c.prepare(SHARED_SQL)?,
-        shared_types: shared.0,
-    };
+    let writer = Writer::prepare(c, distributed, period_start, period_end, fresh)?;
+    let fetch = LineFetch::prepare(c, distributed, shared.0)?;
     // Pipeline: while chunk k is evaluated (rayon, all cores), this thread writes
     // chunk k-1's results and fetches chunk k+1's lines, so PostgreSQL and the engine
     // work at the same time.
@@ -732,7 +813,7 @@ pub fn run_with(
         )?;
     }
     if mode == "full" && !fresh {
-        retire_stale_groups(c, &prepared, &writer.period_start)?;
+        retire_stale_groups(c, &prepared, &writer.period_start, distributed)?;
     }
     c.execute(
         "UPDATE edw.measure_run SET completed_at = now(), persons = $2 WHERE id = $1",
@@ -751,15 +832,118 @@ pub fn run_with(
     Ok(rep)
 }
 
-/// The prepared chunk queries ([`fetch_sql`], [`SHARED_SQL`]).
+/// The prepared chunk queries: [`fetch_sql`] and [`SHARED_SQL`] on one node; on Citus
+/// the keys from the shards ([`line_keys_sql_distributed`], [`SHARED_KEYS_SQL`]), then
+/// the raw lines from the coordinator ([`RAW_SQL`]).
 struct LineFetch {
     lines: postgres::Statement,
     shared: postgres::Statement,
+    raw: Option<postgres::Statement>,
     /// Types the measures retrieve that may be about no patient (see [`SharedTypes`]).
     shared_types: Vec<String>,
 }
 
+/// A line of a chunk as fetched: (person, source record, kind, batch, line, raw, source).
+type FetchedLine = (i64, i64, i32, i64, i64, String, String);
+
 impl LineFetch {
+    fn prepare(
+        c: &mut postgres::Client,
+        distributed: bool,
+        shared_types: Vec<String>,
+    ) -> Result<LineFetch> {
+        Ok(if distributed {
+            LineFetch {
+                lines: c.prepare(&line_keys_sql_distributed())?,
+                shared: c.prepare(SHARED_KEYS_SQL)?,
+                raw: Some(c.prepare(RAW_SQL)?),
+                shared_types,
+            }
+        } else {
+            LineFetch {
+                lines: c.prepare(&fetch_sql())?,
+                shared: c.prepare(SHARED_SQL)?,
+                raw: None,
+                shared_types,
+            }
+        })
+    }
+
+    /// The raw text of lines by (batch, line), from the coordinator's staging.
+    fn raw_text(
+        &self,
+        c: &mut postgres::Client,
+        raw: &postgres::Statement,
+        keys: impl Iterator<Item = (i64, i64)>,
+    ) -> Result<HashMap<(i64, i64), String>> {
+        let (batches, lines): (Vec<i64>, Vec<i64>) = keys.unzip();
+        Ok(c.query(raw, &[&batches, &lines])?
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
+    /// A chunk's lines, whichever form the warehouse has.
+    fn chunk_lines(&self, c: &mut postgres::Client, ids: &[i64]) -> Result<Vec<FetchedLine>> {
+        let rows = c.query(&self.lines, &[&ids])?;
+        let Some(raw) = &self.raw else {
+            return Ok(rows
+                .iter()
+                .map(|r| {
+                    (
+                        r.get(0),
+                        r.get(1),
+                        r.get(2),
+                        r.get(3),
+                        r.get(4),
+                        r.get(5),
+                        r.get(6),
+                    )
+                })
+                .collect());
+        };
+        let text = self.raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key: (i64, i64) = (r.get(3), r.get(4));
+            // A line every current row points at is kept in staging; one missing is
+            // a broken warehouse, not a person without that resource.
+            let raw = text.get(&key).cloned().ok_or_else(|| {
+                Error::msg(format!(
+                    "staging line {}:{} behind a current row is missing",
+                    key.0, key.1
+                ))
+            })?;
+            out.push((r.get(0), r.get(1), r.get(2), key.0, key.1, raw, r.get(5)));
+        }
+        Ok(out)
+    }
+
+    /// Shared resources by (source, type, id), as raw text.
+    fn shared_lines(
+        &self,
+        c: &mut postgres::Client,
+        sources: &[&str],
+        types: &[&str],
+        ids: &[&str],
+    ) -> Result<HashMap<(String, String, String), String>> {
+        let rows = c.query(&self.shared, &[&sources, &types, &ids])?;
+        let Some(raw) = &self.raw else {
+            return Ok(rows
+                .iter()
+                .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+                .collect());
+        };
+        let text = self.raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let raw = text.get(&(r.get(3), r.get(4)))?.clone();
+                Some(((r.get(0), r.get(1), r.get(2)), raw))
+            })
+            .collect())
+    }
+
     /// The lines of a chunk of persons, grouped by person, with the shared resources
     /// their lines reference.
     fn lines(&self, c: &mut postgres::Client, ids: &[i64]) -> Result<HashMap<i64, Vec<Line>>> {
@@ -767,11 +951,7 @@ impl LineFetch {
         let mut by_person: HashMap<i64, Vec<Line>> = HashMap::with_capacity(ids.len());
         // (person, source record, source, type, id) of shared references.
         let mut wanted: Vec<(i64, i64, String, String, String)> = Vec::new();
-        for row in c.query(&self.lines, &[&ids])? {
-            let person: i64 = row.get(0);
-            let record: i64 = row.get(1);
-            let kind: i32 = row.get(2);
-            let raw: String = row.get(5);
+        for (person, record, kind, batch, line, raw, source) in self.chunk_lines(c, ids)? {
             if kind == 1
                 && !self.shared_types.is_empty()
                 && self
@@ -782,7 +962,6 @@ impl LineFetch {
                 if let Ok(v) = serde_json::from_str::<Value>(&raw) {
                     let mut refs = Vec::new();
                     references_to(&v, &self.shared_types, &mut refs);
-                    let source: String = row.get(6);
                     for (ty, id) in refs {
                         wanted.push((person, record, source.clone(), ty, id));
                     }
@@ -791,7 +970,7 @@ impl LineFetch {
             by_person
                 .entry(person)
                 .or_default()
-                .push((record, kind, row.get(3), row.get(4), raw));
+                .push((record, kind, batch, line, raw));
         }
         if !wanted.is_empty() {
             let keys: BTreeSet<(&str, &str, &str)> = wanted
@@ -804,10 +983,7 @@ impl LineFetch {
                 ts.push(*t);
                 is.push(*i);
             }
-            let mut found: HashMap<(String, String, String), String> = HashMap::new();
-            for row in c.query(&self.shared, &[&ss, &ts, &is])? {
-                found.insert((row.get(0), row.get(1), row.get(2)), row.get(3));
-            }
+            let found = self.shared_lines(c, &ss, &ts, &is)?;
             let mut added: HashSet<(i64, String, String, String)> = HashSet::new();
             for (person, record, source, ty, id) in wanted {
                 let key = (source, ty, id);
@@ -918,7 +1094,7 @@ fn store_definitions(
              VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7::text::jsonb)
              ON CONFLICT (measure_id) DO UPDATE SET url = EXCLUDED.url, version = EXCLUDED.version,
                cms_id = EXCLUDED.cms_id, title = EXCLUDED.title, definition = EXCLUDED.definition,
-               groups = EXCLUDED.groups, loaded_at = now()",
+               groups = EXCLUDED.groups, loaded_at = EXCLUDED.loaded_at",
             &[
                 &d.name,
                 &d.url,
@@ -940,18 +1116,20 @@ fn retire_stale_groups(
     c: &mut postgres::Client,
     prepared: &[PreparedMeasure],
     period_start: &str,
+    distributed: bool,
 ) -> Result<()> {
+    let next = next_change_no(distributed);
     for m in prepared {
         let ids: Vec<&str> = m.def.groups.iter().map(|g| g.id.as_str()).collect();
         c.execute(
-            "UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = nextval('edw.change_seq')
-             WHERE measure_id = $1 AND period_start = $2::text::date AND count <> 0 AND group_id <> ALL($3)",
+            &format!("UPDATE edw.measure_result SET count = 0, computed_at = now(), change_no = {next}
+             WHERE measure_id = $1 AND period_start = $2::text::date AND count <> 0 AND group_id <> ALL($3)"),
             &[&m.def.name, &period_start, &ids],
         )?;
         c.execute(
-            "UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = nextval('edw.change_seq')
+            &format!("UPDATE edw.care_gap SET status = 'not-applicable', closed_at = NULL, change_no = {next}
              WHERE measure_id = $1 AND period_start = $2::text::date AND status <> 'not-applicable'
-               AND group_id <> ALL($3)",
+               AND group_id <> ALL($3)"),
             &[&m.def.name, &period_start, &ids],
         )?;
     }

@@ -255,9 +255,21 @@ fn a_distributed_warehouse_answers_as_one_node() {
         quality.push(here);
     }
 
+    // A full measure run on the distributed warehouse evaluates everyone again and finds
+    // what the single node found before it was distributed.
+    let opts = edw::measure::Options {
+        full: true,
+        ..Default::default()
+    };
+    let rerun = edw::measure::run_with(&mut c, &measures_dir(), 2025, &opts).unwrap();
+    let one_rerun = edw::measure::run_with(&mut one_node, &measures_dir(), 2025, &opts).unwrap();
+    assert_eq!(
+        (rerun.persons, rerun.results, rerun.open_gaps, rerun.errors),
+        (one_rerun.persons, one_rerun.results, one_rerun.open_gaps, 0)
+    );
+    assert_eq!(results(&mut c), before);
+
     // Commands that do not run on the distributed form yet say so, and change nothing.
-    let err = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap_err();
-    assert!(err.0.contains("distributed (Citus)"), "{}", err.0);
     let serve = std::process::Command::new(env!("CARGO_BIN_EXE_phm-edw"))
         .args([
             "serve",
@@ -402,6 +414,30 @@ fn write_registry(clinic: &Path, registry: &Path, n: usize) -> usize {
     encounters
 }
 
+/// What `measure` stored, by the person's first record (person ids differ between the
+/// cluster and one node): populations a person is in, gaps that apply, details.
+fn measured(c: &mut postgres::Client) -> [Vec<String>; 3] {
+    let key = "(SELECT person_id, min(source || '/' || source_id) AS rec
+                FROM edw.source_patient GROUP BY 1) k";
+    let got = [
+        format!(
+            "SELECT k.rec, r.measure_id, r.group_id, r.population FROM edw.measure_result r
+             JOIN {key} ON k.person_id = r.person_id WHERE r.count <> 0"
+        ),
+        format!(
+            "SELECT k.rec, g.measure_id, g.group_id, g.status FROM edw.care_gap g
+             JOIN {key} ON k.person_id = g.person_id WHERE g.status <> 'not-applicable'"
+        ),
+        format!(
+            "SELECT k.rec, d.measure_id, d.strata::text, d.sde::text FROM edw.measure_detail d
+             JOIN {key} ON k.person_id = d.person_id"
+        ),
+    ]
+    .map(|sql| rows(c, &sql));
+    assert!(got.iter().all(|g| !g.is_empty()), "nothing measured");
+    got
+}
+
 fn ingest_dir(url: &str, source: &str, dir: &Path) -> Vec<(String, i64, i64, bool)> {
     let mut c = edw::connect(url).unwrap();
     let mut opts = edw::ingest::Options::new(source);
@@ -445,9 +481,13 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     edw::migrate::migrate(&mut one_node).unwrap();
     let loaded = ingest_dir(&one_url, "clinic", &clinic);
     assert!(loaded.iter().any(|f| f.2 == 3), "{loaded:?}");
+    edw::matching::run(&mut one_node, &edw::matching::Params::default()).unwrap();
+    let one_full = edw::measure::run(&mut one_node, &measures_dir(), 2025).unwrap();
     let registry_loaded = ingest_dir(&one_url, "registry", &registry);
     let one_match = edw::matching::run(&mut one_node, &edw::matching::Params::default()).unwrap();
     assert!(one_match.identifier_links >= 40, "{one_match:?}");
+    let one_incremental = edw::measure::run(&mut one_node, &measures_dir(), 2025).unwrap();
+    assert_eq!(one_incremental.mode, "incremental");
 
     let mut cluster = CitusCluster::start(2).unwrap();
     let url = cluster.create_db("edw").unwrap();
@@ -499,11 +539,39 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
         one(&mut c, "SELECT last_value FROM edw.change_seq"),
         changes
     );
-    assert_eq!(ingest_dir(&url, "registry", &registry), registry_loaded);
     // Every record got a person of its own when it was loaded.
     assert_eq!(
         one(&mut c, "SELECT count(*) FROM edw.person"),
         one(&mut c, "SELECT count(*) FROM edw.source_patient")
+    );
+    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+    // The measures on the cluster: a full run, as on one node.
+    let full = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap();
+    assert_eq!(
+        (
+            full.mode,
+            full.persons,
+            full.results,
+            full.open_gaps,
+            full.errors
+        ),
+        (
+            one_full.mode,
+            one_full.persons,
+            one_full.results,
+            one_full.open_gaps,
+            0
+        )
+    );
+    assert!(full.results > 0 && full.open_gaps > 0, "{full:?}");
+    assert_eq!(measured(&mut c), measured(&mut one_node));
+    assert_eq!(ingest_dir(&url, "registry", &registry), registry_loaded);
+    // The registry's records are persons of their own until matched: an incremental run
+    // gives them results, which matching then leaves without a record.
+    let registry_only = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap();
+    assert_eq!(
+        (registry_only.mode, registry_only.persons),
+        ("incremental", 40)
     );
     let cluster_match = edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     assert_eq!(
@@ -522,11 +590,35 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     );
     assert!(cluster_match.reassigned_records >= 40, "{cluster_match:?}");
 
-    // The same warehouse: rows, contents, persons as sets of records, quarantine.
+    // The same warehouse: rows, contents, persons as sets of records, quarantine. The
+    // persons matched away that have measure results stay (matching keeps a person with
+    // results), without a record.
+    let with_records = |c: &mut postgres::Client| {
+        let mut counts = edw::stats::table_counts(c).unwrap();
+        for (t, n) in &mut counts {
+            if t == "edw.person" {
+                *n = one(
+                    c,
+                    "SELECT count(DISTINCT person_id) FROM edw.source_patient",
+                );
+            }
+        }
+        counts
+    };
+    assert_eq!(with_records(&mut c), with_records(&mut one_node));
     assert_eq!(
-        edw::stats::table_counts(&mut c).unwrap(),
-        edw::stats::table_counts(&mut one_node).unwrap()
+        one(&mut one_node, "SELECT count(*) FROM edw.person"),
+        one(
+            &mut one_node,
+            "SELECT count(DISTINCT person_id) FROM edw.source_patient"
+        )
     );
+    let kept = one(
+        &mut c,
+        "SELECT count(*) FROM edw.person p
+         WHERE NOT EXISTS (SELECT 1 FROM edw.source_patient sp WHERE sp.person_id = p.id)",
+    );
+    assert!(kept > 0 && kept <= 40, "{kept}");
     assert_eq!(
         edw::stats::checksums(&mut c).unwrap(),
         edw::stats::checksums(&mut one_node).unwrap()
@@ -558,6 +650,32 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
         )
     );
 
+    // Incremental after matching: the merged persons evaluated again, the persons matched
+    // away set to 0; the results by record are the single node's.
+    let incremental = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap();
+    assert_eq!(incremental.mode, "incremental");
+    assert_eq!(incremental.persons, one_incremental.persons + kept as usize);
+    assert_eq!(
+        (
+            incremental.results,
+            incremental.open_gaps,
+            incremental.errors
+        ),
+        (one_incremental.results, one_incremental.open_gaps, 0)
+    );
+    assert_eq!(measured(&mut c), measured(&mut one_node));
+    let away = |c: &mut postgres::Client, live: bool| {
+        one(
+            c,
+            &format!(
+                "SELECT count(*) FROM edw.measure_result r WHERE (r.count <> 0) = {live}
+                 AND NOT EXISTS (SELECT 1 FROM edw.source_patient sp WHERE sp.person_id = r.person_id)"
+            ),
+        )
+    };
+    assert_eq!(away(&mut c, true), 0);
+    assert!(away(&mut c, false) > 0);
+
     // Row-level security: a merged person is seen by the organisation of either record.
     for conn in [&mut c, &mut one_node] {
         conn.batch_execute(
@@ -574,6 +692,8 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
             "SELECT count(*) FROM edw.encounter",
             "SELECT count(*) FROM edw.person",
             "SELECT count(*) FROM edw.patient_name",
+            "SELECT count(*) FROM edw.measure_result WHERE count <> 0",
+            "SELECT count(*) FROM edw.care_gap WHERE status = 'open'",
         ]
         .map(|q| one(&mut r, q))
     };

@@ -159,12 +159,29 @@ fn measured_edw(nd: &Path, package: &Path) -> (testkit::pgharness::PgHarness, po
     let url = pg.create_db("official").unwrap();
     let mut c = edw::connect(&url).unwrap();
     edw::migrate::migrate(&mut c).unwrap();
-    let opts = edw::ingest::Options::new("madie");
-    edw::ingest::ingest(&mut c, &[nd.to_path_buf()], &opts).unwrap();
-    edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
-    let rep = edw::measure::run(&mut c, package, 2025).unwrap();
-    assert_eq!(rep.errors, 0, "persons whose evaluation failed");
+    measure_into(&mut c, nd, package);
     (pg, c)
+}
+
+fn measure_into(c: &mut postgres::Client, nd: &Path, package: &Path) {
+    let opts = edw::ingest::Options::new("madie");
+    edw::ingest::ingest(c, &[nd.to_path_buf()], &opts).unwrap();
+    edw::matching::run(c, &edw::matching::Params::default()).unwrap();
+    let rep = edw::measure::run(c, package, 2025).unwrap();
+    assert_eq!(rep.errors, 0, "persons whose evaluation failed");
+}
+
+/// `results` lines, sorted (the order is by person, whose ids depend on the load).
+fn sorted_results(c: &mut postgres::Client) -> Vec<String> {
+    let mut out = Vec::new();
+    edw::results::write_results(c, 2025, None, &mut out).unwrap();
+    let mut lines: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
 }
 
 /// The scorer's rule: every expected population of every expected group equal.
@@ -335,6 +352,37 @@ fn official_cases_through_the_edw_score_as_the_engine() {
         regressions.is_empty(),
         "the EDW fails cases the engine passes: {regressions:#?}"
     );
+
+    // The same load on Citus (a coordinator and two workers, distributed before the first
+    // ingest) stores the same results.
+    if testkit::citus::citus_installed() || std::env::var_os("CI").is_some() {
+        let mut cluster = testkit::citus::CitusCluster::start(2).unwrap();
+        let url = cluster.create_db("official").unwrap();
+        let mut cc = edw::connect(&url).unwrap();
+        edw::migrate::migrate_citus(&mut cc).unwrap();
+        measure_into(&mut cc, &nd, &ecqm.join("measures"));
+        let on_cluster = sorted_results(&mut cc);
+        let one_node = sorted_results(&mut c);
+        assert_eq!(one_node.len(), lines.len());
+        let only = |a: &[String], b: &[String]| -> Vec<String> {
+            a.iter()
+                .filter(|l| b.binary_search(l).is_err())
+                .take(5)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            (only(&on_cluster, &one_node), only(&one_node, &on_cluster)),
+            (vec![], vec![]),
+            "results only on the cluster, only on one node"
+        );
+        println!(
+            "official cases on Citus (coordinator + 2 workers): {} result lines, the same as one node's",
+            on_cluster.len()
+        );
+    } else {
+        eprintln!("Citus not installed: the cluster half is skipped (../shared/citus/install)");
+    }
 
     // The official scorer agrees with the count above.
     let out = std::process::Command::new("python3")
