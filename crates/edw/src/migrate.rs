@@ -105,6 +105,11 @@ pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[
         "citus_patient_key_backfill",
         include_str!("../../../migrations/edw/citus/0003_patient_key_backfill.sql"),
     ),
+    (
+        1004,
+        "citus_record_move",
+        include_str!("../../../migrations/edw/citus/0004_record_move.sql"),
+    ),
 ];
 
 /// The version of the first Citus migration: a database that has it is distributed.

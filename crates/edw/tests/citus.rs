@@ -110,7 +110,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let mut c = edw::connect(&url).unwrap();
     assert!(!edw::migrate::is_distributed(&mut c).unwrap());
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
-    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST, 1002, 1003]);
+    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004]);
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
     // A second run applies nothing.
     assert!(edw::migrate::migrate_citus(&mut c).unwrap().is_empty());
@@ -244,13 +244,21 @@ fn a_distributed_warehouse_answers_as_one_node() {
         seen,
         attributed_as_org1(single.url_as("org1_reader", "edw"))
     );
+    // The star refreshed on the distributed warehouse: the summaries follow the new
+    // attribution as on one node.
+    let star = edw::etl::run(&mut c).unwrap();
+    assert!(star.summaries_rebuilt, "{star:?}");
+    assert_eq!(
+        star.summary(),
+        edw::etl::run(&mut one_node).unwrap().summary()
+    );
     quality.clear();
     for (name, sql) in &queries {
         let here = rows(&mut c, sql);
         assert_eq!(
             here,
             rows(&mut one_node, sql),
-            "quality query {name} after attribution"
+            "quality query {name} after attribution and etl"
         );
         quality.push(here);
     }
@@ -438,6 +446,33 @@ fn measured(c: &mut postgres::Client) -> [Vec<String>; 3] {
     got
 }
 
+/// The star's encounter facts by the encounter's source id and the first record of the
+/// person whose patient version the fact points at (internal keys differ between the
+/// cluster and one node).
+fn encounter_facts(c: &mut postgres::Client, cluster: bool) -> Vec<String> {
+    let (fe, fd) = if cluster {
+        (
+            " AND e.person_id = f.person_id",
+            " AND dp.person_id = f.person_id",
+        )
+    } else {
+        ("", "")
+    };
+    let got = rows(
+        c,
+        &format!(
+            "SELECT e.source, e.source_id, k.rec, f.date_key, f.class_code, f.status
+             FROM mart.fact_encounter f
+             JOIN edw.encounter e ON e.id = f.encounter_id{fe}
+             JOIN mart.dim_patient dp ON dp.patient_key = f.patient_key{fd}
+             JOIN (SELECT person_id, min(source || '/' || source_id) AS rec
+                   FROM edw.source_patient GROUP BY 1) k ON k.person_id = dp.person_id"
+        ),
+    );
+    assert!(!got.is_empty());
+    got
+}
+
 fn ingest_dir(url: &str, source: &str, dir: &Path) -> Vec<(String, i64, i64, bool)> {
     let mut c = edw::connect(url).unwrap();
     let mut opts = edw::ingest::Options::new(source);
@@ -573,6 +608,12 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
         (registry_only.mode, registry_only.persons),
         ("incremental", 40)
     );
+    // The star refreshed now holds the registry persons' encounters, which matching moves.
+    let star = edw::etl::run(&mut c).unwrap();
+    assert!(
+        star.encounters > 0 && star.patient_versions_added > 0,
+        "{star:?}"
+    );
     let cluster_match = edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
     assert_eq!(
         (
@@ -675,6 +716,47 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     };
     assert_eq!(away(&mut c, true), 0);
     assert!(away(&mut c, false) > 0);
+
+    // The star after the same commands: the moved encounters' facts are on their new
+    // person's shard only, every fact points at its person's current version, and the
+    // quality queries answer as on one node.
+    edw::etl::run(&mut c).unwrap();
+    edw::etl::run(&mut one_node).unwrap();
+    let facts = encounter_facts(&mut c, true);
+    assert_eq!(facts, encounter_facts(&mut one_node, false));
+    // (The persons matched away on the cluster had results, facts and a patient version
+    // before matching; their results are now 0 and their gaps not applicable.)
+    for t in [
+        "fact_encounter",
+        "fact_observation",
+        "fact_measure_result WHERE count <> 0",
+        "fact_care_gap WHERE status <> 'not-applicable'",
+        "dim_provider",
+        "dim_organization",
+        "dim_measure",
+        "dim_code",
+        "agg_gap_provider_month",
+        "agg_open_gap_care_team",
+    ] {
+        let count = format!("SELECT count(*) FROM mart.{t}");
+        assert_eq!(one(&mut c, &count), one(&mut one_node, &count), "{t}");
+    }
+    assert_eq!(
+        one(
+            &mut c,
+            "SELECT count(*) FROM mart.fact_encounter f WHERE NOT EXISTS
+             (SELECT 1 FROM edw.encounter e WHERE e.id = f.encounter_id AND e.person_id = f.person_id)"
+        ),
+        0
+    );
+    assert!(one(&mut c, "SELECT count(*) FROM edw.record_move") >= 40);
+    for (name, sql) in edw::quality::queries(&mut c).unwrap() {
+        assert_eq!(
+            rows(&mut c, &sql),
+            rows(&mut one_node, &sql),
+            "quality query {name}"
+        );
+    }
 
     // Row-level security: a merged person is seen by the organisation of either record.
     for conn in [&mut c, &mut one_node] {
