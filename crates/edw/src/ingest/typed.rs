@@ -188,10 +188,26 @@ impl TypedSpec {
 
 /// Deletes the rows of `table` (Citus form) whose resource, sent again in `temp`, now belongs
 /// to another person than the row's. $1 source.
+///
+/// The chunk's rows are joined to their patients' keys on the coordinator first (a
+/// `MATERIALIZED` CTE), and each shard finds its candidates by index (`source_id = ANY`).
+/// Measured at 100,000 patients: as a plain join, Citus shipped every key of the source
+/// (100,000 rows) to each of the 32 shards and each shard hash-joined its whole table, for
+/// every chunk of every file: seconds per chunk, growing with the warehouse.
 pub(super) fn moved_rows_sql(table: &str, temp: &str, extra: &str) -> String {
     format!(
-        "DELETE FROM {table} t USING {temp} m JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref
-         WHERE t.source = $1 AND t.source_id = m.rid {extra} AND t.person_id <> k.person_id"
+        "WITH m AS MATERIALIZED (
+             SELECT m.*, k.person_id AS key_person
+             FROM (SELECT rid, {cols} FROM {temp}) m
+             JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref)
+         DELETE FROM {table} t USING m
+         WHERE t.source = $1 AND t.source_id = ANY (ARRAY(SELECT rid FROM m))
+           AND t.source_id = m.rid {extra} AND t.person_id <> m.key_person",
+        cols = if extra.is_empty() {
+            "pref"
+        } else {
+            "pref, rtype"
+        }
     )
 }
 
