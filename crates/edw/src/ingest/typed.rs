@@ -201,12 +201,19 @@ pub(super) fn moved_rows_sql(table: &str, temp: &str, extra: &str) -> String {
              FROM (SELECT rid, {cols} FROM {temp}) m
              JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref)
          DELETE FROM {table} t USING m
-         WHERE t.source = $1 AND t.source_id = ANY (ARRAY(SELECT rid FROM m))
+         WHERE t.source = $1{by_type} AND t.source_id = ANY (ARRAY(SELECT rid FROM m))
            AND t.source_id = m.rid {extra} AND t.person_id <> m.key_person",
         cols = if extra.is_empty() {
             "pref"
         } else {
             "pref, rtype"
+        },
+        // edw.resource's key is (source, type, id): the type too, or the index is read for
+        // the whole source (measured: 10 s per chunk at 100,000 patients).
+        by_type = if extra.is_empty() {
+            ""
+        } else {
+            " AND t.resource_type = ANY (ARRAY(SELECT DISTINCT rtype FROM m))"
         }
     )
 }
