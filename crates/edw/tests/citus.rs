@@ -498,7 +498,11 @@ fn write_moved_encounter(clinic: &Path, out: &Path) -> String {
     let first_line = |t: &str, last: bool| -> serde_json::Value {
         let text = std::fs::read_to_string(clinic.join(format!("{t}.ndjson"))).unwrap();
         let mut lines = text.lines().filter(|l| l.starts_with('{'));
-        let l = if last { lines.next_back() } else { lines.next() };
+        let l = if last {
+            lines.next_back()
+        } else {
+            lines.next()
+        };
         serde_json::from_str(l.unwrap()).unwrap()
     };
     let mut e = first_line("Encounter", false);
