@@ -65,17 +65,6 @@ pub(crate) const CLINICAL_TABLES: [&str; 7] = [
     "coverage",
 ];
 
-/// Refuses a command that does not run on the distributed (Citus) form of the warehouse yet.
-pub fn require_single_node(c: &mut postgres::Client, command: &str) -> Result<()> {
-    if migrate::is_distributed(c)? {
-        return Err(Error::msg(format!(
-            "{command} does not run on the distributed (Citus) warehouse yet; ingest, match, \
-             attribute, measure, results, report and the quality queries do (docs/scale-out.md)"
-        )));
-    }
-    Ok(())
-}
-
 /// Connect with the sync client (URL or key=value connection string).
 pub fn connect(db: &str) -> Result<postgres::Client> {
     postgres::Client::connect(db, postgres::NoTls)

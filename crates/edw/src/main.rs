@@ -497,25 +497,18 @@ fn run(cli: Cli) -> Result<(), String> {
             public_url,
             jwks_ca,
             pool,
-        } => {
-            // The server starts without its database (then /ready says so); a reachable one
-            // must not be the distributed form.
-            if let Ok(mut c) = edw::serve::pg::connect_sync(&db) {
-                edw::require_single_node(&mut c, "serve").map_err(e)?;
-            }
-            edw::serve::serve(edw::serve::ServeOptions {
-                db,
-                addr,
-                tls_cert,
-                tls_key,
-                state_dir,
-                plain_http,
-                public_url,
-                jwks_ca,
-                pool_size: pool.clamp(2, 64),
-            })
-            .map_err(e)
-        }
+        } => edw::serve::serve(edw::serve::ServeOptions {
+            db,
+            addr,
+            tls_cert,
+            tls_key,
+            state_dir,
+            plain_http,
+            public_url,
+            jwks_ca,
+            pool_size: pool.clamp(2, 64),
+        })
+        .map_err(e),
         Cmd::Client { action } => match action {
             ClientCmd::Add {
                 db,

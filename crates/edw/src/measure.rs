@@ -87,14 +87,19 @@ fn fetch_sql() -> String {
 }
 
 /// As [`fetch_sql`] without the raw text: (person, source record, kind, batch, line,
-/// source, change_no) of every line behind a chunk of persons ($1). The bulk export
-/// selects rows with it as the client's organisation role (row-level security
-/// applies) and reads the raw text of exactly those keys afterwards.
-pub(crate) fn line_keys_sql() -> String {
-    lines_sql(false)
+/// source, change_no) of every line behind a chunk of persons ($1), in the warehouse's
+/// form. The bulk export selects rows with it as the client's organisation role
+/// (row-level security applies) and reads the raw text of exactly those keys afterwards
+/// ([`RAW_SQL`]).
+pub(crate) fn line_keys_sql(distributed: bool) -> String {
+    if distributed {
+        line_keys_sql_distributed()
+    } else {
+        lines_sql(false)
+    }
 }
 
-/// The Citus form of [`line_keys_sql`]: every table has the person (the shard key), so each
+/// The Citus form of [`lines_sql`] without the raw text: every table has the person (the shard key), so each
 /// branch is pruned to the chunk's persons' shards; the raw text is read afterwards from the
 /// coordinator's staging ([`RAW_SQL`]), which no shard can join.
 fn line_keys_sql_distributed() -> String {
@@ -113,7 +118,8 @@ fn line_keys_sql_distributed() -> String {
 }
 
 /// Raw lines by (batch, line) ($1, $2), on the coordinator.
-const RAW_SQL: &str = "SELECT u.b, u.l, r.raw FROM unnest($1::bigint[], $2::bigint[]) AS u(b, l)
+pub(crate) const RAW_SQL: &str =
+    "SELECT u.b, u.l, r.raw FROM unnest($1::bigint[], $2::bigint[]) AS u(b, l)
 CROSS JOIN LATERAL (SELECT x.raw FROM staging.raw_line x
                     WHERE x.batch_id = u.b AND x.line_no = u.l OFFSET 0) r";
 

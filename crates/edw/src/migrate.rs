@@ -110,6 +110,11 @@ pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[
         "citus_record_move",
         include_str!("../../../migrations/edw/citus/0004_record_move.sql"),
     ),
+    (
+        1005,
+        "citus_api",
+        include_str!("../../../migrations/edw/citus/0005_api.sql"),
+    ),
 ];
 
 /// The version of the first Citus migration: a database that has it is distributed.

@@ -89,6 +89,7 @@ async fn run_export(
             chunk: 7,
             max_lines: 25,
             progress: &progress,
+            distributed: false,
         },
     )
     .await

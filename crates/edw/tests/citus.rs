@@ -3,12 +3,18 @@
 //! after which the stored results, the five quality queries, a patient's read, row-level
 //! security and a new attribution give the same answers as on one node; the per-person read is routed to one shard
 //! and the aggregates are pushed down to the workers (EXPLAIN); a third worker joins with a
-//! rebalance while the quality queries run, and the answers stay the same.
+//! rebalance while the quality queries run, and the answers stay the same; the writers run on
+//! the cluster as on one node; `phm-edw serve` answers as on one node.
 //!
 //! Skipped without Citus (`../shared/citus/install`) unless CI is set.
 
+mod common;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::bulk::{call, poll, KICK};
+use common::smart::{register_client, Es384Key, Server, SigningKey};
 use testkit::citus::{citus_installed, CitusCluster};
 use testkit::pgharness::PgHarness;
 
@@ -110,7 +116,10 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let mut c = edw::connect(&url).unwrap();
     assert!(!edw::migrate::is_distributed(&mut c).unwrap());
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
-    assert_eq!(applied, vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004]);
+    assert_eq!(
+        applied,
+        vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004, 1005]
+    );
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
     // A second run applies nothing.
     assert!(edw::migrate::migrate_citus(&mut c).unwrap().is_empty());
@@ -276,24 +285,6 @@ fn a_distributed_warehouse_answers_as_one_node() {
         (one_rerun.persons, one_rerun.results, one_rerun.open_gaps, 0)
     );
     assert_eq!(results(&mut c), before);
-
-    // Commands that do not run on the distributed form yet say so, and change nothing.
-    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_phm-edw"))
-        .args([
-            "serve",
-            "--db",
-            &url,
-            "--addr",
-            "127.0.0.1:0",
-            "--plain-http",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&serve.stderr);
-    assert!(
-        !serve.status.success() && stderr.contains("distributed (Citus)"),
-        "{stderr}"
-    );
 
     // A third worker joins while the quality queries run; the answers stay the same.
     cluster.add_worker().unwrap();
@@ -829,6 +820,9 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
         )
         .unwrap();
     }
+    // A role made by hand on the cluster gets its login to the workers (docs/scale-out.md).
+    c.batch_execute("SELECT edw.org_role_node_login('org1_reader')")
+        .unwrap();
     let as_org1 = |url: String| {
         let mut r = edw::connect(&url).unwrap();
         [
@@ -844,4 +838,321 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     let seen = as_org1(cluster.coordinator.url_as("org1_reader", "edw"));
     assert!(seen[0] > 0 && seen[0] < one(&mut c, "SELECT count(*) FROM edw.source_patient"));
     assert_eq!(seen, as_org1(single.url_as("org1_reader", "edw")));
+}
+
+/// One Bulk Data Group export to its end (`query`: its parameters): each resource type's
+/// lines, sorted, and the transactionTime.
+fn export(
+    srv: &Server,
+    group: i64,
+    token: &str,
+    query: &str,
+) -> (BTreeMap<String, Vec<String>>, String) {
+    let path = format!("/fhir/Group/{group}/$export{query}");
+    let r = call(srv, "GET", &path, token, &KICK, None);
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let status = r.header("content-location").unwrap().to_string();
+    let (done, _) = poll(srv, &status, token);
+    assert_eq!(done.status, 200, "{}", String::from_utf8_lossy(&done.body));
+    let manifest: protocol::bulk::Manifest = serde_json::from_value(done.json()).unwrap();
+    assert!(manifest.error.is_empty(), "{:?}", manifest.error);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in &manifest.output {
+        let r = call(srv, "GET", &f.url, token, &[], None);
+        assert_eq!(r.status, 200);
+        let lines = out.entry(f.resource_type.clone()).or_default();
+        lines.extend(
+            String::from_utf8(r.body)
+                .unwrap()
+                .lines()
+                .map(str::to_string),
+        );
+    }
+    for lines in out.values_mut() {
+        lines.sort();
+    }
+    (out, manifest.transaction_time)
+}
+
+/// The API on the cluster (`phm-edw serve` over HTTPS, SMART tokens): Groups, a patient's read,
+/// a Group export and a worklist action answer as on one node, under row-level security for
+/// the caller's organisation; the organisation's role reaches the workers only with the
+/// password Citus keeps, for a client registered before the warehouse was distributed and
+/// for one registered after.
+#[test]
+fn the_api_serves_the_cluster_as_one_node() {
+    if !citus_installed() && std::env::var_os("CI").is_none() {
+        eprintln!("skipping: Citus is not installed (../shared/citus/install)");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let clinic = data.path().join("clinic");
+    testkit::testdata::write_dataset(&clinic, 60, 11).unwrap();
+    // A Location (about no patient) where org1's first patients were seen: an export follows
+    // the reference to it.
+    let shared = data.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(
+        shared.join("Location.ndjson"),
+        "{\"resourceType\":\"Location\",\"id\":\"loc1\",\"name\":\"Main Street clinic\"}\n",
+    )
+    .unwrap();
+    let visits: String = (0..12)
+        .step_by(2)
+        .map(|n| {
+            format!(
+                "{}\n",
+                serde_json::json!({"resourceType": "Encounter", "id": format!("loc-visit-{n}"),
+                    "status": "finished",
+                    "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                    "subject": {"reference": format!("Patient/p{n}")},
+                    "location": [{"location": {"reference": "Location/loc1"}}],
+                    "period": {"start": "2025-04-01T09:00:00Z", "end": "2025-04-01T09:30:00Z"}})
+            )
+        })
+        .collect();
+    std::fs::write(shared.join("Encounter.ndjson"), visits).unwrap();
+    let prepare = |url: &str| {
+        let mut c = edw::connect(url).unwrap();
+        edw::migrate::migrate(&mut c).unwrap();
+        let mut opts = edw::ingest::Options::new("ehr");
+        opts.progress = false;
+        edw::ingest::ingest(&mut c, &[clinic.clone(), shared.clone()], &opts).unwrap();
+        edw::matching::run(&mut c, &edw::matching::Params::default()).unwrap();
+        edw::attribute::run(&mut c, Some("2025-12-31")).unwrap();
+        c.batch_execute("CREATE ROLE phm_api LOGIN IN ROLE edw_api")
+            .unwrap();
+        c
+    };
+    let single = PgHarness::start().unwrap();
+    let single_url = single.create_db("edw").unwrap();
+    let mut one_node = prepare(&single_url);
+    let mut cluster = CitusCluster::start(2).unwrap();
+    let url = cluster.create_db("edw").unwrap();
+    let mut c = prepare(&url);
+
+    let group = one(
+        &mut c,
+        "SELECT g.id FROM edw.patient_group g JOIN edw.care_team ct ON ct.id = g.ref_id
+         WHERE g.kind = 'care_team' AND ct.source_id = 'ct1'",
+    );
+    let person_of = |c: &mut postgres::Client, org: &str| -> i64 {
+        c.query_one(
+            "SELECT min(sp.person_id) FROM edw.source_patient sp
+             JOIN edw.organization o ON o.id = sp.org_id
+             JOIN edw.patient_group_member m ON m.person_id = sp.person_id AND m.group_id = $2
+             WHERE o.source_id = $1",
+            &[&org, &group],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (p1, p2) = (person_of(&mut c, "org1"), person_of(&mut c, "org2"));
+    assert_eq!(
+        (p1, p2),
+        (
+            person_of(&mut one_node, "org1"),
+            person_of(&mut one_node, "org2")
+        )
+    );
+    // org1's client exists before the warehouse is distributed, org2's after.
+    let key1 = Es384Key::generate();
+    let key2 = Es384Key::generate();
+    let org1_single = register_client(&single_url, "ws1", "org1", &[group], &key1.jwks());
+    let org2_single = register_client(&single_url, "ws2", "org2", &[group], &key2.jwks());
+    let org1 = register_client(&url, "ws1", "org1", &[group], &key1.jwks());
+    let applied = edw::migrate::migrate_citus(&mut c).unwrap();
+    assert_eq!(applied.last(), Some(&1005));
+    let org2 = register_client(&url, "ws2", "org2", &[group], &key2.jwks());
+
+    let on_one_node = Server::start(&single.url_as("phm_api", "edw"), &[]);
+    let on_cluster = Server::start(&cluster.coordinator.url_as("phm_api", "edw"), &[]);
+    let (status, body) = on_cluster.get("/ready", None);
+    assert_eq!(status, 200, "{body}");
+    let t1 = on_cluster.token(&org1, &key1, "system/*.rs");
+    let t2 = on_cluster.token(&org2, &key2, "system/*.rs");
+    let s1 = on_one_node.token(&org1_single, &key1, "system/*.rs");
+    let s2 = on_one_node.token(&org2_single, &key2, "system/*.rs");
+
+    // Reads: the same answers, each organisation seeing its own patients only.
+    for path in [
+        "/fhir/Group".to_string(),
+        format!("/fhir/Group/{group}"),
+        format!("/fhir/Patient/{p1}"),
+        format!("/fhir/Patient/{p2}"),
+    ] {
+        for (t, s) in [(&t1, &s1), (&t2, &s2)] {
+            // Each server's own address aside.
+            let get = |srv: &Server, token: &str| {
+                let (st, body) = srv.get(&path, Some(token));
+                (st, body.replace(&srv.base, "BASE"))
+            };
+            assert_eq!(
+                get(&on_cluster, t),
+                get(&on_one_node, s),
+                "{path}: {}",
+                std::fs::read_to_string(&on_cluster.stderr_path).unwrap_or_default()
+            );
+        }
+    }
+    assert_eq!(
+        on_cluster.get(&format!("/fhir/Patient/{p1}"), Some(&t1)).0,
+        200
+    );
+    assert_eq!(
+        on_cluster.get(&format!("/fhir/Patient/{p2}"), Some(&t1)).0,
+        404
+    );
+    assert_eq!(
+        on_cluster.get(&format!("/fhir/Patient/{p2}"), Some(&t2)).0,
+        200
+    );
+
+    // The Group export: every resource of the organisation's members, as on one node.
+    let mut since = String::new();
+    for (t, s, org) in [(&t1, &s1, "org1"), (&t2, &s2, "org2")] {
+        let (got, at) = export(&on_cluster, group, t, "");
+        since = at;
+        assert!(got.get("Patient").is_some_and(|p| !p.is_empty()), "{got:?}");
+        assert_eq!(
+            got.contains_key("Location"),
+            org == "org1",
+            "{org}: {:?}",
+            got.keys()
+        );
+        assert_eq!(got, export(&on_one_node, group, s, "").0, "{org}");
+    }
+    // `_since`: only what changed after it, here a new observation of org1's member.
+    let later = data.path().join("later");
+    std::fs::create_dir_all(&later).unwrap();
+    let source_id: String = c
+        .query_one(
+            "SELECT source_id FROM edw.source_patient WHERE person_id = $1 ORDER BY id LIMIT 1",
+            &[&p1],
+        )
+        .unwrap()
+        .get(0);
+    std::fs::write(
+        later.join("Observation.ndjson"),
+        format!(
+            "{}\n",
+            serde_json::json!({"resourceType": "Observation", "id": "later-1", "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "subject": {"reference": format!("Patient/{source_id}")},
+                "effectiveDateTime": "2025-11-01T09:00:00Z",
+                "valueQuantity": {"value": 128, "unit": "mm[Hg]"}})
+        ),
+    )
+    .unwrap();
+    for conn in [&mut c, &mut one_node] {
+        let mut opts = edw::ingest::Options::new("ehr");
+        opts.progress = false;
+        edw::ingest::ingest(conn, std::slice::from_ref(&later), &opts).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let query = format!("?_since={}", since.replace(':', "%3A"));
+    let (got, _) = export(&on_cluster, group, &t1, &query);
+    assert_eq!(
+        got.get("Observation").map(Vec::len),
+        Some(1),
+        "{:?}",
+        got.keys()
+    );
+    assert!(!got.contains_key("Encounter"), "{:?}", got.keys());
+    assert_eq!(got, export(&on_one_node, group, &s1, &query).0);
+
+    // A worklist action is written once, for a patient the caller may see only.
+    let action = |id: &str, pid: i64| {
+        serde_json::json!({"id": id, "patient_id": pid.to_string(), "kind": "outreach",
+            "measure_id": "CMS122", "group_id": "Group_1",
+            "created_at": "2026-01-05T10:00:00Z", "username": "caremanager",
+            "body": {"note": "called"}})
+    };
+    let batch = |ws: &str| {
+        serde_json::json!({"workstation_id": ws, "actions": [
+            action("0b7e5f0e-4a3b-4c52-9d8e-0f6a3c2b1a01", p1),
+            action("0b7e5f0e-4a3b-4c52-9d8e-0f6a3c2b1a02", p2)]})
+        .to_string()
+    };
+    let statuses = |body: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|r| r["status"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for _ in 0..2 {
+        let (st, body) = on_cluster.post_json("/api/actions", Some(&t1), &batch(&org1));
+        let (st1, body1) = on_one_node.post_json("/api/actions", Some(&s1), &batch(&org1_single));
+        assert_eq!((st, statuses(&body)), (st1, statuses(&body1)), "{body}");
+    }
+    // A workstation's audit chain: appended and its head read back.
+    let chain: Vec<access::audit::AuditRecord> = {
+        use access::audit::{AuditEntry, Outcome, GENESIS_HASH};
+        use access::role::{Action, Role};
+        let mut out: Vec<access::audit::AuditRecord> = Vec::new();
+        for seq in 1..=3i64 {
+            let prev = out
+                .last()
+                .map_or(GENESIS_HASH.to_string(), |r| r.hash.clone());
+            let e = AuditEntry::now(
+                "clinician",
+                Some(Role::Clinician),
+                None,
+                Action::ViewTimeline,
+                Outcome::Allowed,
+            )
+            .with_patients([p1.to_string()]);
+            out.push(e.seal(seq, &prev));
+        }
+        out
+    };
+    for (srv, token, ws) in [(&on_cluster, &t1, &org1), (&on_one_node, &s1, &org1_single)] {
+        let segment = protocol::audit::segment_bundle(ws, &chain).to_string();
+        let (st, body) = srv.post_json("/api/audit", Some(token), &segment);
+        assert_eq!(st, 200, "{body}");
+        let (st, body) = srv.get("/api/audit/head", Some(token));
+        let head: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((st, head["seq"].as_i64()), (200, Some(3)), "{body}");
+    }
+
+    let stored = "SELECT person_id, action, action_id, body::text FROM edw.worklist_action";
+    assert_eq!(rows(&mut c, stored), rows(&mut one_node, stored));
+    assert_eq!(rows(&mut c, stored).len(), 1);
+
+    // The organisation roles log in to a worker only with the password Citus keeps.
+    let worker = &cluster.workers[0];
+    let roles: Vec<String> = c
+        .query("SELECT DISTINCT role_name FROM edw.org_role", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(roles.len(), 2);
+    for role in roles {
+        let e = postgres::Client::connect(&worker.url_as(&role, "edw"), postgres::NoTls)
+            .err()
+            .unwrap_or_else(|| panic!("{role} logged in to a worker without a password"));
+        assert!(format!("{e:?}").contains("password missing"), "{e:?}");
+        let guessed = format!("{} password=edw", worker.url_as(&role, "edw"));
+        let e = postgres::Client::connect(&guessed, postgres::NoTls)
+            .err()
+            .unwrap_or_else(|| panic!("{role} logged in to a worker with a guessed password"));
+        assert_eq!(
+            e.code(),
+            Some(&postgres::error::SqlState::INVALID_PASSWORD),
+            "{e:?}"
+        );
+    }
+    let mut api = edw::connect(&cluster.coordinator.url_as("phm_api", "edw")).unwrap();
+    let e = api
+        .query("SELECT authinfo FROM pg_dist_authinfo", &[])
+        .unwrap_err();
+    assert!(
+        edw::db_err(&e).contains("permission denied"),
+        "{}",
+        edw::db_err(&e)
+    );
 }

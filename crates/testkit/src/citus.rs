@@ -1,6 +1,7 @@
 //! A Citus cluster on this machine: a coordinator and N workers, each an ordinary
 //! [`PgHarness`] server on 127.0.0.1 with Citus preloaded. Node-to-node connections use TLS
-//! (`sslmode=require`; every node has its own self-signed certificate).
+//! (`sslmode=require`; every node has its own self-signed certificate). On the workers the
+//! EDW's organisation roles must give a password (`scram-sha-256`); other roles are trusted.
 //!
 //! Citus keeps its metadata per database, so [`CitusCluster::create_db`] creates the database
 //! on every node, creates the extension in each, and registers the nodes in the new
@@ -48,8 +49,25 @@ pub fn citus_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// On a worker, organisation roles (members of `edw_org_reader`) log in only with their
+/// password, which only Citus holds (the EDW's migration 1005); every other role, and every
+/// role on the coordinator, is trusted, as on one node.
+const ORG_ROLES_BY_PASSWORD: &str = "local all +edw_org_reader scram-sha-256
+host all +edw_org_reader 127.0.0.1/32 scram-sha-256
+";
+
 fn node() -> Result<PgHarness, HarnessError> {
     PgHarness::start_with_settings(true, true, NODE_SETTINGS)
+}
+
+fn worker() -> Result<PgHarness, HarnessError> {
+    let h = node()?;
+    let hba = h.socket_dir().join("data/pg_hba.conf");
+    let rest = std::fs::read_to_string(&hba).map_err(|e| HarnessError(format!("pg_hba: {e}")))?;
+    std::fs::write(&hba, format!("{ORG_ROLES_BY_PASSWORD}{rest}"))
+        .map_err(|e| HarnessError(format!("pg_hba: {e}")))?;
+    sql(&h.url("postgres"), "SELECT pg_reload_conf()")?;
+    Ok(h)
 }
 
 fn sql(url: &str, statements: &str) -> Result<(), HarnessError> {
@@ -73,7 +91,7 @@ impl CitusCluster {
             ));
         }
         let coordinator = node()?;
-        let workers = (0..workers).map(|_| node()).collect::<Result<_, _>>()?;
+        let workers = (0..workers).map(|_| worker()).collect::<Result<_, _>>()?;
         Ok(CitusCluster {
             coordinator,
             workers,
@@ -111,7 +129,7 @@ impl CitusCluster {
     /// and adds it to each database's cluster. Its shards come only with a rebalance
     /// (`citus_rebalance_start`). Returns the new worker's index.
     pub fn add_worker(&mut self) -> Result<usize, HarnessError> {
-        let w = node()?;
+        let w = worker()?;
         for db in &self.databases {
             w.create_db(db)?;
             sql(&w.url(db), "CREATE EXTENSION citus")?;

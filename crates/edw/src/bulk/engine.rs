@@ -3,7 +3,7 @@
 //! and returns what the manifest lists. See the module documentation of
 //! [`crate::bulk`] for what is exported and the exact `_since` / `deleted` semantics.
 
-use crate::measure::{line_keys_sql, person_resources, references_to, Line};
+use crate::measure::{line_keys_sql, person_resources, references_to, Line, RAW_SQL};
 use crate::serve::quote_ident;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -348,6 +348,10 @@ pub struct Export<'a> {
     pub chunk: usize,
     pub max_lines: u64,
     pub progress: &'a Progress,
+    /// The warehouse is in its distributed (Citus) form: each read takes the form Citus
+    /// plans (the person on every join, no correlated subquery beside a set-returning
+    /// function).
+    pub distributed: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -537,10 +541,6 @@ impl Roles {
     }
 }
 
-const RAW_SQL: &str = "SELECT u.b, u.l, r.raw FROM unnest($1::bigint[], $2::bigint[]) AS u(b, l)
-CROSS JOIN LATERAL (SELECT x.raw FROM staging.raw_line x
-                    WHERE x.batch_id = u.b AND x.line_no = u.l OFFSET 0) r";
-
 async fn raw_lines(
     tx: &Transaction<'_>,
     roles: &Roles,
@@ -609,6 +609,7 @@ impl Refs {
         tx: &Transaction<'_>,
         roles: &Roles,
         plan: &Plan,
+        distributed: bool,
         files: &mut Files,
     ) -> Result<(), ExportError> {
         let pending = std::mem::take(&mut self.pending);
@@ -668,16 +669,19 @@ impl Refs {
                     }
                 }
                 _ => {
-                    for r in tx
-                        .query(
-                            "SELECT r.source_id, r.batch_id, r.line_no
-                             FROM unnest($1::text[], $2::text[]) AS u(s, i)
-                             CROSS JOIN LATERAL (SELECT x.source_id, x.batch_id, x.line_no FROM edw.resource x
-                                 WHERE x.source = u.s AND x.resource_type = $3 AND x.source_id = u.i
-                                   AND x.source_patient_id IS NULL OFFSET 0) r",
-                            &[&ss, &is, &t],
-                        )
-                        .await?
+                    let sql = if distributed {
+                        // Person 0's shard, by its (source, type, id) index.
+                        "SELECT r.source_id, r.batch_id, r.line_no FROM edw.resource r
+                         WHERE r.person_id = 0 AND r.resource_type = $3
+                           AND (r.source, r.source_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+                    } else {
+                        "SELECT r.source_id, r.batch_id, r.line_no
+                         FROM unnest($1::text[], $2::text[]) AS u(s, i)
+                         CROSS JOIN LATERAL (SELECT x.source_id, x.batch_id, x.line_no FROM edw.resource x
+                             WHERE x.source = u.s AND x.resource_type = $3 AND x.source_id = u.i
+                               AND x.source_patient_id IS NULL OFFSET 0) r"
+                    };
+                    for r in tx.query(sql, &[&ss, &is, &t]).await?
                     {
                         found.push((t.to_string(), r.get(0), Some((r.get(1), r.get(2))), None));
                     }
@@ -753,19 +757,23 @@ fn organization_from_row(
     v
 }
 
-/// Types with rows about no patient in `edw.resource` (Medication, Location, ...).
-async fn shared_types(tx: &Transaction<'_>) -> Result<Vec<String>, ExportError> {
+/// Types with rows about no patient in `edw.resource` (Medication, Location, ...). On the
+/// cluster they are person 0's rows, on one shard.
+async fn shared_types(tx: &Transaction<'_>, distributed: bool) -> Result<Vec<String>, ExportError> {
     let candidates: Vec<&str> = crate::validate::R4_TYPES
         .iter()
         .copied()
         .filter(|t| !crate::validate::SUPPORTED.contains(t) && crate::validate::loadable(t))
         .collect();
+    let sql = if distributed {
+        "SELECT DISTINCT r.resource_type FROM edw.resource r
+         WHERE r.person_id = 0 AND r.resource_type = ANY($1::text[])"
+    } else {
+        "SELECT t FROM unnest($1::text[]) AS u(t)
+         WHERE EXISTS (SELECT 1 FROM edw.resource r WHERE r.resource_type = u.t AND r.source_patient_id IS NULL)"
+    };
     Ok(tx
-        .query(
-            "SELECT t FROM unnest($1::text[]) AS u(t)
-             WHERE EXISTS (SELECT 1 FROM edw.resource r WHERE r.resource_type = u.t AND r.source_patient_id IS NULL)",
-            &[&candidates],
-        )
+        .query(sql, &[&candidates])
         .await?
         .into_iter()
         .map(|r| r.get(0))
@@ -831,7 +839,7 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
         .into_iter()
         .map(String::from)
         .collect();
-    ref_types.extend(shared_types(tx).await?);
+    ref_types.extend(shared_types(tx, x.distributed).await?);
     ref_types.retain(|t| plan.wants(t));
     let mut refs = Refs {
         types: ref_types,
@@ -898,10 +906,16 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
             }
             let changed_sql: String = patient_line_tables()
                 .map(|t| {
-                    format!(
-                        "SELECT sp.person_id FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
-                         WHERE t.change_no > $2 AND sp.person_id = ANY($1)"
-                    )
+                    if x.distributed {
+                        format!(
+                            "SELECT t.person_id FROM edw.{t} t WHERE t.change_no > $2 AND t.person_id = ANY($1)"
+                        )
+                    } else {
+                        format!(
+                            "SELECT sp.person_id FROM edw.{t} t JOIN edw.source_patient sp ON sp.id = t.source_patient_id
+                             WHERE t.change_no > $2 AND sp.person_id = ANY($1)"
+                        )
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\nUNION ");
@@ -920,7 +934,7 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
         .store(persons.len() as u64, Ordering::Relaxed);
     x.progress.done.store(0, Ordering::Relaxed);
 
-    let keys_stmt = tx.prepare(&line_keys_sql()).await?;
+    let keys_stmt = tx.prepare(&line_keys_sql(x.distributed)).await?;
     for chunk in persons.chunks(x.chunk.max(1)) {
         if x.progress.cancel.load(Ordering::Relaxed) {
             return Err(ExportError::Cancelled);
@@ -1013,12 +1027,14 @@ pub async fn export(tx: &Transaction<'_>, x: &Export<'_>) -> Result<Written, Exp
                 }
             }
         }
-        refs.flush(tx, &roles, plan, &mut files).await?;
+        refs.flush(tx, &roles, plan, x.distributed, &mut files)
+            .await?;
         x.progress
             .done
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
     }
-    refs.flush(tx, &roles, plan, &mut files).await?;
+    refs.flush(tx, &roles, plan, x.distributed, &mut files)
+        .await?;
 
     // Deleted: members who left after the watermark (and are not members again) and
     // whom the organisation may see or who have no record left; members whose person

@@ -525,6 +525,7 @@ impl Job {
             None => None,
         };
         let clock = engine::kickoff_clock(&mut c).await?;
+        let distributed = self.st.distributed(&**c).await?;
         let tx = begin_as(&mut c, &self.caller).await?;
         let w = engine::export(
             &tx,
@@ -536,6 +537,7 @@ impl Job {
                 chunk: engine::CHUNK_PERSONS,
                 max_lines: engine::MAX_FILE_LINES,
                 progress: &self.progress,
+                distributed,
             },
         )
         .await?;

@@ -194,7 +194,7 @@ pub async fn post_actions(
                 serde_json::to_value(ActionBatchResponse { results }).unwrap_or_default(),
             )
         }
-        Err(_) => super::query_failed(),
+        Err(e) => super::query_failed(&e),
     }
 }
 

@@ -184,7 +184,7 @@ pub async fn post_audit(
                 ),
             )
         }
-        Err(_) => super::query_failed(),
+        Err(e) => super::query_failed(&e),
     }
 }
 
@@ -277,6 +277,6 @@ pub async fn get_head(State(app): State<Arc<AppState>>, caller: Caller) -> Respo
             })
             .unwrap_or_default(),
         ),
-        Err(_) => super::query_failed(),
+        Err(e) => super::query_failed(&e),
     }
 }

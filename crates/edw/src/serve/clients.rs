@@ -4,7 +4,8 @@
 //! Each organisation has a PostgreSQL role `edw_org_<org id>` (NOLOGIN, member of
 //! `edw_org_reader`, mapped in `edw.org_role`) granted to `edw_api`, so the server's
 //! login role (a member of `edw_api`) can `SET ROLE` to it. `client add` needs a role
-//! that may create roles (a superuser or CREATEROLE).
+//! that may create roles (a superuser or CREATEROLE); on a Citus cluster a superuser, since
+//! the role gets a login to the workers that only Citus knows (migration 1005).
 
 use base64::Engine;
 
@@ -82,6 +83,17 @@ pub fn add(
         tx.batch_execute(&format!("CREATE ROLE {q} NOLOGIN IN ROLE edw_org_reader"))?;
     }
     tx.batch_execute(&format!("GRANT {q} TO edw_api"))?;
+    // On the cluster the role logs in to the workers (migration 1005); needs a superuser.
+    let needs_node_login: bool = tx
+        .query_one(
+            "SELECT to_regprocedure('edw.org_role_node_login(text)') IS NOT NULL
+                    AND NOT (SELECT rolcanlogin FROM pg_roles WHERE rolname = $1)",
+            &[&role],
+        )?
+        .get(0);
+    if needs_node_login {
+        tx.execute("SELECT edw.org_role_node_login($1)", &[&role])?;
+    }
     tx.execute(
         "INSERT INTO edw.org_role (role_name, org_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&role, &org_id],

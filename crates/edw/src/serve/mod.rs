@@ -68,9 +68,31 @@ pub struct AppState {
     pub export_dir: std::path::PathBuf,
     /// The token endpoint's state: JWKS fetched by URL, their trust roots.
     pub smart: smart::SmartState,
+    /// Whether the warehouse is in its distributed (Citus) form, once known
+    /// ([`AppState::distributed`]).
+    pub form: std::sync::OnceLock<bool>,
 }
 
 impl AppState {
+    /// Whether the warehouse is distributed (`migrate --citus`), asked of the database once
+    /// per process: distributing the warehouse is done with the server stopped.
+    pub async fn distributed(
+        &self,
+        c: &impl tokio_postgres::GenericClient,
+    ) -> Result<bool, tokio_postgres::Error> {
+        if let Some(d) = self.form.get() {
+            return Ok(*d);
+        }
+        let d: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM public.schema_migrations WHERE version >= $1)",
+                &[&crate::migrate::CITUS_FIRST],
+            )
+            .await?
+            .get(0);
+        Ok(*self.form.get_or_init(|| d))
+    }
+
     /// `{base_url}/auth/token`: the `aud` every client assertion must carry.
     pub fn token_url(&self) -> String {
         format!("{}/auth/token", self.base_url)
@@ -274,7 +296,14 @@ fn audit_failed() -> Response {
     )
 }
 
-fn query_failed() -> Response {
+/// A 500 for a failed database call. The log gets the SQLSTATE only: a message or its
+/// detail may quote a patient's values.
+pub(crate) fn query_failed(e: &tokio_postgres::Error) -> Response {
+    let code = e
+        .code()
+        .map(|c| c.code().to_string())
+        .unwrap_or_else(|| "connection".into());
+    eprintln!("serve: query failed (SQLSTATE {code})");
     outcome(
         StatusCode::INTERNAL_SERVER_ERROR,
         "exception",
@@ -325,9 +354,11 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
     };
     let v: Option<i32> = match c
         .query_one(
+            // The single-node schema's version (the Citus migrations, numbered from
+            // CITUS_FIRST, come on top of it).
             "SELECT CASE WHEN to_regclass('public.schema_migrations') IS NULL THEN NULL
-                    ELSE (SELECT max(version) FROM public.schema_migrations) END",
-            &[],
+                    ELSE (SELECT max(version) FROM public.schema_migrations WHERE version < $1) END",
+            &[&crate::migrate::CITUS_FIRST],
         )
         .await
     {
@@ -335,11 +366,6 @@ async fn ready(State(app): State<Arc<AppState>>) -> Response {
         Err(_) => None,
     };
     match v {
-        Some(v) if v >= crate::migrate::CITUS_FIRST => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the API does not run on the distributed (Citus) warehouse yet\n",
-        )
-            .into_response(),
         Some(v) if v >= crate::migrate::latest_version() => {
             (StatusCode::OK, format!("ready: schema version {v}\n")).into_response()
         }
@@ -422,15 +448,7 @@ async fn list_groups(
     };
     let rows = async {
         let tx = begin_as(&mut c, &caller).await?;
-        let rows = tx
-            .query(
-                "SELECT g.id, coalesce(g.name, g.kind || ' ' || g.ref_id),
-                        (SELECT count(*) FROM edw.patient_group_member m
-                           JOIN edw.person p ON p.id = m.person_id WHERE m.group_id = g.id)
-                 FROM edw.patient_group g WHERE g.id = ANY($1) ORDER BY g.id",
-                &[&caller.groups],
-            )
-            .await?;
+        let rows = tx.query(GROUPS_SQL, &[&caller.groups]).await?;
         audit_access(
             &tx,
             &caller.client_id,
@@ -447,7 +465,7 @@ async fn list_groups(
     .await;
     let rows = match rows {
         Ok(r) => r,
-        Err(_) => return query_failed(),
+        Err(e) => return query_failed(&e),
     };
     let entries: Vec<serde_json::Value> = rows
         .iter()
@@ -498,15 +516,7 @@ async fn read_group(
     };
     let r = async {
         let tx = begin_as(&mut c, &caller).await?;
-        let row = tx
-            .query_opt(
-                "SELECT coalesce(g.name, g.kind || ' ' || g.ref_id),
-                        (SELECT count(*) FROM edw.patient_group_member m
-                           JOIN edw.person p ON p.id = m.person_id WHERE m.group_id = g.id)
-                 FROM edw.patient_group g WHERE g.id = $1",
-                &[&gid],
-            )
-            .await?;
+        let row = tx.query_opt(GROUPS_SQL, &[&vec![gid]]).await?;
         let status = if row.is_some() {
             StatusCode::OK
         } else {
@@ -523,7 +533,7 @@ async fn read_group(
         )
         .await?;
         tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))))
+        Ok::<_, tokio_postgres::Error>(row.map(|r| (r.get::<_, String>(1), r.get::<_, i64>(2))))
     }
     .await;
     match r {
@@ -533,34 +543,64 @@ async fn read_group(
                 "actual": true, "name": name, "quantity": n}),
         ),
         Ok(None) => outcome(StatusCode::NOT_FOUND, "not-found", "no such Group"),
-        Err(_) => query_failed(),
+        Err(e) => query_failed(&e),
     }
 }
 
-const PATIENT_SQL: &str = "
+/// Groups by id ($1) with their members the caller's organisation sees: id, name, count.
+/// Counted per Group first: Citus plans no subquery correlated with a reference table
+/// (edw.patient_group) on the distributed form.
+const GROUPS_SQL: &str =
+    "SELECT g.id, coalesce(g.name, g.kind || ' ' || g.ref_id), coalesce(n.members, 0)
+FROM edw.patient_group g
+LEFT JOIN (SELECT m.group_id, count(*) AS members FROM edw.patient_group_member m
+           JOIN edw.person p ON p.id = m.person_id
+           WHERE m.group_id = ANY($1) GROUP BY m.group_id) n ON n.group_id = g.id
+WHERE g.id = ANY($1) ORDER BY g.id";
+
+/// The enterprise Patient ($1 the person, $2 the granted Groups) as FHIR JSON text. On the
+/// distributed form every join also matches on the person, which each row there carries, so
+/// the whole read runs on the person's shard (Citus plans these correlated subqueries only
+/// then).
+fn patient_sql(distributed: bool) -> String {
+    let on_person = |t: &str| {
+        if distributed {
+            format!(" AND {t}.person_id = s.person_id")
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "
 SELECT jsonb_build_object(
   'resourceType', 'Patient',
   'id', p.id::text,
   'identifier', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('system', i.system, 'value', i.value))
-      FROM edw.patient_identifier i JOIN edw.source_patient s ON s.id = i.source_patient_id
+      FROM edw.patient_identifier i JOIN edw.source_patient s ON s.id = i.source_patient_id{}
       WHERE s.person_id = p.id AND i.valid_to IS NULL), '[]'),
   'name', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('use', nullif(n.use, ''), 'family', n.family,
                       'given', to_jsonb(string_to_array(n.given, ' '))))
-      FROM edw.patient_name n JOIN edw.source_patient s ON s.id = n.source_patient_id
+      FROM edw.patient_name n JOIN edw.source_patient s ON s.id = n.source_patient_id{}
       WHERE s.person_id = p.id AND n.valid_to IS NULL), '[]'),
   'gender', (SELECT s.sex FROM edw.source_patient s WHERE s.person_id = p.id AND s.sex IS NOT NULL ORDER BY s.id LIMIT 1),
   'birthDate', (SELECT s.birth_date::text FROM edw.source_patient s WHERE s.person_id = p.id AND s.birth_date IS NOT NULL ORDER BY s.id LIMIT 1),
   'address', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('line', jsonb_build_array(a.line), 'city', a.city,
                       'state', a.state, 'postalCode', a.postal_code))
-      FROM edw.patient_address a JOIN edw.source_patient s ON s.id = a.source_patient_id
+      FROM edw.patient_address a JOIN edw.source_patient s ON s.id = a.source_patient_id{}
       WHERE s.person_id = p.id AND a.valid_to IS NULL), '[]'),
   'telecom', coalesce((SELECT jsonb_agg(DISTINCT jsonb_build_object('system', t.system, 'value', t.value))
-      FROM edw.patient_telecom t JOIN edw.source_patient s ON s.id = t.source_patient_id
+      FROM edw.patient_telecom t JOIN edw.source_patient s ON s.id = t.source_patient_id{}
       WHERE s.person_id = p.id AND t.valid_to IS NULL), '[]')
 )::text
 FROM edw.person p
 WHERE p.id = $1
-  AND EXISTS (SELECT 1 FROM edw.patient_group_member m WHERE m.person_id = p.id AND m.group_id = ANY($2))";
+  AND EXISTS (SELECT 1 FROM edw.patient_group_member m WHERE m.person_id = p.id AND m.group_id = ANY($2))",
+        on_person("i"),
+        on_person("n"),
+        on_person("a"),
+        on_person("t")
+    )
+}
 
 /// `GET /fhir/Patient/{id}`: the enterprise Patient (person id), when the client's
 /// organisation may see them (RLS) and they are in a Group granted to the client;
@@ -590,10 +630,11 @@ async fn read_patient(
         return unavailable();
     };
     let r = async {
+        let distributed = app.distributed(&**c).await?;
         let tx = begin_as(&mut c, &caller).await?;
         let found: Option<String> = match id.parse::<i64>() {
             Ok(pid) => tx
-                .query_opt(PATIENT_SQL, &[&pid, &caller.groups])
+                .query_opt(&patient_sql(distributed), &[&pid, &caller.groups])
                 .await?
                 .map(|r| r.get(0)),
             Err(_) => None,
@@ -625,7 +666,7 @@ async fn read_patient(
         )
             .into_response(),
         Ok(None) => outcome(StatusCode::NOT_FOUND, "not-found", "no such Patient"),
-        Err(_) => query_failed(),
+        Err(e) => query_failed(&e),
     }
 }
 
@@ -744,6 +785,7 @@ pub fn serve(opts: ServeOptions) -> crate::Result<()> {
             .to_string();
         let app = Arc::new(AppState {
             pool,
+            form: std::sync::OnceLock::new(),
             base_url: base_url.clone(),
             export_dir,
             smart: smart::SmartState::new(jwks_roots),
