@@ -5,6 +5,7 @@
 //! `--serial` turns off validation on a helper thread; `--chunk N` sets the merge chunk;
 //! `--workers N` merges chunks of each file in N sessions (default 1).
 //! With `--dir` an existing phm-synth output is used (and kept) instead of generating one.
+//! `--citus` loads into an empty warehouse distributed over a coordinator + 2 workers.
 mod support;
 
 use std::time::Instant;
@@ -16,10 +17,21 @@ fn main() {
     allocator::tune();
     let args = support::Args::from_env();
     let patients: u64 = args.num("--patients", 20_000);
-    let pg = testkit::pgharness::PgHarness::start().expect("postgres");
-    let url = pg.create_db("prof").expect("db");
+    let (_pg, _cluster, url) = if args.flag("--citus") {
+        let mut cluster = testkit::citus::CitusCluster::start(2).expect("citus");
+        let url = cluster.create_db("prof").expect("db");
+        (None, Some(cluster), url)
+    } else {
+        let pg = testkit::pgharness::PgHarness::start().expect("postgres");
+        let url = pg.create_db("prof").expect("db");
+        (Some(pg), None, url)
+    };
     let mut c = edw::connect(&url).expect("connect");
-    edw::migrate::migrate(&mut c).expect("migrate");
+    if _cluster.is_some() {
+        edw::migrate::migrate_citus(&mut c).expect("migrate --citus");
+    } else {
+        edw::migrate::migrate(&mut c).expect("migrate");
+    }
     let (dir, keep) = match args.get("--dir") {
         Some(d) => (std::path::PathBuf::from(d), true),
         None => {

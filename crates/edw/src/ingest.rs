@@ -965,6 +965,24 @@ impl<'a> FileRun<'a> {
         Ok(())
     }
 
+    /// Citus form: whether another batch of the source may hold resources of these types
+    /// (one still being loaded, or a merged one that had them; see migration 1006), so
+    /// that one of the chunk's resources may be stored under another person and must be
+    /// looked for on every shard. The file's own batch never does: within a file an id is
+    /// valid once.
+    fn types_loaded_before(&self, tx: &mut postgres::Transaction, types: &[&str]) -> Result<bool> {
+        Ok(tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM staging.load_batch b
+                    WHERE b.source = $1 AND b.id <> $2
+                      AND (b.status = 'staged'
+                           OR EXISTS (SELECT 1 FROM staging.batch_type t WHERE t.batch_id = b.id
+                                        AND (t.resource_type = ANY ($3::text[]) OR t.resource_type = '*'))))",
+                &[&self.opts.source, &self.batch_id, &types],
+            )?
+            .get(0))
+    }
+
     /// Returns the number of lines quarantined.
     fn merge_tx(&self, c: &mut postgres::Client, r: &Ready) -> Result<i64> {
         let src = &self.opts.source;
@@ -1095,7 +1113,7 @@ impl<'a> FileRun<'a> {
         }
         tp = prof(4, tp);
         for (spec, _) in &r.typed {
-            if self.distributed {
+            if self.distributed && self.types_loaded_before(&mut tx, &[spec.rtype])? {
                 tx.execute(&spec.unlink_moved_sql(), &[src])?;
             }
             quarantined += tx.execute(
@@ -1103,9 +1121,23 @@ impl<'a> FileRun<'a> {
                 &[src, &batch_id, &self.name],
             )? as i64;
         }
+        let mut chunk_types: Vec<String> = Vec::new();
+        if self.distributed {
+            chunk_types.extend(r.json_types.iter().map(|t| t.to_string()));
+            chunk_types.extend(r.typed.iter().map(|(spec, _)| spec.rtype.to_string()));
+        }
         if !r.generic.is_empty() {
             if self.distributed {
-                tx.execute(&generic::unlink_moved_sql(), &[src])?;
+                let types: Vec<String> = tx
+                    .query("SELECT DISTINCT rtype FROM mt_resource", &[])?
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let types_ref: Vec<&str> = types.iter().map(String::as_str).collect();
+                if self.types_loaded_before(&mut tx, &types_ref)? {
+                    tx.execute(&generic::unlink_moved_sql(), &[src])?;
+                }
+                chunk_types.extend(types);
             }
             quarantined += tx.execute(
                 &generic::merge_sql(self.distributed),
@@ -1118,6 +1150,13 @@ impl<'a> FileRun<'a> {
                 &mut tx,
                 "COPY edw.quarantine (batch_id, line_no, source, file_name, resource_type, resource_id, reason) FROM STDIN",
                 &r.quarantine,
+            )?;
+        }
+        if !chunk_types.is_empty() {
+            tx.execute(
+                "INSERT INTO staging.batch_type (batch_id, resource_type)
+                 SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+                &[&batch_id, &chunk_types],
             )?;
         }
         let lines = r.last_line - r.first_line + 1;

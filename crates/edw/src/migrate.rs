@@ -115,6 +115,11 @@ pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[
         "citus_api",
         include_str!("../../../migrations/edw/citus/0005_api.sql"),
     ),
+    (
+        1006,
+        "citus_batch_type",
+        include_str!("../../../migrations/edw/citus/0006_batch_type.sql"),
+    ),
 ];
 
 /// The version of the first Citus migration: a database that has it is distributed.

@@ -118,7 +118,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
     assert_eq!(
         applied,
-        vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004, 1005]
+        vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004, 1005, 1006]
     );
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
     // A second run applies nothing.
@@ -962,7 +962,7 @@ fn the_api_serves_the_cluster_as_one_node() {
     let org2_single = register_client(&single_url, "ws2", "org2", &[group], &key2.jwks());
     let org1 = register_client(&url, "ws1", "org1", &[group], &key1.jwks());
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
-    assert_eq!(applied.last(), Some(&1005));
+    assert_eq!(applied.last(), Some(&1006));
     let org2 = register_client(&url, "ws2", "org2", &[group], &key2.jwks());
 
     let on_one_node = Server::start(&single.url_as("phm_api", "edw"), &[]);
