@@ -877,7 +877,6 @@ impl LineFetch {
 
     /// The raw text of lines by (batch, line), from the coordinator's staging.
     fn raw_text(
-        &self,
         c: &mut postgres::Client,
         raw: &postgres::Statement,
         keys: impl Iterator<Item = (i64, i64)>,
@@ -908,7 +907,7 @@ impl LineFetch {
                 })
                 .collect());
         };
-        let text = self.raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
+        let text = Self::raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let key: (i64, i64) = (r.get(3), r.get(4));
@@ -940,7 +939,7 @@ impl LineFetch {
                 .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
                 .collect());
         };
-        let text = self.raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
+        let text = Self::raw_text(c, raw, rows.iter().map(|r| (r.get(3), r.get(4))))?;
         Ok(rows
             .iter()
             .filter_map(|r| {
