@@ -965,11 +965,12 @@ impl<'a> FileRun<'a> {
         Ok(())
     }
 
-    /// Citus form: whether another batch of the source may hold resources of these types
-    /// (one still being loaded, or a merged one that had them; see migration 1006), so
-    /// that one of the chunk's resources may be stored under another person and must be
-    /// looked for on every shard. The file's own batch never does: within a file an id is
-    /// valid once.
+    /// Whether another batch of the source may hold resources of these types (one still
+    /// being loaded, or a merged one that had them; migration 0017), so that one of the
+    /// chunk's resources may be stored about another patient: on the cluster it must be
+    /// looked for on every shard, and on both forms its old person is logged for the
+    /// incremental measure. The file's own batch never does: within a file an id is valid
+    /// once.
     fn types_loaded_before(&self, tx: &mut postgres::Transaction, types: &[&str]) -> Result<bool> {
         Ok(tx
             .query_one(
@@ -1113,32 +1114,35 @@ impl<'a> FileRun<'a> {
         }
         tp = prof(4, tp);
         for (spec, _) in &r.typed {
-            if self.distributed && self.types_loaded_before(&mut tx, &[spec.rtype])? {
-                tx.execute(&spec.unlink_moved_sql(), &[src])?;
+            if self.types_loaded_before(&mut tx, &[spec.rtype])? {
+                if self.distributed {
+                    tx.execute(&spec.unlink_moved_sql(), &[src])?;
+                } else {
+                    tx.execute(&spec.log_moved_sql(), &[src])?;
+                }
             }
             quarantined += tx.execute(
                 &spec.merge_sql(self.distributed),
                 &[src, &batch_id, &self.name],
             )? as i64;
         }
-        let mut chunk_types: Vec<String> = Vec::new();
-        if self.distributed {
-            chunk_types.extend(r.json_types.iter().map(|t| t.to_string()));
-            chunk_types.extend(r.typed.iter().map(|(spec, _)| spec.rtype.to_string()));
-        }
+        let mut chunk_types: Vec<String> = r.json_types.iter().map(|t| t.to_string()).collect();
+        chunk_types.extend(r.typed.iter().map(|(spec, _)| spec.rtype.to_string()));
         if !r.generic.is_empty() {
-            if self.distributed {
-                let types: Vec<String> = tx
-                    .query("SELECT DISTINCT rtype FROM mt_resource", &[])?
-                    .iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                let types_ref: Vec<&str> = types.iter().map(String::as_str).collect();
-                if self.types_loaded_before(&mut tx, &types_ref)? {
+            let types: Vec<String> = tx
+                .query("SELECT DISTINCT rtype FROM mt_resource", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let types_ref: Vec<&str> = types.iter().map(String::as_str).collect();
+            if self.types_loaded_before(&mut tx, &types_ref)? {
+                if self.distributed {
                     tx.execute(&generic::unlink_moved_sql(), &[src])?;
+                } else {
+                    tx.execute(&generic::log_moved_sql(), &[src])?;
                 }
-                chunk_types.extend(types);
             }
+            chunk_types.extend(types);
             quarantined += tx.execute(
                 &generic::merge_sql(self.distributed),
                 &[src, &batch_id, &self.name],

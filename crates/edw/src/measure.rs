@@ -713,14 +713,25 @@ pub fn run_with(
         )?
         .map(|r| r.get(0))
     };
-    let persons: Vec<i64> = match since {
+    let mut persons: Vec<i64> = match since {
         Some(w) => c.query(&changed_sql(distributed), &[&w, &period_start])?,
         None => c.query("SELECT id FROM edw.person ORDER BY id", &[])?,
     }
     .iter()
     .map(|r| r.get(0))
     .collect();
-    let mut persons = persons;
+    if let Some(w) = since {
+        // Persons who lost a resource to another patient: none of their rows changed.
+        // (Asked apart: on Citus the log is a coordinator table, the rest distributed.)
+        persons.extend(
+            c.query(
+                "SELECT person_id FROM edw.resource_move WHERE change_no > $1",
+                &[&w],
+            )?
+            .iter()
+            .map(|r| r.get::<_, i64>(0)),
+        );
+    }
     persons.sort_unstable();
     persons.dedup();
     let mode = if since.is_some() {

@@ -85,6 +85,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "bulk_export",
         include_str!("../../../migrations/edw/0016_bulk_export.sql"),
     ),
+    (
+        17,
+        "ingest_history",
+        include_str!("../../../migrations/edw/0017_ingest_history.sql"),
+    ),
 ];
 
 /// The distributed form on Citus (`phm-edw migrate --citus`), applied after [`MIGRATIONS`] on
@@ -114,11 +119,6 @@ pub const CITUS_MIGRATIONS: &[(i32, &str, &str)] = &[
         1005,
         "citus_api",
         include_str!("../../../migrations/edw/citus/0005_api.sql"),
-    ),
-    (
-        1006,
-        "citus_batch_type",
-        include_str!("../../../migrations/edw/citus/0006_batch_type.sql"),
     ),
 ];
 

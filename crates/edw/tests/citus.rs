@@ -118,7 +118,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
     assert_eq!(
         applied,
-        vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004, 1005, 1006]
+        vec![edw::migrate::CITUS_FIRST, 1002, 1003, 1004, 1005]
     );
     assert!(edw::migrate::is_distributed(&mut c).unwrap());
     // A second run applies nothing.
@@ -223,6 +223,7 @@ fn a_distributed_warehouse_answers_as_one_node() {
     let seen = as_org1(cluster.coordinator.url_as("org1_reader", "edw"));
     assert!(seen[0] > 0 && seen[0] < one(&mut c, "SELECT count(*) FROM edw.source_patient"));
     assert_eq!(seen, as_org1(single.url_as("org1_reader", "edw")));
+    let org1_view = seen;
 
     // Attribution runs on the distributed form: a new period gives the single node's
     // attribution, Groups, joins and leaves, and the organisation's view of them.
@@ -329,6 +330,12 @@ fn a_distributed_warehouse_answers_as_one_node() {
         );
     }
     assert_eq!(rows_of(&mut c, &read_sql, &[&person]), read);
+    // The organisation's role reaches the new worker too (its login came with the role).
+    assert_eq!(
+        as_org1(cluster.coordinator.url_as("org1_reader", "edw")),
+        org1_view,
+        "org1's view after the rebalance"
+    );
 }
 
 #[test]
@@ -552,7 +559,26 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     let registry_loaded = ingest_dir(&one_url, "registry", &registry);
     let moved = data.path().join("moved");
     let moved_id = write_moved_encounter(&clinic, &moved);
+    let person_of_encounter = "SELECT sp.person_id FROM edw.encounter e
+        JOIN edw.source_patient sp ON sp.id = e.source_patient_id
+        WHERE e.source = 'clinic' AND e.source_id = $1";
+    let one_before: i64 = one_node
+        .query_one(person_of_encounter, &[&moved_id])
+        .unwrap()
+        .get(0);
     ingest_dir(&one_url, "clinic", &moved);
+    // The person who lost the encounter is logged for the incremental measure.
+    assert_eq!(
+        rows(&mut one_node, "SELECT person_id FROM edw.resource_move"),
+        vec![format!("({one_before})")]
+    );
+    assert_ne!(
+        one_node
+            .query_one(person_of_encounter, &[&moved_id])
+            .unwrap()
+            .get::<_, i64>(0),
+        one_before
+    );
     let one_match = edw::matching::run(&mut one_node, &edw::matching::Params::default()).unwrap();
     assert!(one_match.identifier_links >= 40, "{one_match:?}");
     let one_incremental = edw::measure::run(&mut one_node, &measures_dir(), 2025).unwrap();
@@ -657,11 +683,16 @@ fn ingest_and_match_run_on_the_cluster_as_on_one_node() {
     assert_ne!(after[0], before);
     // The registry's records are persons of their own until matched: an incremental run
     // gives them results, which matching then leaves without a record. (The 41st is the
-    // person the encounter was sent again for.)
+    // person the encounter was sent again for, the 42nd the person who lost it: none of
+    // their rows changed, edw.resource_move says so.)
+    assert_eq!(
+        rows(&mut c, "SELECT person_id FROM edw.resource_move"),
+        vec![format!("({before})")]
+    );
     let registry_only = edw::measure::run(&mut c, &measures_dir(), 2025).unwrap();
     assert_eq!(
         (registry_only.mode, registry_only.persons),
-        ("incremental", 41)
+        ("incremental", 42)
     );
     // The star refreshed now holds the registry persons' encounters, which matching moves.
     let star = edw::etl::run(&mut c).unwrap();
@@ -962,7 +993,7 @@ fn the_api_serves_the_cluster_as_one_node() {
     let org2_single = register_client(&single_url, "ws2", "org2", &[group], &key2.jwks());
     let org1 = register_client(&url, "ws1", "org1", &[group], &key1.jwks());
     let applied = edw::migrate::migrate_citus(&mut c).unwrap();
-    assert_eq!(applied.last(), Some(&1006));
+    assert_eq!(applied.last(), Some(&1005));
     let org2 = register_client(&url, "ws2", "org2", &[group], &key2.jwks());
 
     let on_one_node = Server::start(&single.url_as("phm_api", "edw"), &[]);

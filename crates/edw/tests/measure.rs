@@ -284,36 +284,67 @@ fn incremental_runs_reevaluate_only_changed_persons_and_equal_a_full_run() {
             .unwrap();
         (r.get(0), r.get(1), r.get(2))
     };
-    let order = |status: &str| {
+    let order = |status: &str, subject: &str| {
         serde_json::json!({"resourceType": "ServiceRequest", "id": "hospice-order-1",
             "status": status, "intent": "order",
             "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99377"}]},
-            "subject": {"reference": format!("Patient/{other_src}")},
+            "subject": {"reference": format!("Patient/{subject}")},
             "authoredOn": "2025-05-01T10:00:00Z"})
     };
-    let gap_of = |c: &mut postgres::Client| -> String {
+    let gap_of = |c: &mut postgres::Client, person: i64| -> String {
         c.query_one(
             "SELECT status FROM edw.care_gap WHERE person_id = $1",
-            &[&other],
+            &[&person],
         )
         .unwrap()
         .get(0)
+    };
+    let send_order = |c: &mut postgres::Client, dir: &str, status: &str, subject: &str| {
+        std::fs::create_dir_all(tmp.join(dir)).unwrap();
+        // A file already loaded is skipped: each sending is a file of its own.
+        let mut o = order(status, subject);
+        o["note"] = serde_json::json!([{"text": format!("sent in {dir}")}]);
+        std::fs::write(
+            tmp.join(dir).join("ServiceRequest.ndjson"),
+            format!("{o}\n"),
+        )
+        .unwrap();
+        edw::ingest::ingest(c, &[tmp.join(dir)], &opts).unwrap();
     };
     for (dir, status, expect) in [
         ("c", "active", "not-applicable"),
         ("d", "revoked", before.as_str()),
     ] {
-        std::fs::create_dir_all(tmp.join(dir)).unwrap();
-        std::fs::write(
-            tmp.join(dir).join("ServiceRequest.ndjson"),
-            format!("{}\n", order(status)),
-        )
-        .unwrap();
-        edw::ingest::ingest(&mut c, &[tmp.join(dir)], &opts).unwrap();
+        send_order(&mut c, dir, status, &other_src);
         let r = run(&mut c, false);
         assert_eq!((r.mode, r.persons), ("incremental", 1), "order {status}");
-        assert_eq!(gap_of(&mut c), expect, "order {status}");
+        assert_eq!(gap_of(&mut c, other), expect, "order {status}");
     }
+
+    // The active order, then the same order sent again about a third person: the one who
+    // lost it is evaluated again too, though none of their rows changed.
+    let (third, third_src): (i64, String) = {
+        let r = c
+            .query_one(
+                "SELECT g.person_id, sp.source_id FROM edw.care_gap g
+                 JOIN edw.source_patient sp ON sp.person_id = g.person_id
+                 WHERE g.status IN ('open', 'closed') AND g.person_id NOT IN ($1, $2)
+                 ORDER BY g.person_id LIMIT 1",
+                &[&pid, &other],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let third_before = gap_of(&mut c, third);
+    send_order(&mut c, "e", "active", &other_src);
+    assert_eq!(run(&mut c, false).persons, 1);
+    assert_eq!(gap_of(&mut c, other), "not-applicable");
+    send_order(&mut c, "f", "active", &third_src);
+    let moved = run(&mut c, false);
+    assert_eq!((moved.mode, moved.persons), ("incremental", 2));
+    assert_eq!(gap_of(&mut c, other), before, "the order left them");
+    assert_eq!(gap_of(&mut c, third), "not-applicable");
+    assert_ne!(third_before, "not-applicable");
 
     // Same state as evaluating everyone again.
     let incremental = snapshot(&mut c);

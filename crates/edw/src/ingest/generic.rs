@@ -59,6 +59,15 @@ pub(super) fn unlink_moved_sql() -> String {
     )
 }
 
+/// One-node form only, before [`merge_sql`]: see `typed::moved_from_sql`. $1 source.
+pub(super) fn log_moved_sql() -> String {
+    super::typed::moved_from_sql(
+        "edw.resource",
+        "mt_resource",
+        "AND t.resource_type = m.rtype",
+    )
+}
+
 /// One COPY row for `mt_resource`.
 pub(super) fn copy_row(
     line_no: i64,

@@ -157,9 +157,15 @@ impl TypedSpec {
 
     /// Citus form only, before [`Self::merge_sql`]: a resource that now refers to a patient
     /// of another person is removed from its old person's shard (the upsert's key holds the
-    /// person, and Citus does not move a row by updating its shard key). $1 source.
+    /// person, and Citus does not move a row by updating its shard key), and the old person
+    /// is logged in `edw.resource_move`. $1 source.
     pub fn unlink_moved_sql(&self) -> String {
         moved_rows_sql(&format!("edw.{}", self.table), &self.temp_table(), "")
+    }
+
+    /// One-node form only, before [`Self::merge_sql`]: see [`moved_from_sql`]. $1 source.
+    pub fn log_moved_sql(&self) -> String {
+        moved_from_sql(&format!("edw.{}", self.table), &self.temp_table(), "")
     }
 
     /// One COPY text row for the temp table.
@@ -199,10 +205,13 @@ pub(super) fn moved_rows_sql(table: &str, temp: &str, extra: &str) -> String {
         "WITH m AS MATERIALIZED (
              SELECT m.*, k.person_id AS key_person
              FROM (SELECT rid, {cols} FROM {temp}) m
-             JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref)
-         DELETE FROM {table} t USING m
-         WHERE t.source = $1{by_type} AND t.source_id = ANY (ARRAY(SELECT rid FROM m))
-           AND t.source_id = m.rid {extra} AND t.person_id <> m.key_person",
+             JOIN edw.patient_key k ON k.source = $1 AND k.source_id = m.pref),
+         gone AS (
+             DELETE FROM {table} t USING m
+             WHERE t.source = $1{by_type} AND t.source_id = ANY (ARRAY(SELECT rid FROM m))
+               AND t.source_id = m.rid {extra} AND t.person_id <> m.key_person
+             RETURNING t.person_id)
+         INSERT INTO edw.resource_move (person_id) SELECT DISTINCT person_id FROM gone",
         cols = if extra.is_empty() {
             "pref"
         } else {
@@ -215,6 +224,22 @@ pub(super) fn moved_rows_sql(table: &str, temp: &str, extra: &str) -> String {
         } else {
             " AND t.resource_type = ANY (ARRAY(SELECT DISTINCT rtype FROM m))"
         }
+    )
+}
+
+/// One-node form, before the upsert that re-points them: the persons whose resources in the
+/// chunk ({temp}) are now sent about another patient record, logged in
+/// `edw.resource_move` for the incremental measure. $1 source. Each row is an index
+/// probe (`OFFSET 0` keeps the planner from a scan of the table per chunk).
+pub(super) fn moved_from_sql(table: &str, temp: &str, extra: &str) -> String {
+    format!(
+        "INSERT INTO edw.resource_move (person_id)
+         SELECT DISTINCT o.person_id FROM {temp} m
+         CROSS JOIN LATERAL (SELECT sp.person_id FROM {table} t
+                             JOIN edw.source_patient sp ON sp.id = t.source_patient_id
+                             WHERE t.source = $1 AND t.source_id = m.rid {extra}
+                               AND sp.source_id IS DISTINCT FROM m.pref AND sp.person_id IS NOT NULL
+                             OFFSET 0) o"
     )
 }
 
