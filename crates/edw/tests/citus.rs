@@ -1120,26 +1120,7 @@ fn the_api_serves_the_cluster_as_one_node() {
         assert_eq!((st, statuses(&body)), (st1, statuses(&body1)), "{body}");
     }
     // A workstation's audit chain: appended and its head read back.
-    let chain: Vec<access::audit::AuditRecord> = {
-        use access::audit::{AuditEntry, Outcome, GENESIS_HASH};
-        use access::role::{Action, Role};
-        let mut out: Vec<access::audit::AuditRecord> = Vec::new();
-        for seq in 1..=3i64 {
-            let prev = out
-                .last()
-                .map_or(GENESIS_HASH.to_string(), |r| r.hash.clone());
-            let e = AuditEntry::now(
-                "clinician",
-                Some(Role::Clinician),
-                None,
-                Action::ViewTimeline,
-                Outcome::Allowed,
-            )
-            .with_patients([p1.to_string()]);
-            out.push(e.seal(seq, &prev));
-        }
-        out
-    };
+    let chain = common::smart::audit_chain(3, &p1.to_string());
     for (srv, token, ws) in [(&on_cluster, &t1, &org1), (&on_one_node, &s1, &org1_single)] {
         let segment = protocol::audit::segment_bundle(ws, &chain).to_string();
         let (st, body) = srv.post_json("/api/audit", Some(token), &segment);

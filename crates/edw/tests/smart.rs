@@ -483,26 +483,7 @@ fn smart_backend_services_groups_rls_actions_and_audit() {
     assert_eq!(row.get::<_, i32>(4), 64);
 
     // Audit chain ingest.
-    let chain: Vec<access::audit::AuditRecord> = {
-        use access::audit::{AuditEntry, Outcome, GENESIS_HASH};
-        use access::role::{Action, Role};
-        let mut out: Vec<access::audit::AuditRecord> = Vec::new();
-        for seq in 1..=8i64 {
-            let prev = out
-                .last()
-                .map_or(GENESIS_HASH.to_string(), |r| r.hash.clone());
-            let e = AuditEntry::now(
-                "clinician",
-                Some(Role::Clinician),
-                None,
-                Action::ViewTimeline,
-                Outcome::Allowed,
-            )
-            .with_patients([p1.to_string()]);
-            out.push(e.seal(seq, &prev));
-        }
-        out
-    };
+    let chain = audit_chain(8, &p1.to_string());
     let seg = |recs: &[access::audit::AuditRecord]| {
         protocol::audit::segment_bundle(&es_id, recs).to_string()
     };

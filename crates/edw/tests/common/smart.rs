@@ -395,3 +395,26 @@ pub fn client_with_token(
     let token = srv.token(&id, &key, "system/*.rs");
     (id, key, token)
 }
+
+/// A workstation's audit chain of `n` sealed records (a clinician viewing `patient`'s
+/// timeline), from the genesis hash.
+pub fn audit_chain(n: i64, patient: &str) -> Vec<access::audit::AuditRecord> {
+    use access::audit::{AuditEntry, Outcome, GENESIS_HASH};
+    use access::role::{Action, Role};
+    let mut out: Vec<access::audit::AuditRecord> = Vec::new();
+    for seq in 1..=n {
+        let prev = out
+            .last()
+            .map_or(GENESIS_HASH.to_string(), |r| r.hash.clone());
+        let e = AuditEntry::now(
+            "clinician",
+            Some(Role::Clinician),
+            None,
+            Action::ViewTimeline,
+            Outcome::Allowed,
+        )
+        .with_patients([patient.to_string()]);
+        out.push(e.seal(seq, &prev));
+    }
+    out
+}
