@@ -143,6 +143,9 @@ fn write_steps(url: &str, population: &Population) -> Vec<(String, f64)> {
     });
     time("measure (full)", &mut |c| {
         edw::measure::run(c, &measures(), 2025).expect("measure");
+        for (name, s) in edw::measure::PHASES.iter().zip(edw::measure::profile()) {
+            eprintln!("citus_bench:   measure: {name} {s:.1} s");
+        }
     });
     time("etl (first run)", &mut |c| {
         edw::etl::run(c).expect("etl");

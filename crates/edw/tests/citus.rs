@@ -273,10 +273,37 @@ fn a_distributed_warehouse_answers_as_one_node() {
         quality.push(here);
     }
 
+    // The cluster's runs take the persons shard by shard (a chunk's statements then reach
+    // one or two shards): every person once, in the order of their shards.
+    let persons: Vec<i64> = c
+        .query("SELECT id FROM edw.person ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let ordered = edw::measure::shard_order(&mut c, &persons).unwrap();
+    let shards: Vec<i64> = ordered
+        .iter()
+        .map(|p| {
+            one(
+                &mut c,
+                &format!("SELECT get_shard_id_for_distribution_column('edw.source_patient', {p})"),
+            )
+        })
+        .collect();
+    assert!(shards.windows(2).all(|w| w[0] <= w[1]), "{shards:?}");
+    assert!(shards.first() < shards.last(), "persons on one shard only");
+    let mut again = ordered.clone();
+    again.sort_unstable();
+    assert_eq!(again, persons);
+
     // A full measure run on the distributed warehouse evaluates everyone again and finds
-    // what the single node found before it was distributed.
+    // what the single node found before it was distributed; in chunks of 7 persons, so
+    // that each statement runs many times (planned with each chunk's persons bound) and
+    // chunks straddle shards.
     let opts = edw::measure::Options {
         full: true,
+        chunk: 7,
         ..Default::default()
     };
     let rerun = edw::measure::run_with(&mut c, &measures_dir(), 2025, &opts).unwrap();
@@ -286,6 +313,11 @@ fn a_distributed_warehouse_answers_as_one_node() {
         (one_rerun.persons, one_rerun.results, one_rerun.open_gaps, 0)
     );
     assert_eq!(results(&mut c), before);
+    let mode: String = c.query_one("SHOW plan_cache_mode", &[]).unwrap().get(0);
+    assert_eq!(
+        mode, "auto",
+        "the run leaves the session's plan cache mode as it was"
+    );
 
     // A third worker joins while the quality queries run; the answers stay the same.
     cluster.add_worker().unwrap();
