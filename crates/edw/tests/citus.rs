@@ -282,14 +282,15 @@ fn a_distributed_warehouse_answers_as_one_node() {
         .map(|r| r.get(0))
         .collect();
     let ordered = edw::measure::shard_order(&mut c, &persons).unwrap();
-    let shards: Vec<i64> = ordered
+    let shards: Vec<i64> = c
+        .query(
+            "SELECT get_shard_id_for_distribution_column('edw.source_patient', u.p)
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS u(p, n) ORDER BY u.n",
+            &[&ordered],
+        )
+        .unwrap()
         .iter()
-        .map(|p| {
-            one(
-                &mut c,
-                &format!("SELECT get_shard_id_for_distribution_column('edw.source_patient', {p})"),
-            )
-        })
+        .map(|r| r.get(0))
         .collect();
     assert!(shards.windows(2).all(|w| w[0] <= w[1]), "{shards:?}");
     assert!(shards.first() < shards.last(), "persons on one shard only");
